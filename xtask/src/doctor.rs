@@ -1,0 +1,116 @@
+//! `cargo xtask doctor`: the prerequisites, checked and (on Debian as root) installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util::{has_program, run_cmd, section};
+
+/// One prerequisite: how to tell it is there, and the Debian package that provides it.
+struct Need {
+    what: &'static str,
+    why: &'static str,
+    present: fn() -> bool,
+    debian: &'static [&'static str],
+}
+
+fn needs() -> Vec<Need> {
+    vec![
+        Need {
+            what: "C++ compiler (c++)",
+            why: "builds RocksDB and libFuzzer",
+            present: || has_program("c++", "--version"),
+            debian: &["g++"],
+        },
+        Need {
+            what: "libclang",
+            why: "bindgen, for librocksdb-sys",
+            present: has_libclang,
+            debian: &["clang", "libclang-dev"],
+        },
+        Need {
+            what: "protoc",
+            why: "the wire-format oracle tests",
+            present: || has_program("protoc", "--version"),
+            debian: &["protobuf-compiler"],
+        },
+    ]
+}
+
+fn has_libclang() -> bool {
+    if let Ok(dir) = std::env::var("LIBCLANG_PATH")
+        && Path::new(&dir).is_dir()
+    {
+        return true;
+    }
+    ["/usr/lib", "/usr/lib64", "/usr/local/lib"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // /usr/lib/llvm-NN/lib/libclang*.so or /usr/lib/<triple>/libclang*.so
+            let dirs = [path.join("lib"), path.clone()];
+            name.starts_with("llvm-") && has_libclang_in(&dirs[0])
+                || path.is_dir() && has_libclang_in(&dirs[1])
+        })
+}
+
+fn has_libclang_in(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("libclang") && n.contains(".so") && !n.starts_with("libclang-cpp")
+        })
+    })
+}
+
+fn is_debian_root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && Path::new("/etc/debian_version").exists() && has_program("apt-get", "--version")
+}
+
+/// Checks every prerequisite; installs the missing ones on Debian as root.
+pub fn run() -> Result<()> {
+    section("doctor");
+    let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        println!("doctor: all prerequisites present (c++, libclang, protoc)");
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing
+        .iter()
+        .flat_map(|n| n.debian.iter().copied())
+        .collect();
+    for n in &missing {
+        println!("doctor: missing {} ({})", n.what, n.why);
+    }
+    let install = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if !is_debian_root() {
+        bail!("prerequisites missing; install them with:\n    sudo sh -c '{install}'");
+    }
+    println!("doctor: installing {}", packages.join(" "));
+    run_cmd("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&packages);
+    run_cmd("apt-get", &args)?;
+    let still: Vec<&str> = needs()
+        .into_iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.what)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after install: {}", still.join(", "));
+    }
+    println!("doctor: installed; all prerequisites present");
+    Ok(())
+}

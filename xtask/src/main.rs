@@ -1,0 +1,130 @@
+//! batchkv's task runner. `cargo xtask` with no arguments prints the help.
+//!
+//! Every cargo invocation goes through `$CARGO` and one profile (`release`): RocksDB's C++ is
+//! then compiled once for tests, clippy and benches alike.
+
+mod bench;
+mod doctor;
+mod fuzz;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use crate::util::{Cargo, TestTally};
+
+const HELP: &str = "\
+cargo xtask: batchkv's tasks
+
+USAGE:
+    cargo xtask <TASK> [OPTIONS]
+
+TASKS:
+    test                     the whole test suite (doctor first); the README's test command
+    bench [--quick] [FILTER] run the benchmarks, write target/batchkv-report/ (report.md, CSV)
+    fuzz TARGET [--time SECS] run a cargo-fuzz target (installs cargo-fuzz if needed; default 60 s)
+    fuzz --list              list the fuzz targets
+    ci                       fmt check, clippy -D warnings, test, bench --quick, each fuzz target briefly
+    doctor                   check the prerequisites; on Debian as root, install what is missing
+
+ENVIRONMENT:
+    CARGO_TARGET_DIR         where cargo builds (CI keeps it outside the checkout)
+    BATCHKV_FUZZ_SECS        seconds per fuzz target in `ci` (default 20)
+";
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    let Some((task, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match task.as_str() {
+        "test" => {
+            no_args("test", &rest)?;
+            doctor::run()?;
+            let tally = test()?;
+            println!("{}", tally.closing_line());
+            Ok(())
+        }
+        "bench" => {
+            let opts = bench::Options::parse(&rest)?;
+            doctor::run()?;
+            bench::run(&opts)
+        }
+        "fuzz" => fuzz::run(&rest),
+        "ci" => {
+            no_args("ci", &rest)?;
+            ci()
+        }
+        "doctor" => {
+            no_args("doctor", &rest)?;
+            doctor::run()
+        }
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{HELP}"),
+    }
+}
+
+fn no_args(task: &str, rest: &[&str]) -> Result<()> {
+    if let Some(arg) = rest.first() {
+        bail!("`cargo xtask {task}` takes no argument, got `{arg}`");
+    }
+    Ok(())
+}
+
+/// Runs every test of the workspace (unit, integration, doc) in the shared profile.
+fn test() -> Result<TestTally> {
+    util::section("test");
+    Cargo::new("test")
+        .args(["--workspace", "--release", "--locked"])
+        .run_counting_tests()
+}
+
+fn ci() -> Result<()> {
+    doctor::run()?;
+    util::section("fmt");
+    Cargo::new("fmt").args(["--all", "--check"]).run()?;
+    util::section("clippy");
+    Cargo::new("clippy")
+        .args([
+            "--workspace",
+            "--all-targets",
+            "--release",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run()?;
+    let tally = test()?;
+    bench::run(&bench::Options {
+        quick: true,
+        filter: None,
+    })?;
+    let secs: u64 = match std::env::var("BATCHKV_FUZZ_SECS") {
+        Ok(s) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("BATCHKV_FUZZ_SECS is not a number of seconds: {s:?}"))?,
+        Err(_) => 20,
+    };
+    for target in fuzz::targets()? {
+        fuzz::run_target(&target, secs)?;
+    }
+    util::section("ci passed");
+    println!("{}", tally.closing_line());
+    Ok(())
+}

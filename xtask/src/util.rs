@@ -1,0 +1,205 @@
+//! Running cargo and other commands.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (the parent of this crate's directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Prints a visible section header.
+pub fn section(name: &str) {
+    println!("\n==> {name}");
+}
+
+/// Cargo's target directory, as cargo itself resolves it.
+pub fn target_dir() -> Result<PathBuf> {
+    let out = Command::new(cargo_bin())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parse cargo metadata")?;
+    let dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+pub fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// A cargo invocation in the workspace root.
+pub struct Cargo {
+    cmd: Command,
+    desc: String,
+}
+
+impl Cargo {
+    pub fn new(sub: &str) -> Self {
+        let mut cmd = Command::new(cargo_bin());
+        cmd.arg(sub).current_dir(root());
+        Cargo {
+            cmd,
+            desc: format!("cargo {sub}"),
+        }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in args {
+            self.desc.push(' ');
+            self.desc.push_str(&a.as_ref().to_string_lossy());
+            self.cmd.arg(a);
+        }
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn run(mut self) -> Result<()> {
+        println!("$ {}", self.desc);
+        let status = self
+            .cmd
+            .status()
+            .with_context(|| format!("start `{}`", self.desc))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", self.desc);
+        }
+        Ok(())
+    }
+
+    /// Runs, streaming stdout through, and adds up cargo test's `test result:` lines.
+    pub fn run_counting_tests(mut self) -> Result<TestTally> {
+        println!("$ {}", self.desc);
+        let mut child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start `{}`", self.desc))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut tally = TestTally::default();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("read test output")?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+        let status = child.wait().context("wait for cargo test")?;
+        if !status.success() {
+            bail!(
+                "`{}` failed ({status}); {} passed, {} failed",
+                self.desc,
+                tally.passed,
+                tally.failed
+            );
+        }
+        if tally.passed == 0 {
+            bail!("`{}` ran no test", self.desc);
+        }
+        Ok(tally)
+    }
+}
+
+/// Totals over cargo test's `test result:` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TestTally {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl TestTally {
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
+    /// The plain closing line CI reads: `tests: N passed, N failed`.
+    pub fn closing_line(&self) -> String {
+        format!("tests: {} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+/// Runs a non-cargo command, failing on a non-zero exit.
+pub fn run_cmd(program: &str, args: &[&str]) -> Result<()> {
+    println!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Whether `program` runs (found on PATH and answers `arg`).
+pub fn has_program(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestTally;
+
+    #[test]
+    fn tally_adds_up_test_result_lines() {
+        let mut t = TestTally::default();
+        for line in [
+            "running 3 tests",
+            "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.40s",
+            "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s",
+            "test something ... ok",
+        ] {
+            t.add_line(line);
+        }
+        assert_eq!(
+            t,
+            TestTally {
+                passed: 5,
+                failed: 1,
+                ignored: 1
+            }
+        );
+        assert_eq!(t.closing_line(), "tests: 5 passed, 1 failed");
+    }
+}
