@@ -90,6 +90,23 @@ fn decode(c: &mut Criterion) {
         g.bench_function("prost_direct", |b| {
             b.iter(|| wire::Entry::decode(black_box(&bytes[..])).expect("decodes"))
         });
+        // prost, then the same checked conversion into domain ops: what the fallback API yields,
+        // without the fallback chain (classification, envelope framing, op-count scan).
+        g.bench_function("prost_then_convert", |b| {
+            b.iter(|| {
+                let entry = wire::Entry::decode(black_box(&bytes[..])).expect("decodes");
+                let wire_ops = match entry.payload.expect("payload") {
+                    wire::entry::Payload::Single(op) => vec![op],
+                    wire::entry::Payload::Batch(batch) => batch.operations,
+                    wire::entry::Payload::Lz4Batch(_) => unreachable!("not compressed"),
+                };
+                wire_ops
+                    .into_iter()
+                    .map(Op::try_from)
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("valid ops")
+            })
+        });
         g.finish();
     }
 }

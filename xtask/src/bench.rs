@@ -56,6 +56,11 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "codec/decode/1000/prost_direct",
     ),
     (
+        "codec decode, 1000 ops: fallback API / prost + the same conversion (the chain's own cost)",
+        "codec/decode/1000/fallback",
+        "codec/decode/1000/prost_then_convert",
+    ),
+    (
         "codec encode, 1000 compressible ops: lz4 / none",
         "codec/lz4/compressible/encode_lz4",
         "codec/lz4/compressible/encode_none",

@@ -95,6 +95,7 @@ fn test() -> Result<TestTally> {
 }
 
 fn ci() -> Result<()> {
+    let started = std::time::Instant::now();
     doctor::run()?;
     util::section("fmt");
     Cargo::new("fmt").args(["--all", "--check"]).run()?;
@@ -124,7 +125,7 @@ fn ci() -> Result<()> {
     for target in fuzz::targets()? {
         fuzz::run_target(&target, secs)?;
     }
-    util::section("ci passed");
+    util::section(&format!("ci passed in {} s", started.elapsed().as_secs()));
     println!("{}", tally.closing_line());
     Ok(())
 }

@@ -160,6 +160,16 @@ pub(crate) fn op_from_wire(w: wire::Operation) -> Result<Op, InvalidOp> {
     Ok(op)
 }
 
+impl TryFrom<wire::Operation> for Op {
+    type Error = InvalidOp;
+
+    /// Checks a raw protobuf operation (structure, then [`Op::validate`]) and converts it, for
+    /// tools that decode the wire messages themselves. The decoder uses the same conversion.
+    fn try_from(w: wire::Operation) -> Result<Op, InvalidOp> {
+        op_from_wire(w)
+    }
+}
+
 /// Structural conversion only; [`Op::validate`] runs once, at the top, on the whole tree.
 fn op_from_wire_unchecked(w: wire::Operation) -> Result<Op, InvalidOp> {
     let Some(request) = w.request else {
