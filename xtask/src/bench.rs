@@ -100,6 +100,11 @@ impl Result1 {
 pub fn run(opts: &Options) -> Result<()> {
     section(if opts.quick { "bench --quick" } else { "bench" });
     let report_dir = root().join("target/batchkv-report");
+    // A fresh report: nothing from an earlier run (or another filter) may leak into this one.
+    if report_dir.exists() {
+        std::fs::remove_dir_all(&report_dir)
+            .with_context(|| format!("clear {}", report_dir.display()))?;
+    }
     std::fs::create_dir_all(&report_dir)
         .with_context(|| format!("create {}", report_dir.display()))?;
     let started = SystemTime::now();
@@ -136,21 +141,24 @@ pub fn run(opts: &Options) -> Result<()> {
         ])
         .args(&criterion_args)
         .env("BATCHKV_REPORT_DIR", &report_dir)
+        .env("BATCHKV_BENCH_QUICK", if opts.quick { "1" } else { "" })
         .run()?;
 
     let criterion_dir = target_dir()?.join("criterion");
     let mut results = collect(&criterion_dir, started)?;
     results.sort_by(|a, b| a.id.cmp(&b.id));
-    if results.is_empty() {
+    let sections = sections(&report_dir)?;
+    if results.is_empty() && sections.is_empty() {
         bail!(
             "no benchmark results of this run under {} (does the filter match anything?)",
             criterion_dir.display()
         );
     }
-    write_report(&report_dir, &results, opts)?;
+    write_report(&report_dir, &results, &sections, opts)?;
     println!(
-        "bench: {} benchmarks; report in {}",
+        "bench: {} criterion benchmarks, {} harness sections; report in {}",
         results.len(),
+        sections.len(),
         report_dir.join("report.md").display()
     );
     Ok(())
@@ -248,7 +256,27 @@ fn opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.3}")).unwrap_or_default()
 }
 
-fn write_report(dir: &Path, results: &[Result1], opts: &Options) -> Result<()> {
+/// Report sections written by custom harnesses (`<name>.md` in the report directory).
+fn sections(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") && name != "report.md" {
+            let text = std::fs::read_to_string(e.path())
+                .with_context(|| format!("read {}", e.path().display()))?;
+            out.push((name, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn write_report(
+    dir: &Path,
+    results: &[Result1],
+    sections: &[(String, String)],
+    opts: &Options,
+) -> Result<()> {
     let find = |id: &str| results.iter().find(|r| r.id == id);
 
     let mut csv =
@@ -309,11 +337,19 @@ fn write_report(dir: &Path, results: &[Result1], opts: &Options) -> Result<()> {
     }
     write(dir.join("ratios.csv"), &ratio_csv)?;
 
-    writeln!(md, "## All benchmarks\n")?;
-    writeln!(
-        md,
-        "| benchmark | mean | ± std dev | ops/s | MB/s |\n|---|---:|---:|---:|---:|"
-    )?;
+    for (_, text) in sections {
+        md.push_str(text);
+        md.push('\n');
+    }
+    if !results.is_empty() {
+        writeln!(md, "## Criterion benchmarks\n")?;
+    }
+    if !results.is_empty() {
+        writeln!(
+            md,
+            "| benchmark | mean | ± std dev | ops/s | MB/s |\n|---|---:|---:|---:|---:|"
+        )?;
+    }
     for r in results {
         writeln!(
             md,

@@ -1,0 +1,813 @@
+//! The group-commit batcher: producers submit, one worker flushes batches to a sink.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::config::{BatchConfig, WaitPolicy};
+use crate::error::{BatchError, ConfigError, SubmitError};
+use crate::policy::{Linger, Policy};
+
+/// Something that can be batched: it reports its size, for the `max_bytes` limit.
+pub trait BatchItem: Send + 'static {
+    /// Size in bytes as the batch limit counts it (for example, the encoded size).
+    fn size_bytes(&self) -> usize;
+}
+
+impl BatchItem for Vec<u8> {
+    fn size_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BatchItem for String {
+    fn size_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BatchItem for Box<[u8]> {
+    fn size_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+macro_rules! fixed_size_items {
+    ($($t:ty),*) => {$(
+        impl BatchItem for $t {
+            fn size_bytes(&self) -> usize {
+                std::mem::size_of::<$t>()
+            }
+        }
+    )*};
+}
+fixed_size_items!(u8, u16, u32, u64, u128, usize, i32, i64);
+
+/// Where batches go. It answers one result per item, in order, or one error for the whole batch.
+///
+/// Closures `FnMut(Vec<T>) -> Result<Vec<Result<O, E>>, E>` are sinks.
+pub trait Sink<T>: Send + 'static {
+    /// What a successful item is answered with.
+    type Output: Send + 'static;
+    /// What a failed item or batch is answered with.
+    type Error: Send + Sync + 'static;
+
+    /// Writes one batch.
+    ///
+    /// # Errors
+    /// `Err` fails every item of the batch with the same error. A panic fails every item with
+    /// [`BatchError::SinkPanicked`]; the batcher keeps serving with the same sink.
+    #[allow(clippy::type_complexity)]
+    fn flush(
+        &mut self,
+        batch: Vec<T>,
+    ) -> Result<Vec<Result<Self::Output, Self::Error>>, Self::Error>;
+}
+
+impl<T, O, E, F> Sink<T> for F
+where
+    F: FnMut(Vec<T>) -> Result<Vec<Result<O, E>>, E> + Send + 'static,
+    O: Send + 'static,
+    E: Send + Sync + 'static,
+{
+    type Output = O;
+    type Error = E;
+
+    fn flush(&mut self, batch: Vec<T>) -> Result<Vec<Result<O, E>>, E> {
+        self(batch)
+    }
+}
+
+/// Why a batch was flushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlushTrigger {
+    /// It reached `max_ops`.
+    Size,
+    /// It reached `max_bytes` (or the next item would pass it).
+    Bytes,
+    /// The linger ran out.
+    Timeout,
+    /// The adaptive policy's expected batch size was reached while lingering.
+    Target,
+    /// The queue was drained and the policy chose not to linger.
+    Idle,
+    /// The batcher is shutting down (graceful): flushed without lingering.
+    Shutdown,
+}
+
+impl FlushTrigger {
+    /// Every trigger, in the order of [`Stats::by_trigger`].
+    pub const ALL: [FlushTrigger; 6] = [
+        FlushTrigger::Size,
+        FlushTrigger::Bytes,
+        FlushTrigger::Timeout,
+        FlushTrigger::Target,
+        FlushTrigger::Idle,
+        FlushTrigger::Shutdown,
+    ];
+
+    /// Lowercase name, for labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushTrigger::Size => "size",
+            FlushTrigger::Bytes => "bytes",
+            FlushTrigger::Timeout => "timeout",
+            FlushTrigger::Target => "target",
+            FlushTrigger::Idle => "idle",
+            FlushTrigger::Shutdown => "shutdown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a flush ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// The sink answered every item; `failed` of them with an error.
+    Answered {
+        /// Items answered with an error.
+        failed: usize,
+    },
+    /// The sink failed the whole batch.
+    BatchFailed,
+    /// The sink panicked.
+    Panicked,
+    /// The sink answered the wrong number of results.
+    ContractBroken,
+}
+
+/// What one flush did, for observers (metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushInfo {
+    /// Items in the batch.
+    pub items: usize,
+    /// Bytes in the batch, as the items report them.
+    pub bytes: usize,
+    /// How long the oldest item waited in the batcher before the sink got it.
+    pub waited: Duration,
+    /// The linger the policy chose for this batch (zero if it flushed without lingering).
+    pub linger: Duration,
+    /// Why it was flushed.
+    pub trigger: FlushTrigger,
+    /// How long the sink took.
+    pub sink_time: Duration,
+    /// Items left in the queue when the flush started.
+    pub queue_depth: usize,
+    /// How it ended.
+    pub outcome: FlushOutcome,
+}
+
+/// Receives every flush; implemented by `batchkv-metrics`, or by a closure.
+///
+/// Called on the worker thread after the batch's submitters are answered: keep it cheap. A
+/// panicking observer is ignored.
+pub trait FlushObserver: Send + Sync + 'static {
+    /// One flush happened.
+    fn on_flush(&self, info: &FlushInfo);
+}
+
+impl<F: Fn(&FlushInfo) + Send + Sync + 'static> FlushObserver for F {
+    fn on_flush(&self, info: &FlushInfo) {
+        self(info)
+    }
+}
+
+/// How [`Batcher::shutdown`] treats what is queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Refuse new items, flush everything queued (without lingering), then stop.
+    Graceful,
+    /// Refuse new items, answer everything queued and not yet handed to the sink with
+    /// [`BatchError::Closed`], let a flush in progress finish, then stop.
+    Abort,
+}
+
+/// A snapshot of the batcher's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Items accepted by `submit`, `try_submit` and `submit_many`.
+    pub submitted: u64,
+    /// Batches handed to the sink.
+    pub batches: u64,
+    /// Items handed to the sink.
+    pub items: u64,
+    /// Bytes handed to the sink.
+    pub bytes: u64,
+    /// Batches per trigger, in the order of [`FlushTrigger::ALL`].
+    pub by_trigger: [u64; 6],
+    /// Items the sink answered with an error.
+    pub item_errors: u64,
+    /// Batches the sink failed whole.
+    pub batch_errors: u64,
+    /// Batches during which the sink panicked.
+    pub panics: u64,
+    /// Items answered `Closed` by an abort.
+    pub closed: u64,
+    /// The linger the policy would choose for a lone item now.
+    pub current_linger: Duration,
+    /// Items waiting in the queue.
+    pub queue_depth: usize,
+}
+
+/// What a submitter is finally told.
+type Answer<O, E> = Result<O, BatchError<E>>;
+type Reply<O, E> = Sender<Answer<O, E>>;
+
+struct Envelope<T, O, E> {
+    item: T,
+    size: usize,
+    enqueued: Instant,
+    reply: Reply<O, E>,
+}
+
+/// A submitted item's answer, to block on.
+#[derive(Debug)]
+#[must_use = "an item's answer is only known by waiting on its ticket"]
+pub struct Ticket<O, E> {
+    rx: Receiver<Answer<O, E>>,
+}
+
+impl<O, E> Ticket<O, E> {
+    /// Blocks until the item is answered.
+    ///
+    /// # Errors
+    /// The item's [`BatchError`].
+    pub fn wait(self) -> Result<O, BatchError<E>> {
+        // The worker answers every item it receives; a closed channel without an answer would
+        // mean the worker died, which is reported as `Closed`.
+        self.rx.recv().unwrap_or(Err(BatchError::Closed))
+    }
+
+    /// Blocks up to `timeout`; gives the ticket back if the answer has not come.
+    ///
+    /// # Errors
+    /// `Err(self)` on timeout; the inner result is the item's answer.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Answer<O, E>, Self> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(answer) => Ok(answer),
+            Err(RecvTimeoutError::Timeout) => Err(self),
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(BatchError::Closed)),
+        }
+    }
+
+    fn answered(answer: Answer<O, E>) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        tx.send(answer).expect("the receiver is alive");
+        Ticket { rx }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    batches: AtomicU64,
+    items: AtomicU64,
+    bytes: AtomicU64,
+    by_trigger: [AtomicU64; 6],
+    item_errors: AtomicU64,
+    batch_errors: AtomicU64,
+    panics: AtomicU64,
+    closed: AtomicU64,
+    linger_ns: AtomicU64,
+}
+
+struct Inner<T, O, E> {
+    /// `None` once shut down. Senders hold the read lock while sending, so once the write lock
+    /// has taken the sender, no item can enter the queue: the worker answers everything in it.
+    tx: RwLock<Option<Sender<Envelope<T, O, E>>>>,
+    counters: Arc<Counters>,
+    abort: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<T, O, E> Inner<T, O, E> {
+    fn shutdown(&self, mode: Shutdown) {
+        if mode == Shutdown::Abort {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+        self.closing.store(true, Ordering::SeqCst);
+        drop(
+            self.tx
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        // Held while joining, so a second caller returns only once the worker is gone too.
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handle) = worker.take() {
+            // The worker catches the sink's and the observer's panics; a join error would be a
+            // bug in the batcher itself, and there is nothing left to answer either way.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<T, O, E> Drop for Inner<T, O, E> {
+    fn drop(&mut self) {
+        self.shutdown(Shutdown::Graceful);
+    }
+}
+
+/// The group-commit batcher. Cheap to clone; every clone submits to the same worker.
+///
+/// Dropping the last clone shuts it down gracefully. Do not drop or shut it down from inside
+/// the sink: the worker would wait for itself.
+///
+/// # Examples
+/// ```
+/// use batchkv_batcher::{BatchConfig, Batcher};
+///
+/// // A sink that "writes" a batch and answers each item with its batch's size.
+/// let sink = |batch: Vec<u64>| -> Result<Vec<Result<usize, String>>, String> {
+///     let n = batch.len();
+///     Ok(batch.iter().map(|_| Ok(n)).collect())
+/// };
+/// let batcher = Batcher::start(sink, BatchConfig::default())?;
+/// let tickets: Vec<_> = (0..10u64).map(|i| batcher.submit(i).expect("open")).collect();
+/// for t in tickets {
+///     assert!(t.wait().expect("written") >= 1);
+/// }
+/// # Ok::<(), batchkv_batcher::ConfigError>(())
+/// ```
+pub struct Batcher<T, O, E> {
+    inner: Arc<Inner<T, O, E>>,
+}
+
+impl<T, O, E> Clone for Batcher<T, O, E> {
+    fn clone(&self) -> Self {
+        Batcher {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T, O, E> std::fmt::Debug for Batcher<T, O, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+impl<T, O, E> Batcher<T, O, E>
+where
+    T: BatchItem,
+    O: Send + 'static,
+    E: Send + Sync + 'static,
+{
+    /// Starts the worker thread with `sink`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid `config`.
+    pub fn start<S>(sink: S, config: BatchConfig) -> Result<Self, ConfigError>
+    where
+        S: Sink<T, Output = O, Error = E>,
+    {
+        Self::start_observed(sink, config, None)
+    }
+
+    /// Starts the worker with an observer that sees every flush.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid `config`.
+    pub fn start_observed<S>(
+        sink: S,
+        config: BatchConfig,
+        observer: Option<Arc<dyn FlushObserver>>,
+    ) -> Result<Self, ConfigError>
+    where
+        S: Sink<T, Output = O, Error = E>,
+    {
+        config.validate()?;
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let counters = Arc::new(Counters::default());
+        let abort = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
+        let max_ops = if config.enabled { config.max_ops } else { 1 };
+        let worker = Worker {
+            rx,
+            sink,
+            policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
+            max_ops,
+            max_bytes: config.max_bytes,
+            enabled: config.enabled,
+            counters: Arc::clone(&counters),
+            abort: Arc::clone(&abort),
+            closing: Arc::clone(&closing),
+            observer,
+        };
+        let handle = std::thread::Builder::new()
+            .name("batchkv-batcher".to_owned())
+            .spawn(move || worker.run())
+            .map_err(|e| ConfigError::invalid("worker thread", format!("cannot spawn: {e}")))?;
+        Ok(Batcher {
+            inner: Arc::new(Inner {
+                tx: RwLock::new(Some(tx)),
+                counters,
+                abort,
+                closing,
+                worker: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    fn envelope(item: T) -> (Envelope<T, O, E>, Ticket<O, E>) {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        let env = Envelope {
+            size: item.size_bytes(),
+            item,
+            enqueued: Instant::now(),
+            reply,
+        };
+        (env, Ticket { rx })
+    }
+
+    /// Queues `item`, blocking while the queue is full.
+    ///
+    /// # Errors
+    /// [`SubmitError::Closed`] with the item, once the batcher is shut down.
+    pub fn submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(tx) = tx.as_ref() else {
+            return Err(SubmitError::Closed(item));
+        };
+        let (env, ticket) = Self::envelope(item);
+        match tx.send(env) {
+            Ok(()) => {
+                self.inner
+                    .counters
+                    .submitted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(ticket)
+            }
+            Err(e) => Err(SubmitError::Closed(e.into_inner().item)),
+        }
+    }
+
+    /// Queues `item` if there is room.
+    ///
+    /// # Errors
+    /// [`SubmitError::Full`] when the queue is full, [`SubmitError::Closed`] once shut down;
+    /// both hand the item back.
+    pub fn try_submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(tx) = tx.as_ref() else {
+            return Err(SubmitError::Closed(item));
+        };
+        let (env, ticket) = Self::envelope(item);
+        match tx.try_send(env) {
+            Ok(()) => {
+                self.inner
+                    .counters
+                    .submitted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(ticket)
+            }
+            Err(TrySendError::Full(env)) => Err(SubmitError::Full(env.item)),
+            Err(TrySendError::Disconnected(env)) => Err(SubmitError::Closed(env.item)),
+        }
+    }
+
+    /// Queues every item in order, blocking while the queue is full, and returns one ticket per
+    /// item. Items refused because the batcher is shut down get a ticket already answered
+    /// [`BatchError::Closed`], so every item still gets exactly one answer.
+    pub fn submit_many<I: IntoIterator<Item = T>>(&self, items: I) -> Vec<Ticket<O, E>> {
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        items
+            .into_iter()
+            .map(|item| {
+                let Some(tx) = tx.as_ref() else {
+                    return Ticket::answered(Err(BatchError::Closed));
+                };
+                let (env, ticket) = Self::envelope(item);
+                match tx.send(env) {
+                    Ok(()) => {
+                        self.inner
+                            .counters
+                            .submitted
+                            .fetch_add(1, Ordering::Relaxed);
+                        ticket
+                    }
+                    Err(_) => Ticket::answered(Err(BatchError::Closed)),
+                }
+            })
+            .collect()
+    }
+
+    /// A snapshot of the counters; cheap (atomic loads).
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let queue_depth = self
+            .inner
+            .tx
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, Sender::len);
+        Stats {
+            submitted: load(&c.submitted),
+            batches: load(&c.batches),
+            items: load(&c.items),
+            bytes: load(&c.bytes),
+            by_trigger: std::array::from_fn(|i| load(&c.by_trigger[i])),
+            item_errors: load(&c.item_errors),
+            batch_errors: load(&c.batch_errors),
+            panics: load(&c.panics),
+            closed: load(&c.closed),
+            current_linger: Duration::from_nanos(load(&c.linger_ns)),
+            queue_depth,
+        }
+    }
+
+    /// Stops accepting items and stops the worker, treating queued items as `mode` says.
+    /// Returns once the worker has stopped and every accepted item has been answered.
+    pub fn shutdown(&self, mode: Shutdown) {
+        self.inner.shutdown(mode);
+    }
+
+    /// Whether the batcher still accepts items.
+    pub fn is_open(&self) -> bool {
+        !self.inner.closing.load(Ordering::SeqCst)
+    }
+}
+
+/// A batch being collected: items for the sink, and the replies kept back from it.
+struct Pending<T, O, E> {
+    items: Vec<T>,
+    replies: Vec<Reply<O, E>>,
+    bytes: usize,
+    oldest: Option<Instant>,
+}
+
+impl<T, O, E> Pending<T, O, E> {
+    fn new() -> Self {
+        Pending {
+            items: Vec::new(),
+            replies: Vec::new(),
+            bytes: 0,
+            oldest: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+struct Worker<T, S: Sink<T>> {
+    rx: Receiver<Envelope<T, S::Output, S::Error>>,
+    sink: S,
+    policy: Policy,
+    max_ops: usize,
+    max_bytes: usize,
+    enabled: bool,
+    counters: Arc<Counters>,
+    abort: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
+    observer: Option<Arc<dyn FlushObserver>>,
+}
+
+type EnvelopeOf<T, S> = Envelope<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type PendingOf<T, S> = Pending<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type AnswersOf<T, S> = Vec<Answer<<S as Sink<T>>::Output, <S as Sink<T>>::Error>>;
+
+impl<T, S: Sink<T>> Worker<T, S> {
+    fn run(mut self) {
+        let mut carry: Option<EnvelopeOf<T, S>> = None;
+        loop {
+            let first = match carry.take() {
+                Some(env) => env,
+                // Disconnected: every sender is gone and the queue is empty; all answered.
+                None => match self.rx.recv() {
+                    Ok(env) => env,
+                    Err(_) => return,
+                },
+            };
+            let mut batch = Pending::new();
+            let mut trigger = self.add(&mut batch, first, &mut carry);
+            if trigger.is_none() {
+                trigger = self.fill(&mut batch, &mut carry);
+            }
+            let mut linger = Duration::ZERO;
+            let trigger = match trigger {
+                Some(t) => t,
+                None if self.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
+                None => {
+                    let decision = if self.enabled {
+                        self.policy.decide(batch.len(), Instant::now())
+                    } else {
+                        Linger {
+                            wait: Duration::ZERO,
+                            target: 1,
+                        }
+                    };
+                    linger = decision.wait;
+                    if decision.wait.is_zero() || batch.len() >= decision.target {
+                        FlushTrigger::Idle
+                    } else {
+                        self.linger(&mut batch, &mut carry, decision)
+                    }
+                }
+            };
+            if self.abort.load(Ordering::SeqCst) {
+                self.answer_closed(batch.replies);
+                if let Some(env) = carry.take() {
+                    self.answer_closed(vec![env.reply]);
+                }
+                continue;
+            }
+            self.flush(batch, trigger, linger);
+            self.counters
+                .linger_ns
+                .store(self.policy.current().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `env` to the batch; returns the trigger if the batch is now full. An item that would
+    /// push a non-empty batch past `max_bytes` is carried over to the next batch instead.
+    fn add(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        env: EnvelopeOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        if batch.len() > 0 && batch.bytes.saturating_add(env.size) > self.max_bytes {
+            *carry = Some(env);
+            return Some(FlushTrigger::Bytes);
+        }
+        batch.bytes = batch.bytes.saturating_add(env.size);
+        batch.oldest.get_or_insert(env.enqueued);
+        batch.items.push(env.item);
+        batch.replies.push(env.reply);
+        if batch.len() >= self.max_ops {
+            Some(FlushTrigger::Size)
+        } else if batch.bytes >= self.max_bytes {
+            Some(FlushTrigger::Bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Natural batching: takes what is already queued, up to the limits, without waiting.
+    fn fill(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        while let Ok(env) = self.rx.try_recv() {
+            if let Some(t) = self.add(batch, env, carry) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Waits for more items until the deadline, the policy's target, or a limit.
+    fn linger(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+        decision: Linger,
+    ) -> FlushTrigger {
+        let deadline = Instant::now() + decision.wait;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(env) => {
+                    if let Some(t) = self.add(batch, env, carry) {
+                        return t;
+                    }
+                    if batch.len() >= decision.target {
+                        return FlushTrigger::Target;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return FlushTrigger::Timeout,
+                Err(RecvTimeoutError::Disconnected) => return FlushTrigger::Shutdown,
+            }
+        }
+    }
+
+    fn answer_closed(&self, replies: Vec<Reply<S::Output, S::Error>>) {
+        self.counters
+            .closed
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        for reply in replies {
+            // A submitter that dropped its ticket does not want the answer.
+            let _ = reply.send(Err(BatchError::Closed));
+        }
+    }
+
+    fn flush(&mut self, batch: PendingOf<T, S>, trigger: FlushTrigger, linger: Duration) {
+        let Pending {
+            items,
+            replies,
+            bytes,
+            oldest,
+        } = batch;
+        let n = items.len();
+        let queue_depth = self.rx.len();
+        let start = Instant::now();
+        let waited = oldest.map_or(Duration::ZERO, |t| start.saturating_duration_since(t));
+        let result = catch_unwind(AssertUnwindSafe(|| self.sink.flush(items)));
+        let sink_time = start.elapsed();
+        let queued_meanwhile = self.rx.len();
+        // Answers are built first and the counters updated before anyone is answered, so a
+        // submitter that sees its answer also sees it in `stats()`.
+        let (outcome, answers): (FlushOutcome, AnswersOf<T, S>) = match result {
+            Ok(Ok(results)) if results.len() == n => {
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                let answers = results
+                    .into_iter()
+                    .map(|r| r.map_err(BatchError::Item))
+                    .collect();
+                (FlushOutcome::Answered { failed }, answers)
+            }
+            Ok(Ok(results)) => {
+                let got = results.len();
+                let answers = (0..n)
+                    .map(|_| {
+                        Err(BatchError::SinkContract {
+                            items: n,
+                            results: got,
+                        })
+                    })
+                    .collect();
+                (FlushOutcome::ContractBroken, answers)
+            }
+            Ok(Err(e)) => {
+                let e = Arc::new(e);
+                let answers = (0..n)
+                    .map(|_| Err(BatchError::Batch(Arc::clone(&e))))
+                    .collect();
+                (FlushOutcome::BatchFailed, answers)
+            }
+            Err(panic) => {
+                let msg: Arc<str> = panic_message(panic.as_ref()).into();
+                let answers = (0..n)
+                    .map(|_| Err(BatchError::SinkPanicked(Arc::clone(&msg))))
+                    .collect();
+                (FlushOutcome::Panicked, answers)
+            }
+        };
+        let c = &self.counters;
+        match outcome {
+            FlushOutcome::Answered { failed } => {
+                c.item_errors.fetch_add(failed as u64, Ordering::Relaxed);
+            }
+            FlushOutcome::BatchFailed | FlushOutcome::ContractBroken => {
+                c.batch_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            FlushOutcome::Panicked => {
+                c.panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.items.fetch_add(n as u64, Ordering::Relaxed);
+        c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        c.by_trigger[trigger.index()].fetch_add(1, Ordering::Relaxed);
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            // A submitter that dropped its ticket does not want the answer.
+            let _ = reply.send(answer);
+        }
+        self.policy.record(n, start, sink_time, queued_meanwhile);
+        if let Some(observer) = &self.observer {
+            let info = FlushInfo {
+                items: n,
+                bytes,
+                waited,
+                linger,
+                trigger,
+                sink_time,
+                queue_depth,
+                outcome,
+            };
+            // An observer's panic must not stop the worker: every queued item still needs its
+            // answer.
+            let _ = catch_unwind(AssertUnwindSafe(|| observer.on_flush(&info)));
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<X: Send + Sync>() {}
+    check::<Batcher<u64, u64, String>>();
+    let _ = WaitPolicy::Adaptive;
+}

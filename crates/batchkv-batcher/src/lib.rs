@@ -1,0 +1,30 @@
+//! Group commit for any sink, and the adaptive chunk controller.
+//!
+//! A [`Batcher`] turns many producers' small submissions into few large flushes: producers on
+//! any thread call [`Batcher::submit`] and block on the returned [`Ticket`]; one worker thread
+//! takes everything queued (up to `max_ops` items and `max_bytes` bytes), lingers for more only
+//! when its [`WaitPolicy`] says waiting pays, hands the batch to the [`Sink`], and answers every
+//! item exactly once: its result, the batch's error, or [`BatchError::Closed`].
+//!
+//! [`ChunkController`] is the other half of batching: it splits one huge batch into chunks whose
+//! size follows the throughput's variance. It is pure logic; `batchkv-engine` drives it.
+//!
+//! The crate knows nothing about storage; its only dependency is crossbeam-channel.
+
+#![warn(missing_docs)]
+
+mod batcher;
+mod chunk;
+mod config;
+mod error;
+mod policy;
+
+pub use crate::batcher::{
+    BatchItem, Batcher, FlushInfo, FlushObserver, FlushOutcome, FlushTrigger, Shutdown, Sink,
+    Stats, Ticket,
+};
+pub use crate::chunk::{
+    AdaptiveBatchConfig, AdaptiveBatchResult, ChunkController, ChunkRecord, rsd_pct,
+};
+pub use crate::config::{BatchConfig, WaitPolicy};
+pub use crate::error::{BatchError, ConfigError, Result, SubmitError};
