@@ -1,0 +1,524 @@
+//! The engine: opening RocksDB, column families, reads, snapshots, and the one write path.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions,
+    WriteOptions,
+};
+
+use crate::config::{EngineConfig, Tuning};
+use crate::error::{EngineError, Result};
+
+/// The default column family's name.
+pub const DEFAULT_CF: &str = "default";
+
+/// A column family of an open [`Engine`]: a small copyable index, resolved once by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cf(pub(crate) usize);
+
+impl Cf {
+    /// The `default` column family, always open.
+    pub const DEFAULT: Cf = Cf(0);
+}
+
+/// How a write reaches disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WriteMode {
+    /// Write the WAL (survives a process crash once the OS has it).
+    pub wal: bool,
+    /// fsync the WAL before returning (survives a machine crash). Needs `wal`.
+    pub sync: bool,
+    /// Fail with [`crate::StatusKind::Incomplete`] instead of waiting out a write stall.
+    pub no_slowdown: bool,
+}
+
+impl WriteMode {
+    /// WAL written and fsynced before the write returns.
+    pub const SYNC: WriteMode = WriteMode {
+        wal: true,
+        sync: true,
+        no_slowdown: false,
+    };
+    /// WAL written, not fsynced: survives a process crash, not a power loss.
+    pub const WAL: WriteMode = WriteMode {
+        wal: true,
+        sync: false,
+        no_slowdown: false,
+    };
+    /// No WAL: data lives in the memtable until a flush; a crash loses it.
+    pub const NO_WAL: WriteMode = WriteMode {
+        wal: false,
+        sync: false,
+        no_slowdown: false,
+    };
+
+    /// Short label for reports: `sync`, `wal`, `no-wal`.
+    pub fn label(&self) -> &'static str {
+        match (self.wal, self.sync) {
+            (true, true) => "sync",
+            (true, false) => "wal",
+            (false, _) => "no-wal",
+        }
+    }
+
+    pub(crate) fn write_options(&self) -> Result<WriteOptions> {
+        if self.sync && !self.wal {
+            return Err(EngineError::SyncWithoutWal);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        wo.disable_wal(!self.wal);
+        wo.set_no_slowdown(self.no_slowdown);
+        Ok(wo)
+    }
+}
+
+/// Keys `[start, end)` of one column family; `None` is unbounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// First key, inclusive.
+    pub start: Option<Vec<u8>>,
+    /// End, exclusive.
+    pub end: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange::default()
+    }
+
+    /// `[start, end)`.
+    pub fn between(start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            start: Some(start.into()),
+            end: Some(end.into()),
+        }
+    }
+
+    /// Every key from `start` on.
+    pub fn from(start: impl Into<Vec<u8>>) -> Self {
+        KeyRange {
+            start: Some(start.into()),
+            end: None,
+        }
+    }
+
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        let prefix = prefix.into();
+        let end = prefix_end(&prefix);
+        KeyRange {
+            start: Some(prefix),
+            end,
+        }
+    }
+
+    fn read_options(&self) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        if let Some(s) = &self.start {
+            ro.set_iterate_lower_bound(s.clone());
+        }
+        if let Some(e) = &self.end {
+            ro.set_iterate_upper_bound(e.clone());
+        }
+        ro
+    }
+}
+
+/// The smallest key greater than every key with this prefix, or `None` if there is none
+/// (empty prefix, or all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A RocksDB database with named column families. `Send + Sync`: share it in an `Arc`.
+pub struct Engine {
+    // Field order matters for drop: the DB closes before the options and cache it uses.
+    pub(crate) db: DB,
+    pub(crate) opts: Options,
+    _cache: Cache,
+    path: PathBuf,
+    cf_names: Vec<String>,
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fail_after: std::sync::atomic::AtomicI64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.path)
+            .field("column_families", &self.cf_names)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rocks_options(tuning: &Tuning, cache: &Cache) -> Options {
+    let mut opts = Options::default();
+    let levels = tuning.compression.levels();
+    opts.set_compression_per_level(&levels.iter().map(|c| c.to_rocks()).collect::<Vec<_>>());
+    // With dynamic level sizing (RocksDB's default) a small database's base level is the last
+    // one, and it takes the codec of entry 1 of the per-level list, not the last entry. The
+    // bottommost level always holds the coldest data: give it the last codec explicitly.
+    if let Some(last) = levels.last() {
+        opts.set_bottommost_compression_type(last.to_rocks());
+    }
+    opts.set_write_buffer_size(tuning.write_buffer_bytes);
+    opts.set_max_write_buffer_number(tuning.max_write_buffers);
+    opts.set_max_background_jobs(tuning.max_background_jobs);
+    opts.set_enable_pipelined_write(tuning.pipelined_write);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    if let Some(bits) = tuning.bloom_bits_per_key {
+        table.set_bloom_filter(bits, false);
+    }
+    opts.set_block_based_table_factory(&table);
+    if tuning.statistics {
+        opts.enable_statistics();
+    }
+    opts
+}
+
+impl Engine {
+    /// Opens (or creates) the database of `config`.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidConfig`] for bad tuning, [`EngineError::NotADirectory`] when the
+    /// path is a file, [`EngineError::Missing`] when it does not exist and `create_if_missing`
+    /// is off, [`EngineError::Io`] when it cannot be created (permissions),
+    /// [`EngineError::Locked`] when another process or handle holds it.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        config.tuning.validate()?;
+        let path = config.path.clone();
+        if path.exists() && !path.is_dir() {
+            return Err(EngineError::NotADirectory { path });
+        }
+        if !path.exists() {
+            if !config.create_if_missing {
+                return Err(EngineError::Missing { path });
+            }
+            std::fs::create_dir_all(&path).map_err(|e| EngineError::io("create", &path, e))?;
+        }
+        for name in &config.column_families {
+            if name.is_empty() {
+                return Err(EngineError::config("column_families", "a name is empty"));
+            }
+        }
+        let cache = Cache::new_lru_cache(config.tuning.block_cache_bytes);
+        let mut opts = rocks_options(&config.tuning, &cache);
+        opts.create_if_missing(config.create_if_missing);
+        opts.create_missing_column_families(true);
+
+        // default first, then the caller's, then any others already on disk.
+        let mut names = vec![DEFAULT_CF.to_owned()];
+        for n in &config.column_families {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        if path.join("CURRENT").exists() {
+            for n in DB::list_cf(&opts, &path).map_err(|e| open_error(&path, e))? {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let descriptors = names
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, rocks_options(&config.tuning, &cache)));
+        let db =
+            DB::open_cf_descriptors(&opts, &path, descriptors).map_err(|e| open_error(&path, e))?;
+        Ok(Engine {
+            db,
+            opts,
+            _cache: cache,
+            path,
+            cf_names: names,
+            #[cfg(feature = "fault-injection")]
+            fail_after: std::sync::atomic::AtomicI64::new(-1),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names of the open column families (`default` first).
+    pub fn column_families(&self) -> &[String] {
+        &self.cf_names
+    }
+
+    /// The column family called `name`.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownColumnFamily`] if it was not opened.
+    pub fn cf(&self, name: &str) -> Result<Cf> {
+        self.cf_names
+            .iter()
+            .position(|n| n == name)
+            .map(Cf)
+            .ok_or_else(|| EngineError::UnknownColumnFamily {
+                name: name.to_owned(),
+                open: self.cf_names.join(", "),
+            })
+    }
+
+    pub(crate) fn handle(&self, cf: Cf) -> Result<&ColumnFamily> {
+        let name = self
+            .cf_names
+            .get(cf.0)
+            .ok_or_else(|| EngineError::UnknownColumnFamily {
+                name: format!("#{}", cf.0),
+                open: self.cf_names.join(", "),
+            })?;
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| EngineError::UnknownColumnFamily {
+                name: name.clone(),
+                open: self.cf_names.join(", "),
+            })
+    }
+
+    /// Handles of every open column family, indexed by [`Cf`].
+    pub(crate) fn handles(&self) -> Result<Vec<&ColumnFamily>> {
+        (0..self.cf_names.len())
+            .map(|i| self.handle(Cf(i)))
+            .collect()
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// A RocksDB read error.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let h = self.handle(cf)?;
+        self.db.get_cf(h, key).map_err(EngineError::rocks)
+    }
+
+    /// The values of `keys`, in order.
+    ///
+    /// # Errors
+    /// The first RocksDB read error.
+    pub fn multi_get<K: AsRef<[u8]>>(&self, cf: Cf, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
+        let h = self.handle(cf)?;
+        self.db
+            .batched_multi_get_cf(h, keys, false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(EngineError::rocks))
+            .collect()
+    }
+
+    /// Calls `f` with each key and value of `range` in key order (reverse when `reverse`),
+    /// without copying, until `f` returns false. Returns how many pairs `f` saw.
+    ///
+    /// # Errors
+    /// A RocksDB iterator error.
+    pub fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        reverse: bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize> {
+        let h = self.handle(cf)?;
+        let it = self.db.raw_iterator_cf_opt(h, range.read_options());
+        drive(it, reverse, f)
+    }
+
+    /// The pairs of `range` in key order, at most `limit` (0: no limit).
+    ///
+    /// # Errors
+    /// A RocksDB iterator error.
+    pub fn range(&self, cf: Cf, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.scan(cf, range, false, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            limit == 0 || out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// A consistent view for reads across several calls; writes after it are not seen.
+    pub fn snapshot(&self) -> EngineSnapshot<'_> {
+        EngineSnapshot {
+            engine: self,
+            snap: self.db.snapshot(),
+        }
+    }
+
+    /// Flushes every column family's memtable to SST files (making WAL-less writes durable).
+    ///
+    /// # Errors
+    /// A RocksDB flush error.
+    pub fn flush(&self) -> Result<()> {
+        for h in self.handles()? {
+            self.db.flush_cf(h).map_err(EngineError::rocks)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the WAL buffer to the OS, and fsyncs it when `sync`.
+    ///
+    /// # Errors
+    /// A RocksDB error.
+    pub fn flush_wal(&self, sync: bool) -> Result<()> {
+        self.db.flush_wal(sync).map_err(EngineError::rocks)
+    }
+
+    /// Compacts a whole column family, rewriting even the bottommost level, so every file ends
+    /// up with the codec of the level it lands in (a plain manual compaction may just move a
+    /// lone L0 file down, uncompressed). For maintenance, benchmarks and tests of SST sizes.
+    ///
+    /// # Errors
+    /// Unknown column family.
+    pub fn compact(&self, cf: Cf) -> Result<()> {
+        let h = self.handle(cf)?;
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db
+            .compact_range_cf_opt(h, None::<&[u8]>, None::<&[u8]>, &opts);
+        Ok(())
+    }
+
+    /// The single place every write goes through.
+    pub(crate) fn write_raw(&self, batch: rocksdb::WriteBatch, mode: WriteMode) -> Result<()> {
+        let wo = mode.write_options()?;
+        #[cfg(feature = "fault-injection")]
+        {
+            use std::sync::atomic::Ordering;
+            let left = self.fail_after.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(EngineError::Injected);
+            }
+            if left > 0 {
+                self.fail_after.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.db.write_opt(batch, &wo).map_err(EngineError::rocks)
+    }
+
+    /// Makes every write after the next `successful` ones fail with
+    /// [`EngineError::Injected`], until [`Engine::clear_injected_failures`].
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_write_failures_after(&self, successful: u64) {
+        self.fail_after.store(
+            i64::try_from(successful).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Stops injecting failures.
+    #[cfg(feature = "fault-injection")]
+    pub fn clear_injected_failures(&self) {
+        self.fail_after
+            .store(-1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> EngineError {
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    if lower.contains("lock") && (lower.contains("lock file") || lower.contains("lock hold")) {
+        return EngineError::Locked {
+            path: path.to_path_buf(),
+            message,
+        };
+    }
+    if lower.contains("permission denied") {
+        return EngineError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            message,
+        };
+    }
+    EngineError::rocks(e)
+}
+
+fn drive<D: rocksdb::DBAccess>(
+    mut it: rocksdb::DBRawIteratorWithThreadMode<'_, D>,
+    reverse: bool,
+    mut f: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<usize> {
+    if reverse {
+        it.seek_to_last();
+    } else {
+        it.seek_to_first();
+    }
+    let mut n = 0;
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        n += 1;
+        if !f(k, v) {
+            break;
+        }
+        if reverse {
+            it.prev();
+        } else {
+            it.next();
+        }
+    }
+    it.status().map_err(EngineError::rocks)?;
+    Ok(n)
+}
+
+/// A consistent read view of an [`Engine`] (RocksDB snapshot).
+pub struct EngineSnapshot<'e> {
+    engine: &'e Engine,
+    snap: rocksdb::Snapshot<'e>,
+}
+
+impl std::fmt::Debug for EngineSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSnapshot").finish_non_exhaustive()
+    }
+}
+
+impl EngineSnapshot<'_> {
+    /// The value of `key` as of the snapshot.
+    ///
+    /// # Errors
+    /// A RocksDB read error.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let h = self.engine.handle(cf)?;
+        self.snap.get_cf(h, key).map_err(EngineError::rocks)
+    }
+
+    /// [`Engine::scan`] as of the snapshot.
+    ///
+    /// # Errors
+    /// A RocksDB iterator error.
+    pub fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        reverse: bool,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize> {
+        let h = self.engine.handle(cf)?;
+        let mut ro = range.read_options();
+        ro.set_snapshot(&self.snap);
+        let it = self.engine.db.raw_iterator_cf_opt(h, ro);
+        drive(it, reverse, f)
+    }
+
+    /// [`Engine::range`] as of the snapshot.
+    ///
+    /// # Errors
+    /// A RocksDB iterator error.
+    pub fn range(&self, cf: Cf, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.scan(cf, range, false, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            limit == 0 || out.len() < limit
+        })?;
+        Ok(out)
+    }
+}
