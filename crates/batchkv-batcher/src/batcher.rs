@@ -429,26 +429,43 @@ where
         (env, Ticket { rx })
     }
 
+    /// Sends one item through `tx` (held under the caller's read lock; `None` once shut down),
+    /// blocking for room or not, and counts it when the queue takes it.
+    fn enqueue(
+        &self,
+        tx: Option<&Sender<Envelope<T, O, E>>>,
+        item: T,
+        block: bool,
+    ) -> Result<Ticket<O, E>, SubmitError<T>> {
+        let Some(tx) = tx else {
+            return Err(SubmitError::Closed(item));
+        };
+        let (env, ticket) = Self::envelope(item);
+        let sent = if block {
+            tx.send(env)
+                .map_err(|e| SubmitError::Closed(e.into_inner().item))
+        } else {
+            tx.try_send(env).map_err(|e| match e {
+                TrySendError::Full(env) => SubmitError::Full(env.item),
+                TrySendError::Disconnected(env) => SubmitError::Closed(env.item),
+            })
+        };
+        sent.map(|()| {
+            self.inner
+                .counters
+                .submitted
+                .fetch_add(1, Ordering::Relaxed);
+            ticket
+        })
+    }
+
     /// Queues `item`, blocking while the queue is full.
     ///
     /// # Errors
     /// [`SubmitError::Closed`] with the item, once the batcher is shut down.
     pub fn submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
         let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = tx.as_ref() else {
-            return Err(SubmitError::Closed(item));
-        };
-        let (env, ticket) = Self::envelope(item);
-        match tx.send(env) {
-            Ok(()) => {
-                self.inner
-                    .counters
-                    .submitted
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(ticket)
-            }
-            Err(e) => Err(SubmitError::Closed(e.into_inner().item)),
-        }
+        self.enqueue(tx.as_ref(), item, true)
     }
 
     /// Queues `item` if there is room.
@@ -458,21 +475,7 @@ where
     /// both hand the item back.
     pub fn try_submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
         let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = tx.as_ref() else {
-            return Err(SubmitError::Closed(item));
-        };
-        let (env, ticket) = Self::envelope(item);
-        match tx.try_send(env) {
-            Ok(()) => {
-                self.inner
-                    .counters
-                    .submitted
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(ticket)
-            }
-            Err(TrySendError::Full(env)) => Err(SubmitError::Full(env.item)),
-            Err(TrySendError::Disconnected(env)) => Err(SubmitError::Closed(env.item)),
-        }
+        self.enqueue(tx.as_ref(), item, false)
     }
 
     /// Queues every item in order, blocking while the queue is full, and returns one ticket per
@@ -483,20 +486,8 @@ where
         items
             .into_iter()
             .map(|item| {
-                let Some(tx) = tx.as_ref() else {
-                    return Ticket::answered(Err(BatchError::Closed));
-                };
-                let (env, ticket) = Self::envelope(item);
-                match tx.send(env) {
-                    Ok(()) => {
-                        self.inner
-                            .counters
-                            .submitted
-                            .fetch_add(1, Ordering::Relaxed);
-                        ticket
-                    }
-                    Err(_) => Ticket::answered(Err(BatchError::Closed)),
-                }
+                self.enqueue(tx.as_ref(), item, true)
+                    .unwrap_or_else(|_| Ticket::answered(Err(BatchError::Closed)))
             })
             .collect()
     }

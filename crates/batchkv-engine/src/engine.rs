@@ -339,12 +339,7 @@ impl Engine {
     /// # Errors
     /// A RocksDB iterator error.
     pub fn range(&self, cf: Cf, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        self.scan(cf, range, false, |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            limit == 0 || out.len() < limit
-        })?;
-        Ok(out)
+        collect_pairs(limit, |f| self.scan(cf, range, false, f))
     }
 
     /// A consistent view for reads across several calls; writes after it are not seen.
@@ -443,6 +438,19 @@ fn open_error(path: &Path, e: rocksdb::Error) -> EngineError {
     EngineError::rocks(e)
 }
 
+/// Copies up to `limit` pairs (0: all) out of a scan.
+fn collect_pairs(
+    limit: usize,
+    scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<usize>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    scan(&mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        limit == 0 || out.len() < limit
+    })?;
+    Ok(out)
+}
+
 fn drive<D: rocksdb::DBAccess>(
     mut it: rocksdb::DBRawIteratorWithThreadMode<'_, D>,
     reverse: bool,
@@ -514,11 +522,6 @@ impl EngineSnapshot<'_> {
     /// # Errors
     /// A RocksDB iterator error.
     pub fn range(&self, cf: Cf, range: &KeyRange, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        self.scan(cf, range, false, |k, v| {
-            out.push((k.to_vec(), v.to_vec()));
-            limit == 0 || out.len() < limit
-        })?;
-        Ok(out)
+        collect_pairs(limit, |f| self.scan(cf, range, false, f))
     }
 }
