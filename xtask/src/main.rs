@@ -34,6 +34,9 @@ ENVIRONMENT:
 ";
 
 fn main() -> ExitCode {
+    if let Some(code) = util::reexec_if_built_elsewhere() {
+        return code;
+    }
     match run(std::env::args().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,12 +7,64 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+/// This crate's directory in the checkout being worked on: `cargo run` sets
+/// `CARGO_MANIFEST_DIR` at run time; the compile-time value is only the fallback (with a target
+/// dir shared between checkouts, the binary may have been built for another one).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The workspace root (the parent of this crate's directory).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// When this binary was built from another checkout (two checkouts sharing one
+/// `CARGO_TARGET_DIR`, where `cargo run` may find the right build fresh but run the binary the
+/// other checkout last copied into place), rebuild xtask for this checkout in a target dir of
+/// its own and run that instead. Returns the exit code of the re-run, or `None` to go on.
+pub fn reexec_if_built_elsewhere() -> Option<std::process::ExitCode> {
+    let here = manifest_dir();
+    if here == Path::new(env!("CARGO_MANIFEST_DIR"))
+        || std::env::var_os("BATCHKV_XTASK_REEXEC").is_some()
+    {
+        return None;
+    }
+    let root = root();
+    eprintln!(
+        "xtask: this binary was built for {}, not {}; rebuilding it for this checkout",
+        env!("CARGO_MANIFEST_DIR"),
+        here.display()
+    );
+    let status = Command::new(cargo_bin())
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--bin",
+            "xtask",
+            "--target-dir",
+        ])
+        .arg(root.join("target/xtask"))
+        .arg("--")
+        .args(std::env::args_os().skip(1))
+        .env("BATCHKV_XTASK_REEXEC", "1")
+        .current_dir(&root)
+        .status();
+    Some(match status {
+        Ok(s) if s.success() => std::process::ExitCode::SUCCESS,
+        Ok(s) => std::process::ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask: cannot re-run cargo: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    })
 }
 
 /// Prints a visible section header.

@@ -4,6 +4,7 @@ use prost::Message;
 
 use crate::convert::op_from_wire;
 use crate::error::{Attempts, DecodeError, LayerError};
+use crate::fast;
 use crate::legacy;
 use crate::limits::Limits;
 use crate::op::Op;
@@ -156,17 +157,26 @@ impl Decoder {
     }
 
     /// Decodes a `Batch` message: counts its ops first, so the limit holds before allocating,
-    /// then lets prost decode the whole message (one call is much faster than one per op).
+    /// then decodes each op, through the fast path when it can.
     fn decode_batch(&self, batch: &[u8]) -> Result<Vec<Op>, LayerError> {
         let count = scan::count_len_fields(batch, 1)?;
         self.check_count(count)?;
         if count == 0 {
             return Err(LayerError::EmptyBatch);
         }
-        let batch = wire::Batch::decode(batch).map_err(protobuf)?;
-        let mut ops = Vec::with_capacity(batch.operations.len());
-        for (index, op) in batch.operations.into_iter().enumerate() {
-            ops.push(op_from_wire(op).map_err(|source| LayerError::Invalid { index, source })?);
+        let mut ops = Vec::with_capacity(count);
+        for field in scan::fields(batch) {
+            let (number, wire_type, data) = field?;
+            if number != 1 {
+                // An unknown field: skipped, as protobuf does.
+                continue;
+            }
+            if wire_type != scan::LEN {
+                return Err(LayerError::Protobuf(format!(
+                    "operations field has wire type {wire_type}, not 2"
+                )));
+            }
+            ops.push(decode_op(ops.len(), data)?);
         }
         Ok(ops)
     }
@@ -219,7 +229,17 @@ fn protobuf(e: prost::DecodeError) -> LayerError {
     LayerError::Protobuf(e.to_string())
 }
 
+/// Decodes one encoded `Operation`: the fast path for canonical puts and deletes, else prost
+/// and the checked conversion (which also reports every error).
 fn decode_op(index: usize, bytes: &[u8]) -> Result<Op, LayerError> {
+    match fast::decode_op(bytes) {
+        Some(op) => Ok(op),
+        None => decode_op_general(index, bytes),
+    }
+}
+
+/// The general path alone (the fuzz property compares the fast path with it).
+pub(crate) fn decode_op_general(index: usize, bytes: &[u8]) -> Result<Op, LayerError> {
     let op = wire::Operation::decode(bytes).map_err(protobuf)?;
     op_from_wire(op).map_err(|source| LayerError::Invalid { index, source })
 }

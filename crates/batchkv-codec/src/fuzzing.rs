@@ -29,9 +29,20 @@ fn reencode(ops: &[Op], format: Format) -> Vec<u8> {
     buf.to_vec()
 }
 
+/// Property: whatever the decoder's fast path accepts as an operation, the general path (prost
+/// and the checked conversion) decodes to the same op.
+pub fn fast_path_agrees(data: &[u8]) {
+    if let Some(op) = crate::fast::decode_op(data) {
+        let general = crate::decode::decode_op_general(0, data)
+            .unwrap_or_else(|e| panic!("fast path took {op:?}, general path refused: {e}"));
+        assert_eq!(general, op, "fast and general paths disagree");
+    }
+}
+
 /// Property: decoding arbitrary bytes never panics, and whatever decodes re-encodes (in the
 /// format it matched) to bytes that decode to the same ops in the same format.
 pub fn decode(data: &[u8]) {
+    fast_path_agrees(data);
     let tight = Decoder::new(Limits {
         max_entry_bytes: 4096,
         max_ops: 4,

@@ -37,6 +37,7 @@ mod convert;
 mod decode;
 mod encode;
 mod error;
+mod fast;
 mod legacy;
 mod limits;
 mod op;

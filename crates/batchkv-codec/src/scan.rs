@@ -22,7 +22,8 @@ fn malformed(what: &str) -> LayerError {
     LayerError::Protobuf(what.to_owned())
 }
 
-fn varint(buf: &mut &[u8]) -> Result<u64, LayerError> {
+#[inline]
+pub(crate) fn varint(buf: &mut &[u8]) -> Result<u64, LayerError> {
     if let Some((&byte, rest)) = buf.split_first()
         && byte < 0x80
     {
@@ -46,7 +47,8 @@ fn varint(buf: &mut &[u8]) -> Result<u64, LayerError> {
     Err(malformed("varint longer than 10 bytes"))
 }
 
-fn take<'a>(buf: &mut &'a [u8], n: u64) -> Result<&'a [u8], LayerError> {
+#[inline]
+pub(crate) fn take<'a>(buf: &mut &'a [u8], n: u64) -> Result<&'a [u8], LayerError> {
     let n = usize::try_from(n).map_err(|_| malformed("field length overflows"))?;
     if buf.len() < n {
         return Err(malformed("field runs past the end of the buffer"));

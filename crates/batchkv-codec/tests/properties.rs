@@ -212,6 +212,30 @@ proptest! {
         fuzzing::decode(&data);
     }
 
+    /// The fast path and the general path agree on everything the fast path accepts: random
+    /// bodies behind a put or delete_range header, and encoded ops with bytes flipped.
+    #[test]
+    fn fast_path_agrees_with_prost(
+        header in prop::sample::select(vec![vec![0x08u8, 0x01, 0x12], vec![0x08, 0x02, 0x1a]]),
+        body in vec(any::<u8>(), 0..48),
+        op in prop_oneof![put(), delete()],
+        flips in vec((any::<usize>(), any::<u8>()), 0..3),
+    ) {
+        let mut data = header;
+        data.push(body.len() as u8);
+        data.extend_from_slice(&body);
+        fuzzing::fast_path_agrees(&data);
+
+        let mut buf = BytesMut::new();
+        encode_operation(&op, &mut buf).expect("valid op encodes");
+        let mut data = buf.to_vec();
+        for (at, byte) in flips {
+            let at = at % data.len();
+            data[at] ^= byte;
+        }
+        fuzzing::fast_path_agrees(&data);
+    }
+
     /// The structured fuzz property, driven by proptest.
     #[test]
     fn fuzz_roundtrip_property(data in vec(any::<u8>(), 0..2048)) {
