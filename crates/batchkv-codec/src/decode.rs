@@ -192,6 +192,14 @@ impl Decoder {
                 max: self.limits.max_entry_bytes,
             });
         }
+        // An LZ4 block expands at most 255-fold: a larger claim is a lie that would make us
+        // allocate for nothing.
+        let compressed = data.len() - 4;
+        if declared > compressed.saturating_mul(255) {
+            return Err(LayerError::Decompress(format!(
+                "declared size {declared} is more than {compressed} compressed bytes can hold"
+            )));
+        }
         lz4_flex::decompress_size_prepended(data).map_err(|e| LayerError::Decompress(e.to_string()))
     }
 

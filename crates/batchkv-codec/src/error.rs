@@ -95,6 +95,12 @@ pub enum InvalidReason {
         /// The op found.
         kind: OpKind,
     },
+    /// Txns nested deeper than the format allows.
+    #[error("txns nested deeper than {max} levels")]
+    TooDeep {
+        /// The limit, [`crate::MAX_TXN_DEPTH`].
+        max: usize,
+    },
     /// A legacy record's field is missing.
     #[error("missing field `{field}`")]
     MissingField {

@@ -281,6 +281,13 @@ pub struct Compact {
     pub revision: i64,
 }
 
+/// How deeply txns may nest (a txn directly in an entry is depth 1).
+///
+/// Each level costs two protobuf message levels, and the decoder (prost) stops at 100; 32 keeps
+/// every entry the encoder accepts decodable, with room to spare. etcd bounds nesting only by its
+/// request size.
+pub const MAX_TXN_DEPTH: usize = 32;
+
 impl Op {
     /// The kind of this op.
     pub fn kind(&self) -> OpKind {
@@ -302,8 +309,13 @@ impl Op {
     ///
     /// # Errors
     /// [`InvalidOp`] with the path of the offending field: an empty key (put, delete_range,
-    /// range, compare), or an op inside a txn branch other than put, delete_range, range, txn.
+    /// range, compare), an op inside a txn branch other than put, delete_range, range, txn, or
+    /// txns nested deeper than [`MAX_TXN_DEPTH`].
     pub fn validate(&self) -> Result<(), InvalidOp> {
+        self.validate_at(1)
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<(), InvalidOp> {
         fn key(field: &'static str, key: &Bytes) -> Result<(), InvalidOp> {
             if key.is_empty() {
                 Err(InvalidOp::at(field, InvalidReason::EmptyKey))
@@ -316,6 +328,14 @@ impl Op {
             Op::DeleteRange(d) => key("delete_range.key", &d.key),
             Op::Range(r) => key("range.key", &r.key),
             Op::Txn(t) => {
+                if depth > MAX_TXN_DEPTH {
+                    return Err(InvalidOp::at(
+                        "",
+                        InvalidReason::TooDeep {
+                            max: MAX_TXN_DEPTH,
+                        },
+                    ));
+                }
                 for (i, c) in t.compares.iter().enumerate() {
                     key("key", &c.key).map_err(|e| e.within(format!("txn.compare[{i}]")))?;
                 }
@@ -323,8 +343,11 @@ impl Op {
                     for (i, op) in ops.iter().enumerate() {
                         let within = || format!("txn.{branch}[{i}]");
                         match op.kind() {
-                            OpKind::Put | OpKind::DeleteRange | OpKind::Range | OpKind::Txn => {
-                                op.validate().map_err(|e| e.within(within()))?;
+                            OpKind::Put | OpKind::DeleteRange | OpKind::Range => {
+                                op.validate_at(depth).map_err(|e| e.within(within()))?;
+                            }
+                            OpKind::Txn => {
+                                op.validate_at(depth + 1).map_err(|e| e.within(within()))?;
                             }
                             kind => {
                                 return Err(InvalidOp::at(

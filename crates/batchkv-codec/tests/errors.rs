@@ -278,3 +278,68 @@ fn envelope_fields_appear_once_and_unknown_ones_are_skipped() {
         decode_entry(&entry(&format!("7801{single}820100"))).expect("unknown fields skipped");
     assert_eq!(with_unknown.ops, ok.ops);
 }
+
+fn nested_txn(depth: usize) -> batchkv_codec::Op {
+    use batchkv_codec::{Op, Put, Txn};
+    let mut op = Op::Put(Put::new("k", "v"));
+    for _ in 0..depth {
+        op = Op::Txn(Txn {
+            compares: vec![],
+            success: vec![op],
+            failure: vec![],
+        });
+    }
+    op
+}
+
+#[test]
+fn txn_nesting_is_bounded_alike_for_encoder_and_decoder() {
+    use batchkv_codec::{MAX_TXN_DEPTH, encode_entry};
+    use bytes::BytesMut;
+    // The deepest txn the format allows encodes and decodes.
+    let deepest = [nested_txn(MAX_TXN_DEPTH), nested_txn(1)];
+    let mut buf = BytesMut::new();
+    encode_entry(&deepest, &mut buf).expect("deepest allowed txn encodes");
+    assert_eq!(decode_entry(&buf).expect("and decodes").ops, deepest);
+    // One level more is refused by the encoder...
+    let too_deep = [nested_txn(MAX_TXN_DEPTH + 1)];
+    let err = encode_entry(&too_deep, &mut BytesMut::new()).expect_err("too deep");
+    let path = "txn.success[0].".repeat(MAX_TXN_DEPTH);
+    assert_eq!(
+        err.to_string(),
+        format!("operation 0: {}: txns nested deeper than 32 levels", path.trim_end_matches('.'))
+    );
+    // ...and by the decoder, when another writer produced it (built through prost directly).
+    let wire = batchkv_codec::wire::Entry {
+        magic: batchkv_codec::ENTRY_MAGIC,
+        payload: Some(batchkv_codec::wire::entry::Payload::Single(to_wire(&too_deep[0]))),
+    };
+    let bytes = prost::Message::encode_to_vec(&wire);
+    let err = decode_entry(&bytes).expect_err("too deep").to_string();
+    assert!(err.contains("txns nested deeper than 32 levels"), "{err}");
+}
+
+/// Builds the wire form by hand (the crate's own conversion is private).
+fn to_wire(op: &batchkv_codec::Op) -> batchkv_codec::wire::Operation {
+    use batchkv_codec::Op;
+    use batchkv_codec::wire::{self, operation::Request};
+    match op {
+        Op::Put(p) => wire::Operation {
+            r#type: wire::OpType::Put as i32,
+            request: Some(Request::Put(wire::PutRequest {
+                key: p.key.clone(),
+                value: p.value.clone(),
+                ..Default::default()
+            })),
+        },
+        Op::Txn(t) => wire::Operation {
+            r#type: wire::OpType::Txn as i32,
+            request: Some(Request::Txn(wire::TxnRequest {
+                compare: vec![],
+                success: t.success.iter().map(to_wire).collect(),
+                failure: vec![],
+            })),
+        },
+        other => panic!("not used here: {other:?}"),
+    }
+}

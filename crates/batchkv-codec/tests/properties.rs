@@ -333,6 +333,23 @@ fn compression_flags_and_shrinks_compressible_batches() {
 }
 
 #[test]
+fn lz4_payload_claiming_more_than_it_can_hold_is_refused() {
+    // 8 compressed bytes declaring 1 MiB: within the entry limit, impossible for LZ4.
+    let mut payload = (1u32 << 20).to_le_bytes().to_vec();
+    payload.extend_from_slice(&[0x1f; 8]);
+    let mut data = vec![0x0d];
+    data.extend_from_slice(b"BKV1");
+    data.push(0x22);
+    data.push(payload.len() as u8);
+    data.extend_from_slice(&payload);
+    let err = decode_entry(&data).expect_err("impossible claim").to_string();
+    assert!(
+        err.contains("lz4: declared size 1048576 is more than 8 compressed bytes can hold"),
+        "{err}"
+    );
+}
+
+#[test]
 fn compressed_bomb_is_refused_before_allocating() {
     // An lz4 payload that declares 1 GiB of output.
     let mut payload = (1u32 << 30).to_le_bytes().to_vec();
