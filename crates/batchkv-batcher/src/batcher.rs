@@ -283,6 +283,9 @@ struct Inner<T, O, E> {
     /// `None` once shut down. Senders hold the read lock while sending, so once the write lock
     /// has taken the sender, no item can enter the queue: the worker answers everything in it.
     tx: RwLock<Option<Sender<Envelope<T, O, E>>>>,
+    /// A receiver clone used only to read the queue length, so `stats()` takes no lock. (It
+    /// keeps the channel's receiving side alive, but nothing is sent once the sender is gone.)
+    depth: Receiver<Envelope<T, O, E>>,
     counters: Arc<Counters>,
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
@@ -319,8 +322,9 @@ impl<T, O, E> Drop for Inner<T, O, E> {
 
 /// The group-commit batcher. Cheap to clone; every clone submits to the same worker.
 ///
-/// Dropping the last clone shuts it down gracefully. Do not drop or shut it down from inside
-/// the sink: the worker would wait for itself.
+/// Dropping the last clone shuts it down gracefully. Do not drop it, shut it down or submit to it
+/// from inside the sink or an observer: the worker would wait for itself. (`stats()` is safe
+/// there: it takes no lock.)
 ///
 /// # Examples
 /// ```
@@ -387,6 +391,7 @@ where
     {
         config.validate()?;
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let depth_probe = rx.clone();
         let counters = Arc::new(Counters::default());
         let abort = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
@@ -397,7 +402,6 @@ where
             policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
             max_ops,
             max_bytes: config.max_bytes,
-            enabled: config.enabled,
             counters: Arc::clone(&counters),
             abort: Arc::clone(&abort),
             closing: Arc::clone(&closing),
@@ -410,6 +414,7 @@ where
         Ok(Batcher {
             inner: Arc::new(Inner {
                 tx: RwLock::new(Some(tx)),
+                depth: depth_probe,
                 counters,
                 abort,
                 closing,
@@ -482,11 +487,11 @@ where
     /// item. Items refused because the batcher is shut down get a ticket already answered
     /// [`BatchError::Closed`], so every item still gets exactly one answer.
     pub fn submit_many<I: IntoIterator<Item = T>>(&self, items: I) -> Vec<Ticket<O, E>> {
-        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        // The lock is taken per item, never across the caller's iterator.
         items
             .into_iter()
             .map(|item| {
-                self.enqueue(tx.as_ref(), item, true)
+                self.submit(item)
                     .unwrap_or_else(|_| Ticket::answered(Err(BatchError::Closed)))
             })
             .collect()
@@ -496,13 +501,7 @@ where
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let queue_depth = self
-            .inner
-            .tx
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, Sender::len);
+        let queue_depth = self.inner.depth.len();
         Stats {
             submitted: load(&c.submitted),
             batches: load(&c.batches),
@@ -559,7 +558,6 @@ struct Worker<T, S: Sink<T>> {
     policy: Policy,
     max_ops: usize,
     max_bytes: usize,
-    enabled: bool,
     counters: Arc<Counters>,
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
@@ -591,15 +589,9 @@ impl<T, S: Sink<T>> Worker<T, S> {
             let trigger = match trigger {
                 Some(t) => t,
                 None if self.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
+                // With batching disabled `max_ops` is 1, so `add` has already answered `Size`.
                 None => {
-                    let decision = if self.enabled {
-                        self.policy.decide(batch.len(), Instant::now())
-                    } else {
-                        Linger {
-                            wait: Duration::ZERO,
-                            target: 1,
-                        }
-                    };
+                    let decision = self.policy.decide(batch.len(), Instant::now());
                     linger = decision.wait;
                     if decision.wait.is_zero() || batch.len() >= decision.target {
                         FlushTrigger::Idle

@@ -39,7 +39,7 @@ impl ConfigError {
 }
 
 /// The answer a submitter gets instead of its result.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BatchError<E> {
     /// The sink failed this item (and answered the others of its batch separately).
     Item(E),
@@ -56,43 +56,6 @@ pub enum BatchError<E> {
     },
     /// The batcher shut down before this item was flushed (abort), or refused it.
     Closed,
-}
-
-impl<E: Clone> Clone for BatchError<E> {
-    fn clone(&self) -> Self {
-        match self {
-            BatchError::Item(e) => BatchError::Item(e.clone()),
-            BatchError::Batch(e) => BatchError::Batch(Arc::clone(e)),
-            BatchError::SinkPanicked(m) => BatchError::SinkPanicked(Arc::clone(m)),
-            BatchError::SinkContract { items, results } => BatchError::SinkContract {
-                items: *items,
-                results: *results,
-            },
-            BatchError::Closed => BatchError::Closed,
-        }
-    }
-}
-
-impl<E: PartialEq> PartialEq for BatchError<E> {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (BatchError::Item(a), BatchError::Item(b)) => a == b,
-            (BatchError::Batch(a), BatchError::Batch(b)) => a == b,
-            (BatchError::SinkPanicked(a), BatchError::SinkPanicked(b)) => a == b,
-            (
-                BatchError::SinkContract {
-                    items: a,
-                    results: b,
-                },
-                BatchError::SinkContract {
-                    items: c,
-                    results: d,
-                },
-            ) => a == c && b == d,
-            (BatchError::Closed, BatchError::Closed) => true,
-            _ => false,
-        }
-    }
 }
 
 impl<E: fmt::Display> fmt::Display for BatchError<E> {

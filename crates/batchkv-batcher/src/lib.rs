@@ -9,7 +9,7 @@
 //! [`ChunkController`] is the other half of batching: it splits one huge batch into chunks whose
 //! size follows the throughput's variance. It is pure logic; `batchkv-engine` drives it.
 //!
-//! The crate knows nothing about storage; its only dependency is crossbeam-channel.
+//! The crate knows nothing about storage; it depends on crossbeam-channel (and thiserror).
 
 #![warn(missing_docs)]
 

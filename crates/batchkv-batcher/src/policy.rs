@@ -1,7 +1,8 @@
 //! The linger decision: how long the worker waits for more items once the queue is drained.
 //!
 //! The adaptive control law (also in docs/ARCHITECTURE.md). Per flush the worker observes the
-//! batch size `b`, the items `q` that queued up while the sink was busy with it, the time since
+//! batch size `b`, the items `q` waiting in the queue when it finished (arrived while the sink
+//! was busy, or already waiting because the batch was full), the time since
 //! the previous flush started, and the sink's duration. It keeps exponentially weighted averages
 //! of the arrival rate `λ` (items/s) and of the flush time `S`. When the queue is drained and the
 //! batch of `n` items is not full:

@@ -438,42 +438,107 @@ fn graceful_shutdown_flushes_everything_queued() {
 
 #[test]
 fn abort_answers_closed_to_everything_not_flushed_and_loses_nothing() {
-    for _ in 0..5 {
-        let log = Arc::new(Mutex::new(Log::default()));
-        let b: Batcher<Item, u64, String> = Batcher::start(
-            make_sink(SinkKind::Slow(Duration::from_millis(1)), Arc::clone(&log)),
-            BatchConfig {
-                max_ops: 4,
-                ..BatchConfig::default()
-            },
-        )
-        .expect("valid");
-        let tickets = b.submit_many((0..100).map(|seq| Item {
-            producer: 0,
-            seq,
-            size: 1,
-        }));
-        thread::sleep(Duration::from_millis(3));
-        b.shutdown(Shutdown::Abort);
-        let flushed: Vec<u64> = log
-            .lock()
-            .expect("log")
-            .batches
-            .iter()
-            .flat_map(|(items, _)| items.iter().map(id))
-            .collect();
-        let mut ok = Vec::new();
-        let mut closed = 0;
-        for t in tickets {
-            match t.wait() {
-                Ok(v) => ok.push(v),
-                Err(BatchError::Closed) => closed += 1,
-                Err(e) => panic!("unexpected {e}"),
-            }
+    // The sink holds its first batch until the abort has been requested, so items are surely
+    // still queued when it lands.
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let log = Arc::clone(&log);
+        move |v: Vec<u64>| -> Result<Vec<Result<u64, String>>, String> {
+            let _ = entered_tx.try_send(());
+            let _ = gate_rx.recv_timeout(Duration::from_secs(30));
+            log.lock().expect("log").extend(v.iter().copied());
+            Ok(v.into_iter().map(Ok).collect())
         }
-        assert_eq!(ok, flushed, "exactly the flushed items succeeded");
-        assert_eq!(ok.len() + closed, 100);
-        assert_eq!(b.stats().closed as usize, closed);
+    };
+    let b: Batcher<u64, u64, String> = Batcher::start(
+        sink,
+        BatchConfig {
+            max_ops: 4,
+            ..BatchConfig::default()
+        },
+    )
+    .expect("valid");
+    let tickets = b.submit_many(0..100);
+    entered_rx.recv().expect("the first batch is in the sink");
+    let aborter = {
+        let b = b.clone();
+        thread::spawn(move || b.shutdown(Shutdown::Abort))
+    };
+    // Let the abort flag land, then release the batch in flight.
+    while b.is_open() {
+        thread::yield_now();
+    }
+    thread::sleep(Duration::from_millis(5));
+    drop(gate_tx);
+    aborter.join().expect("aborter");
+    let flushed = log.lock().expect("log").clone();
+    let mut ok = Vec::new();
+    let mut closed = 0;
+    for t in tickets {
+        match t.wait() {
+            Ok(v) => ok.push(v),
+            Err(BatchError::Closed) => closed += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, flushed, "exactly the flushed items succeeded");
+    assert!(!ok.is_empty(), "the batch in flight finished");
+    assert!(closed > 0, "queued items were answered Closed, not flushed");
+    assert_eq!(ok.len() + closed, 100);
+    assert_eq!(b.stats().closed as usize, closed);
+}
+
+#[test]
+fn stats_and_shutdown_from_other_threads_while_submitters_block() {
+    // A full queue with a blocked submitter, an observer calling stats(), and a shutdown: none
+    // of them may wait on another (stats takes no lock).
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let b: Batcher<u64, u64, String> = Batcher::start_observed(
+        move |v: Vec<u64>| -> Result<Vec<Result<u64, String>>, String> {
+            let _ = gate_rx.recv_timeout(Duration::from_secs(30));
+            Ok(v.into_iter().map(Ok).collect())
+        },
+        BatchConfig {
+            max_ops: 1,
+            queue_capacity: 2,
+            ..BatchConfig::default()
+        },
+        None,
+    )
+    .expect("valid");
+    let first = b.submit(0).expect("open");
+    let producers: Vec<_> = (1..6)
+        .map(|i| {
+            let b = b.clone();
+            thread::spawn(move || b.submit(i).map(|t| t.wait()))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(20));
+    let stats = b.stats();
+    assert!(stats.queue_depth <= 2);
+    let closer = {
+        let b = b.clone();
+        thread::spawn(move || b.shutdown(Shutdown::Graceful))
+    };
+    let observer_like = {
+        let b = b.clone();
+        thread::spawn(move || (0..100).map(|_| b.stats().submitted).max())
+    };
+    assert!(observer_like.join().expect("stats thread").is_some());
+    for _ in 0..6 {
+        let _ = gate_tx.send_timeout((), Duration::from_secs(5));
+    }
+    drop(gate_tx);
+    closer.join().expect("closer");
+    assert_eq!(first.wait(), Ok(0));
+    for p in producers {
+        match p.join().expect("producer") {
+            Ok(answer) => assert!(answer.is_ok(), "{answer:?}"),
+            Err(SubmitError::Closed(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
     }
 }
 
