@@ -18,7 +18,7 @@ use batchkv_batcher::rsd_pct;
 use batchkv_engine::{
     Cf, Codec, Compression, Engine, EngineConfig, KeyRange, Mutation, Tuning, WriteMode,
 };
-use rocksdb::{BlockBasedOptions, Cache, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{Cache, DB, WriteBatch, WriteOptions};
 
 const SIZES: [usize; 6] = [100, 500, 1_000, 5_000, 10_000, 100_000];
 const CHUNK: usize = 5_000;
@@ -71,33 +71,10 @@ fn tuning() -> Tuning {
     }
 }
 
-/// Raw rust-rocksdb with the same settings as `tuning()`.
+/// Raw rust-rocksdb with exactly the options the engine builds for `t`.
 fn raw_open(path: &Path, t: &Tuning) -> (DB, Cache) {
-    let cache = Cache::new_lru_cache(t.block_cache_bytes);
-    let mut o = Options::default();
+    let (mut o, cache) = batchkv_engine::rocksdb_options(t);
     o.create_if_missing(true);
-    let levels: Vec<_> = t
-        .compression
-        .levels()
-        .iter()
-        .map(|c| match c {
-            Codec::None => rocksdb::DBCompressionType::None,
-            Codec::Lz4 => rocksdb::DBCompressionType::Lz4,
-            Codec::Snappy => rocksdb::DBCompressionType::Snappy,
-            Codec::Zstd => rocksdb::DBCompressionType::Zstd,
-        })
-        .collect();
-    o.set_compression_per_level(&levels);
-    o.set_write_buffer_size(t.write_buffer_bytes);
-    o.set_max_write_buffer_number(t.max_write_buffers);
-    o.set_max_background_jobs(t.max_background_jobs);
-    o.set_enable_pipelined_write(t.pipelined_write);
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(&cache);
-    if let Some(bits) = t.bloom_bits_per_key {
-        table.set_bloom_filter(bits, false);
-    }
-    o.set_block_based_table_factory(&table);
     (DB::open(&o, path).expect("open raw rocksdb"), cache)
 }
 

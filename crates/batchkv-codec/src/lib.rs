@@ -58,7 +58,7 @@ pub use crate::error::{
 pub use crate::legacy::encode_legacy;
 pub use crate::limits::Limits;
 pub use crate::op::{
-    MAX_TXN_DEPTH, Compact, Compare, CompareOp, CompareTarget, DeleteRange, LeaseGrant, LeaseRevoke, Op, OpKind,
-    Put, Range, SortOrder, SortTarget, Txn,
+    Compact, Compare, CompareOp, CompareTarget, DeleteRange, LeaseGrant, LeaseRevoke,
+    MAX_TXN_DEPTH, Op, OpKind, Put, Range, SortOrder, SortTarget, Txn,
 };
 pub use crate::wire::ENTRY_MAGIC;

@@ -331,9 +331,7 @@ impl Op {
                 if depth > MAX_TXN_DEPTH {
                     return Err(InvalidOp::at(
                         "",
-                        InvalidReason::TooDeep {
-                            max: MAX_TXN_DEPTH,
-                        },
+                        InvalidReason::TooDeep { max: MAX_TXN_DEPTH },
                     ));
                 }
                 for (i, c) in t.compares.iter().enumerate() {

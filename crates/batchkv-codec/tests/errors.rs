@@ -307,12 +307,17 @@ fn txn_nesting_is_bounded_alike_for_encoder_and_decoder() {
     let path = "txn.success[0].".repeat(MAX_TXN_DEPTH);
     assert_eq!(
         err.to_string(),
-        format!("operation 0: {}: txns nested deeper than 32 levels", path.trim_end_matches('.'))
+        format!(
+            "operation 0: {}: txns nested deeper than 32 levels",
+            path.trim_end_matches('.')
+        )
     );
     // ...and by the decoder, when another writer produced it (built through prost directly).
     let wire = batchkv_codec::wire::Entry {
         magic: batchkv_codec::ENTRY_MAGIC,
-        payload: Some(batchkv_codec::wire::entry::Payload::Single(to_wire(&too_deep[0]))),
+        payload: Some(batchkv_codec::wire::entry::Payload::Single(to_wire(
+            &too_deep[0],
+        ))),
     };
     let bytes = prost::Message::encode_to_vec(&wire);
     let err = decode_entry(&bytes).expect_err("too deep").to_string();

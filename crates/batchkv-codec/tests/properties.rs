@@ -342,7 +342,9 @@ fn lz4_payload_claiming_more_than_it_can_hold_is_refused() {
     data.push(0x22);
     data.push(payload.len() as u8);
     data.extend_from_slice(&payload);
-    let err = decode_entry(&data).expect_err("impossible claim").to_string();
+    let err = decode_entry(&data)
+        .expect_err("impossible claim")
+        .to_string();
     assert!(
         err.contains("lz4: declared size 1048576 is more than 8 compressed bytes can hold"),
         "{err}"

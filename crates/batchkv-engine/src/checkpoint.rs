@@ -117,16 +117,28 @@ pub fn restore_from_checkpoint(
             path: target.to_path_buf(),
         });
     }
-    copy_dir(checkpoint, target)?;
-    let config = EngineConfig {
-        create_if_missing: false,
-        ..EngineConfig::new(target)
-    };
-    match Engine::open(config) {
-        Ok(engine) => Ok(engine.column_families().to_vec()),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(target);
-            Err(e)
-        }
+    // Copy into a sibling first and rename into place: a failed restore leaves no half copy
+    // behind at `target` to block the next attempt.
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "restore".to_owned());
+    let staging = target.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let verified = copy_dir(checkpoint, &staging).and_then(|()| {
+        let config = EngineConfig {
+            create_if_missing: false,
+            ..EngineConfig::new(&staging)
+        };
+        Engine::open(config).map(|engine| engine.column_families().to_vec())
+    });
+    let renamed = verified.and_then(|cfs| {
+        std::fs::rename(&staging, target)
+            .map(|()| cfs)
+            .map_err(|e| EngineError::io("rename", &staging, e))
+    });
+    if renamed.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
+    renamed
 }

@@ -155,8 +155,10 @@ impl EngineError {
 /// A chunked or adaptive write that failed part-way.
 ///
 /// Chunks before `failed_chunk` are committed (`committed` operations, `ops[..committed]`);
-/// the failed chunk and everything after it are not. Resume with `ops[committed..]`: nothing is
-/// lost and nothing is written twice.
+/// everything after the failed chunk is not written. The failed chunk itself is one atomic
+/// WriteBatch that RocksDB reported as failed: normally absent, but after an I/O error on the WAL
+/// it is not *known* to be absent (its record may be replayed on reopen). Resume with
+/// `ops[committed..]`: nothing is lost, and re-applying a chunk of puts and deletes is idempotent.
 #[derive(Debug)]
 pub struct PartialWrite {
     /// Operations committed before the failure (a prefix of the input).

@@ -82,6 +82,28 @@ impl WriteReport {
     }
 }
 
+impl Mutation {
+    fn cf(&self) -> Cf {
+        match self {
+            Mutation::Put { cf, .. }
+            | Mutation::Delete { cf, .. }
+            | Mutation::DeleteRange { cf, .. } => *cf,
+        }
+    }
+}
+
+/// Checks every mutation's column family before anything is written, so that a chunked write
+/// never commits a prefix and then trips over a bad column family.
+fn check_cfs(handles: &[&ColumnFamily], ops: &[Mutation]) -> Result<()> {
+    match ops.iter().find(|op| op.cf().0 >= handles.len()) {
+        None => Ok(()),
+        Some(op) => Err(EngineError::UnknownColumnFamily {
+            name: format!("#{}", op.cf().0),
+            open: format!("{} column families", handles.len()),
+        }),
+    }
+}
+
 fn fill(
     batch: &mut rocksdb::WriteBatch,
     handles: &[&ColumnFamily],
@@ -159,6 +181,7 @@ impl Engine {
         }
         mode.write_options()?;
         let handles = self.handles()?;
+        check_cfs(&handles, ops)?;
         let start = Instant::now();
         let mut committed = 0;
         for (i, part) in ops.chunks(chunk).enumerate() {
@@ -201,6 +224,7 @@ impl Engine {
         let mut ctl = ChunkController::new(cfg)?;
         mode.write_options()?;
         let handles = self.handles()?;
+        check_cfs(&handles, ops)?;
         let start = Instant::now();
         let mut committed = 0;
         let mut index = 0;

@@ -27,7 +27,9 @@ mod stats;
 pub use crate::batch::Batch;
 pub use crate::checkpoint::{CheckpointInfo, list_checkpoints, restore_from_checkpoint};
 pub use crate::config::{Codec, Compression, EngineConfig, Profile, Tuning};
-pub use crate::engine::{Cf, DEFAULT_CF, Engine, EngineSnapshot, KeyRange, WriteMode, prefix_end};
+pub use crate::engine::{
+    Cf, DEFAULT_CF, Engine, EngineSnapshot, KeyRange, WriteMode, prefix_end, rocksdb_options,
+};
 pub use crate::error::{EngineError, PartialWrite, Result, StatusKind};
 pub use crate::large::{Mutation, WriteReport};
 pub use crate::stats::{CfStats, EngineStats, Tickers};

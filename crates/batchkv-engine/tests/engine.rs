@@ -451,13 +451,30 @@ fn bad_configuration_gets_a_typed_error_naming_it() {
         format!("{} is not a directory", file.display())
     );
 
-    let missing = dir.path().join("missing");
-    let err = Engine::open(EngineConfig {
-        create_if_missing: false,
-        ..EngineConfig::new(&missing)
-    })
-    .expect_err("missing");
-    assert!(matches!(err, EngineError::Missing { .. }), "{err}");
+    for missing in [
+        dir.path().join("missing"),
+        tempfile::tempdir().expect("empty dir").keep(),
+    ] {
+        let err = Engine::open(EngineConfig {
+            create_if_missing: false,
+            ..EngineConfig::new(&missing)
+        })
+        .expect_err("missing");
+        assert!(matches!(err, EngineError::Missing { .. }), "{err}");
+    }
+    // A chunked write with an unknown column family fails before writing anything.
+    let e = open(&dir.path().join("db2"));
+    let mut ops = puts(Cf::DEFAULT, 0..10, "x");
+    ops[7] = Mutation::put(Cf::DEFAULT, b"k".to_vec(), b"v".to_vec());
+    if let Mutation::Put { cf, .. } = &mut ops[7] {
+        *cf = unknown_cf(&e);
+    }
+    assert!(matches!(
+        e.write_batch_chunked(&ops, 2, WriteMode::WAL),
+        Err(EngineError::UnknownColumnFamily { .. })
+    ));
+    assert_eq!(all(&e, Cf::DEFAULT).len(), 0, "nothing committed");
+    drop(e);
 
     // As root, permission bits do not stop anything; a path under /proc cannot be created by
     // anyone, which exercises the same error path.
@@ -534,6 +551,17 @@ fn shared_across_threads() {
         h.join().expect("writer");
     }
     assert_eq!(all(&e, kv).len(), 1000);
+}
+
+/// A `Cf` from an engine with more column families than `e`: out of range for `e`.
+fn unknown_cf(e: &Engine) -> Cf {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..=e.column_families().len())
+        .map(|i| format!("cf{i}"))
+        .collect();
+    let bigger =
+        Engine::open(EngineConfig::new(dir.path()).column_families(names.clone())).expect("open");
+    bigger.cf(names.last().expect("names")).expect("cf")
 }
 
 // --- Tests that need a second process. The test binary runs itself with one test selected and
