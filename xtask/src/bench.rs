@@ -343,8 +343,6 @@ fn write_report(
     }
     if !results.is_empty() {
         writeln!(md, "## Criterion benchmarks\n")?;
-    }
-    if !results.is_empty() {
         writeln!(
             md,
             "| benchmark | mean | ± std dev | ops/s | MB/s |\n|---|---:|---:|---:|---:|"

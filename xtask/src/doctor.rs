@@ -68,6 +68,28 @@ fn has_libclang_in(dir: &Path) -> bool {
     })
 }
 
+/// Toolchain components `ci` needs that no system package provides for a rustup toolchain.
+fn check_components() -> Result<()> {
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+        .into_iter()
+        .filter(|(sub, _)| {
+            !std::process::Command::new(crate::util::cargo_bin())
+                .args([*sub, "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, component)| component)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the Rust toolchain lacks {}; install with:\n    rustup component add {}",
+        missing.join(" and "),
+        missing.join(" ")
+    );
+}
+
 fn is_debian_root() -> bool {
     let root = Command::new("id")
         .arg("-u")
@@ -79,9 +101,10 @@ fn is_debian_root() -> bool {
 /// Checks every prerequisite; installs the missing ones on Debian as root.
 pub fn run() -> Result<()> {
     section("doctor");
+    check_components()?;
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
-        println!("doctor: all prerequisites present (c++, libclang, protoc)");
+        println!("doctor: all prerequisites present (c++, libclang, protoc, rustfmt, clippy)");
         return Ok(());
     }
     let packages: Vec<&str> = missing

@@ -61,7 +61,7 @@ fn ensure_cargo_fuzz() -> Result<()> {
         return Ok(());
     }
     println!("installing cargo-fuzz (once)");
-    run_cmd("cargo", &["install", "cargo-fuzz", "--locked"])
+    run_cmd(&cargo_bin(), &["install", "cargo-fuzz", "--locked"])
 }
 
 /// Seeds the corpus of `target` with the codec's golden vectors (hex files).

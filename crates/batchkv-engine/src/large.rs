@@ -104,28 +104,16 @@ fn check_cfs(handles: &[&ColumnFamily], ops: &[Mutation]) -> Result<()> {
     }
 }
 
-fn fill(
-    batch: &mut rocksdb::WriteBatch,
-    handles: &[&ColumnFamily],
-    ops: &[Mutation],
-) -> Result<()> {
-    let h = |cf: Cf| {
-        handles
-            .get(cf.0)
-            .copied()
-            .ok_or_else(|| EngineError::UnknownColumnFamily {
-                name: format!("#{}", cf.0),
-                open: format!("{} column families", handles.len()),
-            })
-    };
+/// Adds `ops` to `batch`; every column family was checked by [`check_cfs`] first.
+fn fill(batch: &mut rocksdb::WriteBatch, handles: &[&ColumnFamily], ops: &[Mutation]) {
+    let h = |cf: Cf| handles[cf.0];
     for op in ops {
         match op {
-            Mutation::Put { cf, key, value } => batch.put_cf(h(*cf)?, key, value),
-            Mutation::Delete { cf, key } => batch.delete_cf(h(*cf)?, key),
-            Mutation::DeleteRange { cf, from, to } => batch.delete_range_cf(h(*cf)?, from, to),
+            Mutation::Put { cf, key, value } => batch.put_cf(h(*cf), key, value),
+            Mutation::Delete { cf, key } => batch.delete_cf(h(*cf), key),
+            Mutation::DeleteRange { cf, from, to } => batch.delete_range_cf(h(*cf), from, to),
         }
     }
-    Ok(())
 }
 
 impl Engine {
@@ -138,7 +126,7 @@ impl Engine {
         let bytes: usize = ops.iter().map(Mutation::bytes).sum();
         // Keys, values and RocksDB's per-record framing (tag + two varints).
         let mut batch = rocksdb::WriteBatch::with_capacity_bytes(bytes + ops.len() * 8 + 12);
-        fill(&mut batch, handles, ops)?;
+        fill(&mut batch, handles, ops);
         self.write_raw(batch, mode)
     }
 
@@ -155,6 +143,7 @@ impl Engine {
         mode.write_options()?;
         let start = Instant::now();
         let handles = self.handles()?;
+        check_cfs(&handles, ops)?;
         self.write_chunk(&handles, ops, mode)?;
         Ok(WriteReport {
             committed: ops.len(),
