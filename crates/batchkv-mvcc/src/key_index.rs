@@ -1,0 +1,196 @@
+//! The in-memory history of one key, as etcd's `keyIndex`: the revisions at which it changed,
+//! grouped into generations (a generation runs from a creation to a delete).
+//!
+//! It answers "what did this key look like at revision R" without touching storage: the
+//! revision of the value to read, the create revision and the version. Compaction drops the
+//! revisions no read at or above the compact revision can reach.
+
+use std::collections::BTreeSet;
+
+use crate::revision::Revision;
+
+/// One life of a key: created, changed, and (unless it is the last) ended by a delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// Changes in this generation so far (compaction does not lower it).
+    pub version: i64,
+    /// The creating revision.
+    pub created: Revision,
+    /// Revisions still held, oldest first; in a finished generation the last is the delete.
+    pub revs: Vec<Revision>,
+}
+
+/// What [`KeyIndex::get`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The revision whose value the key had (its mod revision).
+    pub modified: Revision,
+    /// The revision that created it.
+    pub created: Revision,
+    /// Its version at that point (1 after creation).
+    pub version: i64,
+}
+
+/// Misuse of the index: the state machine applies only what its checks allowed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyIndexError {
+    /// A revision not above the key's last one.
+    #[error("revision {given} is not above the key's last revision {last}")]
+    NotIncreasing {
+        /// The revision given.
+        given: Revision,
+        /// The key's last revision.
+        last: Revision,
+    },
+    /// A delete of a key that is not live.
+    #[error("key is not live")]
+    NotLive,
+}
+
+/// The history of one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyIndex {
+    modified: Revision,
+    generations: Vec<Generation>,
+}
+
+impl KeyIndex {
+    /// An index with no history.
+    pub fn new() -> Self {
+        KeyIndex::default()
+    }
+
+    /// The last revision recorded (put or delete).
+    pub fn modified(&self) -> Revision {
+        self.modified
+    }
+
+    /// The generations, oldest first (the last may be empty: the key is deleted).
+    pub fn generations(&self) -> &[Generation] {
+        &self.generations
+    }
+
+    /// Whether the key exists now.
+    pub fn is_live(&self) -> bool {
+        self.generations.last().is_some_and(|g| !g.revs.is_empty())
+    }
+
+    /// Whether nothing is left (after compaction): the key can leave the tree.
+    pub fn is_empty(&self) -> bool {
+        self.generations.is_empty()
+            || (self.generations.len() == 1 && self.generations[0].revs.is_empty())
+    }
+
+    fn check(&self, rev: Revision) -> Result<(), KeyIndexError> {
+        if !self.generations.is_empty() && rev <= self.modified {
+            return Err(KeyIndexError::NotIncreasing {
+                given: rev,
+                last: self.modified,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a put at `rev` (creating the key if it is not live).
+    ///
+    /// # Errors
+    /// [`KeyIndexError::NotIncreasing`] if `rev` is not above the last revision.
+    pub fn put(&mut self, rev: Revision) -> Result<(), KeyIndexError> {
+        self.check(rev)?;
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let g = self.generations.last_mut().expect("pushed above");
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.version += 1;
+        self.modified = rev;
+        Ok(())
+    }
+
+    /// Records a delete at `rev`: the generation ends, and a new, empty one begins.
+    ///
+    /// # Errors
+    /// [`KeyIndexError::NotLive`] if the key does not exist, or not-increasing as [`Self::put`].
+    pub fn tombstone(&mut self, rev: Revision) -> Result<(), KeyIndexError> {
+        if !self.is_live() {
+            return Err(KeyIndexError::NotLive);
+        }
+        self.put(rev)?;
+        self.generations.push(Generation::default());
+        Ok(())
+    }
+
+    /// The generation holding `at`, if the key was live at `at`.
+    fn find_generation(&self, at: i64) -> Option<&Generation> {
+        let last = self.generations.len().checked_sub(1)?;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let (Some(first), Some(end)) = (g.revs.first(), g.revs.last()) else {
+                continue;
+            };
+            // A finished generation ends with its delete: at or after it, the key is gone.
+            if i != last && end.main <= at {
+                return None;
+            }
+            if first.main <= at {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// The key as of revision `at` (its state after every change with `main <= at`).
+    pub fn get(&self, at: i64) -> Option<Found> {
+        let g = self.find_generation(at)?;
+        let n = g.revs.iter().rposition(|r| r.main <= at)?;
+        Some(Found {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.version - (g.revs.len() - n - 1) as i64,
+        })
+    }
+
+    /// Every revision held with `main >= from`, oldest first (watch replay).
+    pub fn since(&self, from: i64) -> Vec<Revision> {
+        let mut out: Vec<Revision> = self
+            .generations
+            .iter()
+            .flat_map(|g| g.revs.iter().copied())
+            .filter(|r| r.main >= from)
+            .collect();
+        // A txn changes a key once, so one revision per main; keep the last if not.
+        out.dedup_by_key(|r| r.main);
+        out
+    }
+
+    /// Drops what no read at `at` or later can reach, keeping the latest revision at or below
+    /// `at` of a live generation (its value is what reads at `at` see). Revisions whose values
+    /// storage must keep are added to `keep`; every other held revision at or below `at` may be
+    /// deleted from storage.
+    pub fn compact(&mut self, at: i64, keep: &mut BTreeSet<Revision>) {
+        if self.generations.is_empty() {
+            return;
+        }
+        // The first generation that is still live at `at`, or created after it.
+        let mut gen_idx = 0;
+        while gen_idx < self.generations.len() - 1 {
+            let g = &self.generations[gen_idx];
+            match g.revs.last() {
+                Some(tomb) if tomb.main > at => break,
+                _ => gen_idx += 1,
+            }
+        }
+        // The loop stopped at a generation still live at `at` (its delete is later) or at the
+        // last one, so keeping its latest revision at or below `at` keeps the value reads see.
+        // (etcd also drops a generation left holding only its delete; that cannot happen here:
+        // a generation kept for its delete after `at` also holds the revision before it.)
+        let g = &mut self.generations[gen_idx];
+        if let Some(i) = g.revs.iter().rposition(|r| r.main <= at) {
+            keep.insert(g.revs[i]);
+            g.revs.drain(..i);
+        }
+        self.generations.drain(..gen_idx);
+    }
+}
