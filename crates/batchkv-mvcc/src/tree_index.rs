@@ -1,0 +1,143 @@
+//! All keys' indexes in key order, as etcd's `treeIndex`: point and range reads at a revision
+//! cost O(log n + k) and never touch storage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use crate::key_index::{Found, KeyIndex, KeyIndexError};
+use crate::revision::Revision;
+
+/// The keys a range read covers, in etcd's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySpan<'a> {
+    /// Exactly `key` (etcd: empty `range_end`).
+    One(&'a [u8]),
+    /// Every key from `key` on (etcd: `range_end` = `\0`).
+    From(&'a [u8]),
+    /// `[key, end)`.
+    Between(&'a [u8], &'a [u8]),
+}
+
+impl<'a> KeySpan<'a> {
+    /// etcd's encoding: an empty `range_end` is one key, `\0` is every key from `key` on.
+    pub fn etcd(key: &'a [u8], range_end: &'a [u8]) -> Self {
+        match range_end {
+            [] => KeySpan::One(key),
+            [0] => KeySpan::From(key),
+            end => KeySpan::Between(key, end),
+        }
+    }
+
+    fn bounds(self) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+        match self {
+            KeySpan::One(k) => (Bound::Included(k), Bound::Included(k)),
+            KeySpan::From(k) => (Bound::Included(k), Bound::Unbounded),
+            KeySpan::Between(k, e) => (Bound::Included(k), Bound::Excluded(e)),
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        matches!(self, KeySpan::Between(k, e) if k >= e)
+    }
+}
+
+/// What a range read found: up to `limit` keys in key order, and how many matched in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeResult {
+    /// The keys (at most `limit`, when a limit is given), with what each looked like.
+    pub keys: Vec<(Vec<u8>, Found)>,
+    /// Every key that matched, whatever the limit (etcd's `count`).
+    pub count: usize,
+}
+
+impl RangeResult {
+    /// Whether the limit cut the result (etcd's `more`).
+    pub fn more(&self) -> bool {
+        self.count > self.keys.len()
+    }
+}
+
+/// The index of every key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeIndex {
+    keys: BTreeMap<Vec<u8>, KeyIndex>,
+}
+
+impl TreeIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        TreeIndex::default()
+    }
+
+    /// Keys with any history left.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key has history left.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Records a put of `key` at `rev`.
+    ///
+    /// # Errors
+    /// As [`KeyIndex::put`].
+    pub fn put(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
+        match self.keys.get_mut(key) {
+            Some(ki) => ki.put(rev),
+            None => {
+                let mut ki = KeyIndex::new();
+                ki.put(rev)?;
+                self.keys.insert(key.to_vec(), ki);
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a delete of `key` at `rev`.
+    ///
+    /// # Errors
+    /// [`KeyIndexError::NotLive`] if the key does not exist; as [`KeyIndex::tombstone`].
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
+        self.keys
+            .get_mut(key)
+            .ok_or(KeyIndexError::NotLive)?
+            .tombstone(rev)
+    }
+
+    /// `key` as of revision `at`.
+    pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
+        self.keys.get(key)?.get(at)
+    }
+
+    /// The keys of `span` that existed at revision `at`, in key order; at most `limit` of them
+    /// (0: no limit), with the total count.
+    pub fn range(&self, span: KeySpan<'_>, at: i64, limit: usize) -> RangeResult {
+        let mut out = RangeResult::default();
+        if span.is_empty() {
+            return out;
+        }
+        for (key, ki) in self.keys.range::<[u8], _>(span.bounds()) {
+            if let Some(found) = ki.get(at) {
+                out.count += 1;
+                if limit == 0 || out.keys.len() < limit {
+                    out.keys.push((key.clone(), found));
+                }
+            }
+        }
+        out
+    }
+
+    /// Compacts every key at `at`; keys with nothing left leave the index. Returns the
+    /// revisions whose values storage must keep: every other stored revision at or below `at`
+    /// may be deleted.
+    pub fn compact(&mut self, at: i64) -> BTreeSet<Revision> {
+        let mut keep = BTreeSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut keep);
+            !ki.is_empty()
+        });
+        keep
+    }
+}
