@@ -116,7 +116,7 @@ impl Decoder {
     }
 
     /// Frames the envelope by hand (magic first, exactly one payload field, unknown fields
-    /// skipped), then decodes each operation with prost straight into the result: no
+    /// skipped), then decodes each operation into the result (the fast path, else prost): no
     /// intermediate `Vec` of wire structs, and no allocation past the op limit.
     fn decode_as_entry(&self, bytes: &[u8]) -> Result<Decoded, LayerError> {
         first_byte(bytes, ENTRY_FIRST_BYTE)?;

@@ -92,19 +92,7 @@ impl Mutation {
     }
 }
 
-/// Checks every mutation's column family before anything is written, so that a chunked write
-/// never commits a prefix and then trips over a bad column family.
-fn check_cfs(handles: &[&ColumnFamily], ops: &[Mutation]) -> Result<()> {
-    match ops.iter().find(|op| op.cf().0 >= handles.len()) {
-        None => Ok(()),
-        Some(op) => Err(EngineError::UnknownColumnFamily {
-            name: format!("#{}", op.cf().0),
-            open: format!("{} column families", handles.len()),
-        }),
-    }
-}
-
-/// Adds `ops` to `batch`; every column family was checked by [`check_cfs`] first.
+/// Adds `ops` to `batch`; every column family was checked by [`Engine::check_cfs`] first.
 fn fill(batch: &mut rocksdb::WriteBatch, handles: &[&ColumnFamily], ops: &[Mutation]) {
     let h = |cf: Cf| handles[cf.0];
     for op in ops {
@@ -117,6 +105,17 @@ fn fill(batch: &mut rocksdb::WriteBatch, handles: &[&ColumnFamily], ops: &[Mutat
 }
 
 impl Engine {
+    /// Checks every mutation's column family before anything is written, so that a chunked
+    /// write never commits a prefix and then trips over a bad column family. The error is
+    /// [`Engine::handle`]'s, naming the open column families.
+    fn check_cfs(&self, ops: &[Mutation]) -> Result<()> {
+        let open = self.column_families().len();
+        match ops.iter().find(|op| op.cf().0 >= open) {
+            None => Ok(()),
+            Some(op) => self.handle(op.cf()).map(drop),
+        }
+    }
+
     fn write_chunk(
         &self,
         handles: &[&ColumnFamily],
@@ -143,7 +142,7 @@ impl Engine {
         mode.write_options()?;
         let start = Instant::now();
         let handles = self.handles()?;
-        check_cfs(&handles, ops)?;
+        self.check_cfs(ops)?;
         self.write_chunk(&handles, ops, mode)?;
         Ok(WriteReport {
             committed: ops.len(),
@@ -170,7 +169,7 @@ impl Engine {
         }
         mode.write_options()?;
         let handles = self.handles()?;
-        check_cfs(&handles, ops)?;
+        self.check_cfs(ops)?;
         let start = Instant::now();
         let mut committed = 0;
         for (i, part) in ops.chunks(chunk).enumerate() {
@@ -213,7 +212,7 @@ impl Engine {
         let mut ctl = ChunkController::new(cfg)?;
         mode.write_options()?;
         let handles = self.handles()?;
-        check_cfs(&handles, ops)?;
+        self.check_cfs(ops)?;
         let start = Instant::now();
         let mut committed = 0;
         let mut index = 0;
