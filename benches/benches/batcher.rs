@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use batchkv_batcher::{BatchConfig, Batcher, WaitPolicy};
 
+mod common;
+
 const PRODUCERS: [usize; 5] = [1, 4, 16, 64, 256];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,11 +171,8 @@ fn run_one(
 fn main() {
     // cargo bench passes `--bench` and xtask may pass criterion's flags; the only positional
     // argument is the filter.
-    let filter = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .find(|a| a.parse::<f64>().is_err());
-    let quick = std::env::var("BATCHKV_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let filter = common::filter();
+    let quick = common::quick();
     let (warmup, measure) = if quick {
         (Duration::from_millis(50), Duration::from_millis(250))
     } else {
@@ -214,18 +213,8 @@ fn main() {
     }
     let (csv, md) = report(&runs, quick);
     print!("\n{md}");
-    if let Some(dir) = std::env::var_os("BATCHKV_REPORT_DIR") {
-        let dir = std::path::PathBuf::from(dir);
-        let write = |name: &str, text: &str| {
-            if let Err(e) =
-                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), text))
-            {
-                eprintln!("could not write {name}: {e}");
-            }
-        };
-        write("batcher.csv", &csv);
-        write("batcher.md", &md);
-    }
+    common::write_report("batcher.csv", &csv);
+    common::write_report("batcher.md", &md);
 }
 
 fn report(runs: &[Run], quick: bool) -> (String, String) {

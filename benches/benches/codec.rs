@@ -6,6 +6,8 @@
 
 use std::hint::black_box;
 
+mod common;
+
 use batchkv_codec::{
     Compression, Decoder, Encoder, Limits, Op, Put, decode_entry, encode_entry, wire,
 };
@@ -159,23 +161,15 @@ fn sizes() {
             plain as f64 / packed as f64
         ));
     }
-    if let Some(dir) = std::env::var_os("BATCHKV_REPORT_DIR") {
-        let path = std::path::Path::new(&dir).join("codec-sizes.csv");
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, csv)) {
-            eprintln!("could not write {}: {e}", path.display());
-        }
-    }
+    common::write_report("codec-sizes.csv", &csv);
 }
 
 criterion_group!(benches, encode, decode, compression);
 
 fn main() {
     // The sizes belong with the LZ4 benchmarks: skip them when a filter excludes those.
-    let filter = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .find(|a| a.parse::<f64>().is_err());
-    if filter.is_none_or(|f| "codec/lz4".contains(f.as_str()) || f.contains("codec/lz4")) {
+    if common::filter().is_none_or(|f| "codec/lz4".contains(f.as_str()) || f.contains("codec/lz4"))
+    {
         sizes();
     }
     benches();

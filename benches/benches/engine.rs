@@ -20,6 +20,8 @@ use batchkv_engine::{
 };
 use rocksdb::{Cache, DB, WriteBatch, WriteOptions};
 
+mod common;
+
 const SIZES: [usize; 6] = [100, 500, 1_000, 5_000, 10_000, 100_000];
 const CHUNK: usize = 5_000;
 
@@ -386,17 +388,13 @@ fn reads(n: usize, lookups: usize) -> Vec<ReadRow> {
 }
 
 fn main() {
-    let filter = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .find(|a| a.parse::<f64>().is_err());
-    if filter
+    if common::filter()
         .as_ref()
         .is_some_and(|f| !"engine".contains(f.as_str()) && !f.starts_with("engine"))
     {
         return;
     }
-    let quick = std::env::var("BATCHKV_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let quick = common::quick();
     let (reps, sizes, comp_n, read_n, lookups): (usize, &[usize], usize, usize, usize) = if quick {
         (2, &[100, 1_000, 10_000, 100_000], 50_000, 50_000, 20_000)
     } else {
@@ -407,58 +405,51 @@ fn main() {
     let r = reads(read_n, lookups);
     let md = report(&w, &c, &r, reps, comp_n, read_n, quick);
     print!("\n{md}");
-    if let Some(dir) = std::env::var_os("BATCHKV_REPORT_DIR") {
-        let dir = std::path::PathBuf::from(dir);
-        let mut wcsv =
-            String::from("mode,size,strategy,ops_per_s_mean,rsd_pct,reps,chunks,final_chunk\n");
-        for x in &w {
-            let _ = writeln!(
-                wcsv,
-                "{},{},{},{:.1},{:.2},{},{},{}",
-                x.mode,
-                x.size,
-                x.strategy,
-                x.mean(),
-                x.rsd(),
-                x.ops_per_s.len(),
-                x.chunks,
-                x.final_chunk
-            );
-        }
-        let mut ccsv = String::from("codec,ops_per_s,compression_ratio,disk_bytes\n");
-        for x in &c {
-            let _ = writeln!(
-                ccsv,
-                "{},{:.1},{:.3},{}",
-                x.codec.as_str(),
-                x.ops_per_s,
-                x.ratio,
-                x.disk_bytes
-            );
-        }
-        let mut rcsv = String::from("read,engine_ops_per_s,raw_ops_per_s,ratio\n");
-        for x in &r {
-            let _ = writeln!(
-                rcsv,
-                "{},{:.1},{:.1},{:.3}",
-                x.what,
-                x.engine_ops_per_s,
-                x.raw_ops_per_s,
-                x.engine_ops_per_s / x.raw_ops_per_s
-            );
-        }
-        for (name, text) in [
-            ("engine-writes.csv", wcsv),
-            ("engine-compression.csv", ccsv),
-            ("engine-reads.csv", rcsv),
-            ("engine.md", md),
-        ] {
-            if let Err(e) =
-                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), text))
-            {
-                eprintln!("could not write {name}: {e}");
-            }
-        }
+    let mut wcsv =
+        String::from("mode,size,strategy,ops_per_s_mean,rsd_pct,reps,chunks,final_chunk\n");
+    for x in &w {
+        let _ = writeln!(
+            wcsv,
+            "{},{},{},{:.1},{:.2},{},{},{}",
+            x.mode,
+            x.size,
+            x.strategy,
+            x.mean(),
+            x.rsd(),
+            x.ops_per_s.len(),
+            x.chunks,
+            x.final_chunk
+        );
+    }
+    let mut ccsv = String::from("codec,ops_per_s,compression_ratio,disk_bytes\n");
+    for x in &c {
+        let _ = writeln!(
+            ccsv,
+            "{},{:.1},{:.3},{}",
+            x.codec.as_str(),
+            x.ops_per_s,
+            x.ratio,
+            x.disk_bytes
+        );
+    }
+    let mut rcsv = String::from("read,engine_ops_per_s,raw_ops_per_s,ratio\n");
+    for x in &r {
+        let _ = writeln!(
+            rcsv,
+            "{},{:.1},{:.1},{:.3}",
+            x.what,
+            x.engine_ops_per_s,
+            x.raw_ops_per_s,
+            x.engine_ops_per_s / x.raw_ops_per_s
+        );
+    }
+    for (name, text) in [
+        ("engine-writes.csv", wcsv),
+        ("engine-compression.csv", ccsv),
+        ("engine-reads.csv", rcsv),
+        ("engine.md", md),
+    ] {
+        common::write_report(name, &text);
     }
 }
 
