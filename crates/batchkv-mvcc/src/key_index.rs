@@ -45,6 +45,9 @@ pub enum KeyIndexError {
     /// A delete of a key that is not live.
     #[error("key is not live")]
     NotLive,
+    /// A restore over a key that is live.
+    #[error("key is live")]
+    Live,
 }
 
 /// The history of one key.
@@ -121,6 +124,41 @@ impl KeyIndex {
         self.put(rev)?;
         self.generations.push(Generation::default());
         Ok(())
+    }
+
+    /// Starts a generation while rebuilding from storage, whose oldest remaining revision is
+    /// `modified`, created at `created` and at `version` then (compaction may have removed the
+    /// revisions before it). The key must not be live.
+    ///
+    /// # Errors
+    /// Not-increasing as [`Self::put`]; a key that is live cannot be restored over.
+    pub fn restore(
+        &mut self,
+        created: Revision,
+        modified: Revision,
+        version: i64,
+    ) -> Result<(), KeyIndexError> {
+        self.check(modified)?;
+        if self.is_live() {
+            return Err(KeyIndexError::Live);
+        }
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let g = self.generations.last_mut().expect("pushed above");
+        g.created = created;
+        g.version = version;
+        g.revs.push(modified);
+        self.modified = modified;
+        Ok(())
+    }
+
+    /// Whether `rev` is still held (compaction has not dropped it): storage must keep its
+    /// value.
+    pub fn holds(&self, rev: Revision) -> bool {
+        self.generations
+            .iter()
+            .any(|g| g.revs.binary_search(&rev).is_ok())
     }
 
     /// The generation holding `at`, if the key was live at `at`.

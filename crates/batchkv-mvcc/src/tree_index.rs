@@ -106,6 +106,38 @@ impl TreeIndex {
             .tombstone(rev)
     }
 
+    /// Rebuilding from storage: see [`KeyIndex::restore`].
+    ///
+    /// # Errors
+    /// As [`KeyIndex::restore`].
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        created: Revision,
+        modified: Revision,
+        version: i64,
+    ) -> Result<(), KeyIndexError> {
+        match self.keys.get_mut(key) {
+            Some(ki) => ki.restore(created, modified, version),
+            None => {
+                let mut ki = KeyIndex::new();
+                ki.restore(created, modified, version)?;
+                self.keys.insert(key.to_vec(), ki);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `key` is live now.
+    pub fn is_live(&self, key: &[u8]) -> bool {
+        self.keys.get(key).is_some_and(KeyIndex::is_live)
+    }
+
+    /// Whether storage must keep the value of `key` at `rev`.
+    pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get(key).is_some_and(|ki| ki.holds(rev))
+    }
+
     /// `key` as of revision `at`.
     pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
         self.keys.get(key)?.get(at)

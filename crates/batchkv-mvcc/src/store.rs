@@ -1,0 +1,578 @@
+//! [`Mvcc`]: opening (and rebuilding the index), applying entries, reads, compaction.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use batchkv_codec::{Op, Range};
+use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
+use bytes::Bytes;
+
+use crate::apply::{Entry, Limits};
+use crate::error::{MvccError, OpError};
+use crate::kv::{self, Event, KeyValue};
+use crate::response::{OpResponse, RangeResponse};
+use crate::revision::Revision;
+use crate::tree_index::TreeIndex;
+use crate::view::View;
+
+/// The column family of revision-keyed records.
+pub const KV_CF: &str = "kv";
+/// The column family of the store's own state (revisions, applied index, format version).
+pub const META_CF: &str = "meta";
+/// The storage format this build reads and writes (docs/FORMAT.md).
+pub const FORMAT_VERSION: u32 = 1;
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// etcd's default `--max-txn-ops`.
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+/// Records a compaction step visits at most (etcd's `CompactionBatchLimit`).
+pub const DEFAULT_COMPACTION_BATCH: usize = 1000;
+
+const META_FORMAT: &[u8] = b"format_version";
+const META_CURRENT: &[u8] = b"current_revision";
+const META_APPLIED: &[u8] = b"applied_index";
+const META_COMPACTED: &[u8] = b"compacted_revision";
+const META_FINISHED: &[u8] = b"finished_compact_revision";
+
+/// How to open an [`Mvcc`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MvccConfig {
+    /// The engine (path, tuning). The `kv` and `meta` column families are added.
+    pub engine: EngineConfig,
+    /// How each entry's batch is written. [`WriteMode::SYNC`] (the default) makes an applied
+    /// entry survive a machine crash; [`WriteMode::WAL`] a process crash, which is enough
+    /// when the entries come from a durable log that is replayed on restart.
+    pub write_mode: WriteMode,
+    /// Largest encoded op accepted (etcd's `--max-request-bytes`).
+    pub max_request_bytes: usize,
+    /// Most compares, or ops in one branch, of a txn (etcd's `--max-txn-ops`).
+    pub max_txn_ops: usize,
+    /// Records each compaction step visits after an entry is applied; 0 leaves compaction to
+    /// [`Mvcc::compact_step`].
+    pub compaction_batch: usize,
+}
+
+impl MvccConfig {
+    /// A store at `path` with etcd's defaults and syncing writes.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        MvccConfig {
+            engine: EngineConfig::new(path),
+            write_mode: WriteMode::SYNC,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            compaction_batch: DEFAULT_COMPACTION_BATCH,
+        }
+    }
+
+    /// Sets the write mode.
+    pub fn write_mode(mut self, mode: WriteMode) -> Self {
+        self.write_mode = mode;
+        self
+    }
+
+    /// Sets the request size limit.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Sets the txn op limit.
+    pub fn max_txn_ops(mut self, ops: usize) -> Self {
+        self.max_txn_ops = ops;
+        self
+    }
+
+    /// Sets the compaction step size (0: only [`Mvcc::compact_step`] compacts storage).
+    pub fn compaction_batch(mut self, records: usize) -> Self {
+        self.compaction_batch = records;
+        self
+    }
+}
+
+/// What [`Mvcc::apply`] did with an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry was at or below the applied index and was not applied again (replay).
+    pub skipped: bool,
+    /// The revision after the entry.
+    pub revision: i64,
+    /// One result per op, in order (empty when skipped).
+    pub results: Vec<Result<OpResponse, OpError>>,
+}
+
+/// Receives the events of every committed entry, in order.
+pub type EventListener = Box<dyn FnMut(&[Event]) + Send>;
+
+/// Physical compaction not yet done: records at or below `at` that the index no longer holds
+/// are still in storage, from `cursor` on.
+#[derive(Clone, Debug)]
+struct PendingCompaction {
+    at: i64,
+    cursor: Revision,
+}
+
+/// Progress of physical compaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStatus {
+    /// The revision storage is being compacted to, if work is left.
+    pub pending: Option<i64>,
+    /// The last step's error, if it failed (the next step retries).
+    pub last_error: Option<String>,
+    /// Records deleted from storage since the store opened.
+    pub removed: u64,
+}
+
+/// etcd's revisioned key space on a RocksDB engine. See the crate docs.
+pub struct Mvcc {
+    engine: Engine,
+    kv_cf: Cf,
+    meta_cf: Cf,
+    config: MvccConfig,
+    index: TreeIndex,
+    current: i64,
+    compacted: i64,
+    applied: u64,
+    pending: Option<PendingCompaction>,
+    status: CompactionStatus,
+    listener: Option<EventListener>,
+}
+
+impl fmt::Debug for Mvcc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mvcc")
+            .field("path", &self.engine.path())
+            .field("current", &self.current)
+            .field("compacted", &self.compacted)
+            .field("applied", &self.applied)
+            .field("keys", &self.index.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mvcc {
+    /// Opens (or creates) a store and rebuilds its index from storage: one pass over the
+    /// `kv` column family in revision order.
+    ///
+    /// # Errors
+    /// The engine's open errors; [`MvccError::Corrupt`], [`MvccError::History`] or
+    /// [`MvccError::FormatVersion`] for a store this build cannot read.
+    pub fn open(config: MvccConfig) -> Result<Mvcc, MvccError> {
+        if config.max_txn_ops == 0 || config.max_request_bytes == 0 {
+            return Err(MvccError::InvalidConfig(
+                "max_txn_ops and max_request_bytes must be above 0".into(),
+            ));
+        }
+        let engine = Engine::open(config.engine.clone().column_families([KV_CF, META_CF]))?;
+        let kv_cf = engine.cf(KV_CF)?;
+        let meta_cf = engine.cf(META_CF)?;
+        let mut m = Mvcc {
+            engine,
+            kv_cf,
+            meta_cf,
+            config,
+            index: TreeIndex::new(),
+            current: 1,
+            compacted: -1,
+            applied: 0,
+            pending: None,
+            status: CompactionStatus::default(),
+            listener: None,
+        };
+        m.recover()?;
+        Ok(m)
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> MvccError {
+        MvccError::Corrupt {
+            path: self.engine.path().to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    fn meta_i64(&self, key: &[u8]) -> Result<Option<i64>, MvccError> {
+        match self.engine.get(self.meta_cf, key)? {
+            None => Ok(None),
+            Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+                Ok(b) => Ok(Some(i64::from_be_bytes(b))),
+                Err(_) => Err(self.corrupt(format!(
+                    "meta {} is {} bytes, not 8",
+                    String::from_utf8_lossy(key),
+                    v.len()
+                ))),
+            },
+        }
+    }
+
+    fn recover(&mut self) -> Result<(), MvccError> {
+        let path = self.engine.path().to_path_buf();
+        match self.engine.get(self.meta_cf, META_FORMAT)? {
+            None => {
+                let mut b = self.engine.begin_batch();
+                b.put(self.meta_cf, META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                b.commit(WriteMode::SYNC)?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| self.corrupt("format_version is not 4 bytes"))?;
+                if found != FORMAT_VERSION {
+                    return Err(MvccError::FormatVersion {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+        }
+        self.current = self.meta_i64(META_CURRENT)?.unwrap_or(1);
+        self.applied = self.meta_i64(META_APPLIED)?.unwrap_or(0) as u64;
+        self.compacted = self.meta_i64(META_COMPACTED)?.unwrap_or(-1);
+        let finished = self.meta_i64(META_FINISHED)?.unwrap_or(-1);
+
+        let mut index = TreeIndex::new();
+        let mut failure: Option<MvccError> = None;
+        let mut last = Revision::default();
+        self.engine
+            .scan(self.kv_cf, &KeyRange::all(), false, |k, v| {
+                let step = (|| {
+                    let rev = Revision::from_bytes(k).ok_or_else(|| MvccError::Corrupt {
+                        path: path.clone(),
+                        what: format!("kv key {k:02x?} is not a revision"),
+                    })?;
+                    let rec = kv::decode(v).ok_or_else(|| MvccError::Corrupt {
+                        path: path.clone(),
+                        what: format!("undecodable record at revision {rev}"),
+                    })?;
+                    last = rev;
+                    let history = |e: crate::KeyIndexError| MvccError::History {
+                        path: path.clone(),
+                        key: String::from_utf8_lossy(&rec.key).into_owned(),
+                        revision: rev,
+                        reason: e.to_string(),
+                    };
+                    let live = index.is_live(&rec.key);
+                    match (rec.tombstone, live) {
+                        (true, true) => index.tombstone(&rec.key, rev).map_err(history),
+                        // A delete whose generation was compacted away before the compaction
+                        // finished; the compaction pass below removes it.
+                        (true, false) => Ok(()),
+                        (false, true) => index.put(&rec.key, rev).map_err(history),
+                        (false, false) => index
+                            .restore(&rec.key, rec.created, rev, rec.version)
+                            .map_err(history),
+                    }
+                })();
+                match step {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if last.main > self.current {
+            return Err(self.corrupt(format!(
+                "record at revision {last} is above the current revision {}",
+                self.current
+            )));
+        }
+        if self.compacted >= 0 {
+            index.compact(self.compacted);
+            if finished < self.compacted {
+                self.pending = Some(PendingCompaction {
+                    at: self.compacted,
+                    cursor: Revision::default(),
+                });
+            }
+        }
+        self.index = index;
+        self.status.pending = self.pending.as_ref().map(|p| p.at);
+        Ok(())
+    }
+
+    /// The current revision (1 for a new store).
+    pub fn current_revision(&self) -> i64 {
+        self.current
+    }
+
+    /// The compacted revision, if the store was ever compacted.
+    pub fn compacted_revision(&self) -> Option<i64> {
+        (self.compacted >= 0).then_some(self.compacted)
+    }
+
+    /// The index of the last applied entry (0: none).
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    /// Keys with history in the index (live or deleted but not yet compacted).
+    pub fn indexed_keys(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The engine underneath (statistics, checkpoints, fault injection in tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &MvccConfig {
+        &self.config
+    }
+
+    /// Sets the receiver of every committed entry's events (replacing any other).
+    pub fn set_event_listener(&mut self, listener: impl FnMut(&[Event]) + Send + 'static) {
+        self.listener = Some(Box::new(listener));
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            index: &self.index,
+            engine: &self.engine,
+            kv_cf: self.kv_cf,
+            path: self.engine.path(),
+            overlay: None,
+        }
+    }
+
+    /// Applies entry `index`: prepares every op against the state the ops before it left,
+    /// writes all of the entry's changes with the new revision and the applied index as ONE
+    /// engine batch, commits it once, and only then updates the in-memory index, publishes
+    /// the events and returns one result per op. An op that fails its checks gets its
+    /// [`OpError`] and changes nothing; the others go on.
+    ///
+    /// An entry at or below [`Mvcc::applied_index`] is skipped (replay after a restart).
+    ///
+    /// # Errors
+    /// The commit failed (or storage could not be read while preparing): nothing of the
+    /// entry is applied, neither on disk nor in memory; the error stands for every op.
+    pub fn apply(&mut self, index: u64, ops: &[Op]) -> Result<Applied, MvccError> {
+        if index <= self.applied {
+            return Ok(Applied {
+                index,
+                skipped: true,
+                revision: self.current,
+                results: Vec::new(),
+            });
+        }
+        let limits = Limits {
+            max_txn_ops: self.config.max_txn_ops,
+            max_request_bytes: self.config.max_request_bytes,
+        };
+        let mut entry = Entry {
+            view: self.view(),
+            batch: self.engine.begin_batch(),
+            overlay: HashMap::new(),
+            changes: Vec::with_capacity(ops.len()),
+            events: Vec::with_capacity(ops.len()),
+            rev: self.current,
+            compacted: self.compacted,
+            compact: None,
+            limits,
+            scratch: Vec::new(),
+        };
+        let results = ops
+            .iter()
+            .map(|op| entry.op(op))
+            .collect::<Result<Vec<_>, MvccError>>()?;
+        let Entry {
+            mut batch,
+            changes,
+            events,
+            rev,
+            compact,
+            ..
+        } = entry;
+        batch.put(self.meta_cf, META_CURRENT, &rev.to_be_bytes())?;
+        batch.put(self.meta_cf, META_APPLIED, &(index as i64).to_be_bytes())?;
+        if let Some(at) = compact {
+            batch.put(self.meta_cf, META_COMPACTED, &at.to_be_bytes())?;
+        }
+        batch.commit(self.config.write_mode)?;
+
+        // Committed: now, and only now, the in-memory state and the watchers learn of it.
+        for c in &changes {
+            let r = if c.tombstone {
+                self.index.tombstone(&c.key, c.rev)
+            } else {
+                self.index.put(&c.key, c.rev)
+            };
+            debug_assert!(r.is_ok(), "index refused a committed change: {r:?}");
+        }
+        self.current = rev;
+        self.applied = index;
+        if let Some(at) = compact {
+            self.compacted = at;
+            self.index.compact(at);
+            // Records kept for an earlier compaction may be removable now: start over.
+            self.pending = Some(PendingCompaction {
+                at,
+                cursor: Revision::default(),
+            });
+            self.status.pending = Some(at);
+        }
+        if !events.is_empty()
+            && let Some(listener) = self.listener.as_mut()
+        {
+            listener(&events);
+        }
+        if self.pending.is_some() && self.config.compaction_batch > 0 {
+            // Bounded work; a failure is kept in the status and retried by the next step.
+            let _ = self.compact_step(self.config.compaction_batch);
+        }
+        Ok(Applied {
+            index,
+            skipped: false,
+            revision: rev,
+            results,
+        })
+    }
+
+    /// A range read of the committed state (etcd's Range, serializable).
+    ///
+    /// # Errors
+    /// [`MvccError::Op`] with etcd's errors (empty key, compacted, future revision); a
+    /// storage error.
+    pub fn range(&self, r: &Range) -> Result<RangeResponse, MvccError> {
+        Ok(self.view().range(r, self.current, self.compacted)??)
+    }
+
+    /// The latest value of `key`, if it exists: one index lookup and one point read.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        self.get_at(key, self.current)
+    }
+
+    /// `key` as of revision `at` (at or below the current revision, not below the compacted
+    /// one).
+    ///
+    /// # Errors
+    /// Compacted or future revision; a storage error.
+    pub fn get_at(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>, MvccError> {
+        let at = crate::view::check_read_revision(at, self.current, self.compacted)?;
+        match self.index.get(key, at) {
+            None => Ok(None),
+            Some(found) => {
+                let view = self.view();
+                let key = Bytes::copy_from_slice(key);
+                Ok(Some(view.fetch(&key, &crate::view::Lookup::Stored(found))?))
+            }
+        }
+    }
+
+    /// The record written at `rev` (a put's key-value, or a delete's key and revision), while
+    /// compaction has not removed it: how watchers read an [`Event::prev`].
+    ///
+    /// # Errors
+    /// A storage error or an undecodable record.
+    pub fn kv_at(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
+        let Some(raw) = self.engine.get(self.kv_cf, &rev.to_bytes())? else {
+            return Ok(None);
+        };
+        let rec =
+            kv::decode(&raw).ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))?;
+        if rec.tombstone {
+            return Ok(Some(KeyValue {
+                key: rec.key,
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            }));
+        }
+        Ok(Some(KeyValue {
+            key: rec.key,
+            create_revision: rec.created.main,
+            mod_revision: rev.main,
+            version: rec.version,
+            value: rec.value,
+            lease: rec.lease,
+        }))
+    }
+
+    /// Where physical compaction stands.
+    pub fn compaction_status(&self) -> &CompactionStatus {
+        &self.status
+    }
+
+    /// One bounded step of physical compaction: visits at most `max_records` stored records
+    /// at or below the compacted revision and deletes those no read can reach any more, in one
+    /// batch. Returns whether compaction is complete. Reads and applies are correct whether or
+    /// not it has run (the index decides what is visible).
+    ///
+    /// # Errors
+    /// A storage error (also kept in [`Mvcc::compaction_status`]); the next step retries.
+    pub fn compact_step(&mut self, max_records: usize) -> Result<bool, MvccError> {
+        let result = self.compact_step_inner(max_records.max(1));
+        self.status.last_error = result.as_ref().err().map(ToString::to_string);
+        self.status.pending = self.pending.as_ref().map(|p| p.at);
+        result
+    }
+
+    fn compact_step_inner(&mut self, max_records: usize) -> Result<bool, MvccError> {
+        let Some(p) = self.pending.clone() else {
+            return Ok(true);
+        };
+        let range = KeyRange::between(
+            p.cursor.to_bytes().to_vec(),
+            Revision::new(p.at + 1, 0).to_bytes().to_vec(),
+        );
+        let path = self.engine.path().to_path_buf();
+        let mut batch = self.engine.begin_batch();
+        let mut visited = 0usize;
+        let mut next: Option<Revision> = None;
+        let mut failure: Option<MvccError> = None;
+        let index = &self.index;
+        let kv_cf = self.kv_cf;
+        self.engine.scan(kv_cf, &range, false, |k, v| {
+            if visited == max_records {
+                next = Revision::from_bytes(k);
+                return false;
+            }
+            visited += 1;
+            let step = (|| {
+                let rev = Revision::from_bytes(k).ok_or_else(|| MvccError::Corrupt {
+                    path: path.clone(),
+                    what: format!("kv key {k:02x?} is not a revision"),
+                })?;
+                let rec = kv::decode(v).ok_or_else(|| MvccError::Corrupt {
+                    path: path.clone(),
+                    what: format!("undecodable record at revision {rev}"),
+                })?;
+                if !index.holds(&rec.key, rev) {
+                    batch.delete(kv_cf, k)?;
+                }
+                Ok(())
+            })();
+            match step {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let removed = batch.len() as u64;
+        let done = next.is_none();
+        if done {
+            batch.put(self.meta_cf, META_FINISHED, &p.at.to_be_bytes())?;
+        }
+        // No fsync: a lost step is redone on open (finished < compacted).
+        batch.commit(WriteMode::WAL)?;
+        self.status.removed += removed;
+        self.pending = match next {
+            Some(cursor) => Some(PendingCompaction { at: p.at, cursor }),
+            None => None,
+        };
+        Ok(done)
+    }
+}
