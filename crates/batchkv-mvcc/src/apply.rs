@@ -13,7 +13,7 @@ use crate::kv::{self, Event, EventKind, KeyValue};
 use crate::response::{CompactResponse, DeleteRangeResponse, OpResponse, PutResponse, TxnResponse};
 use crate::revision::Revision;
 use crate::tree_index::KeySpan;
-use crate::view::{Lookup, Overlay, Pending, View, check_read_revision};
+use crate::view::{Lookup, Pending, View, check_read_revision};
 
 /// A change the index learns once the entry has committed.
 #[derive(Debug)]
@@ -34,7 +34,6 @@ pub(crate) struct Limits {
 pub(crate) struct Entry<'a> {
     pub(crate) view: View<'a>,
     pub(crate) batch: Batch<'a>,
-    pub(crate) overlay: Overlay,
     pub(crate) changes: Vec<Change>,
     pub(crate) events: Vec<Event>,
     /// The latest revision, counting the ops prepared so far.
@@ -219,7 +218,8 @@ impl<'a> Entry<'a> {
             },
         };
         self.events.push(event);
-        self.overlay
+        self.view
+            .overlay
             .entry(key.clone())
             .or_default()
             .push(Pending { rev, created, kv });

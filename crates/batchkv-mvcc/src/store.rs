@@ -337,7 +337,7 @@ impl Mvcc {
             engine: &self.engine,
             kv_cf: self.kv_cf,
             path: self.engine.path(),
-            overlay: None,
+            overlay: HashMap::new(),
         }
     }
 
@@ -368,7 +368,6 @@ impl Mvcc {
         let mut entry = Entry {
             view: self.view(),
             batch: self.engine.begin_batch(),
-            overlay: HashMap::new(),
             changes: Vec::with_capacity(ops.len()),
             events: Vec::with_capacity(ops.len()),
             rev: self.current,

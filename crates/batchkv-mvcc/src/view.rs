@@ -70,7 +70,8 @@ pub(crate) struct View<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) kv_cf: Cf,
     pub(crate) path: &'a Path,
-    pub(crate) overlay: Option<&'a Overlay>,
+    /// Changes of the entry being prepared (empty for committed reads).
+    pub(crate) overlay: Overlay,
 }
 
 /// What a key looked like: found, or `None` if absent.
@@ -79,7 +80,7 @@ pub(crate) type Item = (Bytes, Lookup);
 impl View<'_> {
     /// The overlay's say on `key` at `at`: `None` if the entry has not changed it by then.
     fn pending_at(&self, key: &[u8], at: i64) -> Option<Option<Lookup>> {
-        let history = self.overlay?.get(key)?;
+        let history = self.overlay.get(key)?;
         let p = history.iter().rev().find(|p| p.rev.main <= at)?;
         Some(p.kv.as_ref().map(|kv| Lookup::Pending {
             rev: p.rev,
@@ -93,7 +94,7 @@ impl View<'_> {
             Lookup::Stored(f) => f.created,
             Lookup::Pending { rev, .. } => self
                 .overlay
-                .and_then(|o| o.get(key))
+                .get(key)
                 .and_then(|h| h.iter().find(|p| p.rev == *rev))
                 .map_or(lookup.created(), |p| p.created),
         }
@@ -110,10 +111,11 @@ impl View<'_> {
     /// The keys of `span` live at `at` in key order, at most `limit` (0: all), and how many
     /// there are in all.
     pub(crate) fn scan(&self, span: KeySpan<'_>, at: i64, limit: usize) -> (Vec<Item>, usize) {
-        let touched: Vec<&Bytes> = match self.overlay {
-            Some(o) => o.keys().filter(|k| span_contains(span, k)).collect(),
-            None => Vec::new(),
-        };
+        let touched: Vec<&Bytes> = self
+            .overlay
+            .keys()
+            .filter(|k| span_contains(span, k))
+            .collect();
         if touched.is_empty() {
             let r = self.index.range(span, at, limit);
             let items = r
@@ -274,7 +276,7 @@ impl View<'_> {
                     a.1.create_revision().cmp(&b.1.create_revision())
                 }),
                 SortTarget::Mod | SortTarget::Value => sort_by(&mut items, order, |a, b| {
-                    a.1.modified().cmp(&b.1.modified())
+                    a.1.modified().main.cmp(&b.1.modified().main)
                 }),
             }
             if limit > 0 && items.len() > limit {
