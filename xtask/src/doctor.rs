@@ -35,6 +35,12 @@ fn needs() -> Vec<Need> {
             present: || has_program("protoc", "--version"),
             debian: &["protobuf-compiler"],
         },
+        Need {
+            what: "etcd and etcdctl",
+            why: "the real etcd 3.4 the MVCC differential test compares against",
+            present: || has_program("etcd", "--version") && has_program("etcdctl", "version"),
+            debian: &["etcd-server", "etcd-client"],
+        },
     ]
 }
 
@@ -104,7 +110,9 @@ pub fn run() -> Result<()> {
     check_components()?;
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
-        println!("doctor: all prerequisites present (c++, libclang, protoc, rustfmt, clippy)");
+        println!(
+            "doctor: all prerequisites present (c++, libclang, protoc, etcd, rustfmt, clippy)"
+        );
         return Ok(());
     }
     let packages: Vec<&str> = missing

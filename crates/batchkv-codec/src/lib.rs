@@ -41,6 +41,7 @@ mod fast;
 mod legacy;
 mod limits;
 mod op;
+pub mod record;
 mod scan;
 pub mod wire;
 

@@ -9,11 +9,12 @@ use batchkv_engine::Batch;
 use bytes::Bytes;
 
 use crate::error::{MvccError, OpError};
-use crate::kv::{self, Event, EventKind, KeyValue};
+use crate::kv::{Event, EventKind, KeyValue};
 use crate::response::{CompactResponse, DeleteRangeResponse, OpResponse, PutResponse, TxnResponse};
 use crate::revision::Revision;
 use crate::tree_index::KeySpan;
 use crate::view::{Lookup, Pending, View, check_read_revision};
+use batchkv_codec::record;
 
 /// A change the index learns once the entry has committed.
 #[derive(Debug)]
@@ -184,15 +185,15 @@ impl<'a> Entry<'a> {
     ) -> Result<(), MvccError> {
         self.scratch.clear();
         match &kv {
-            Some(kv) => kv::encode_put(
+            Some(kv) => record::encode_put(
                 &mut self.scratch,
-                created,
+                (created.main, created.sub),
                 kv.version,
                 kv.lease,
                 key,
                 &kv.value,
             ),
-            None => kv::encode_delete(&mut self.scratch, key),
+            None => record::encode_delete(&mut self.scratch, key),
         }
         self.batch
             .put(self.view.kv_cf, &rev.to_bytes(), &self.scratch)?;

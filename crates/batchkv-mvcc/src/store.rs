@@ -10,11 +10,12 @@ use bytes::Bytes;
 
 use crate::apply::{Entry, Limits};
 use crate::error::{MvccError, OpError};
-use crate::kv::{self, Event, KeyValue};
+use crate::kv::{Event, KeyValue};
 use crate::response::{OpResponse, RangeResponse};
 use crate::revision::Revision;
 use crate::tree_index::TreeIndex;
 use crate::view::View;
+use batchkv_codec::record;
 
 /// The column family of revision-keyed records.
 pub const KV_CF: &str = "kv";
@@ -242,7 +243,7 @@ impl Mvcc {
                         path: path.clone(),
                         what: format!("kv key {k:02x?} is not a revision"),
                     })?;
-                    let rec = kv::decode(v).ok_or_else(|| MvccError::Corrupt {
+                    let rec = record::decode_record(v).ok_or_else(|| MvccError::Corrupt {
                         path: path.clone(),
                         what: format!("undecodable record at revision {rev}"),
                     })?;
@@ -261,7 +262,12 @@ impl Mvcc {
                         (true, false) => Ok(()),
                         (false, true) => index.put(&rec.key, rev).map_err(history),
                         (false, false) => index
-                            .restore(&rec.key, rec.created, rev, rec.version)
+                            .restore(
+                                &rec.key,
+                                Revision::new(rec.created.0, rec.created.1),
+                                rev,
+                                rec.version,
+                            )
                             .map_err(history),
                     }
                 })();
@@ -476,8 +482,8 @@ impl Mvcc {
         let Some(raw) = self.engine.get(self.kv_cf, &rev.to_bytes())? else {
             return Ok(None);
         };
-        let rec =
-            kv::decode(&raw).ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))?;
+        let rec = record::decode_record(&raw)
+            .ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))?;
         if rec.tombstone {
             return Ok(Some(KeyValue {
                 key: rec.key,
@@ -487,7 +493,7 @@ impl Mvcc {
         }
         Ok(Some(KeyValue {
             key: rec.key,
-            create_revision: rec.created.main,
+            create_revision: rec.created.0,
             mod_revision: rev.main,
             version: rec.version,
             value: rec.value,
@@ -540,7 +546,7 @@ impl Mvcc {
                     path: path.clone(),
                     what: format!("kv key {k:02x?} is not a revision"),
                 })?;
-                let rec = kv::decode(v).ok_or_else(|| MvccError::Corrupt {
+                let rec = record::decode_record(v).ok_or_else(|| MvccError::Corrupt {
                     path: path.clone(),
                     what: format!("undecodable record at revision {rev}"),
                 })?;

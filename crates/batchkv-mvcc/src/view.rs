@@ -11,10 +11,11 @@ use bytes::Bytes;
 
 use crate::error::{MvccError, OpError};
 use crate::key_index::Found;
-use crate::kv::{self, KeyValue};
+use crate::kv::KeyValue;
 use crate::response::RangeResponse;
 use crate::revision::Revision;
 use crate::tree_index::{KeySpan, TreeIndex};
+use batchkv_codec::record;
 
 /// Where a key's state at some revision is: committed (index says which revision to read)
 /// or written earlier in the entry being prepared.
@@ -167,7 +168,7 @@ impl View<'_> {
                 String::from_utf8_lossy(key)
             ))
         })?;
-        let rec = kv::decode(&raw).ok_or_else(|| {
+        let rec = record::decode_record(&raw).ok_or_else(|| {
             self.corrupt(format!("undecodable record at revision {}", f.modified))
         })?;
         Ok(KeyValue {
