@@ -22,42 +22,10 @@ use rocksdb::{Cache, DB, WriteBatch, WriteOptions};
 
 mod common;
 
+use common::{Rng, key};
+
 const SIZES: [usize; 6] = [100, 500, 1_000, 5_000, 10_000, 100_000];
 const CHUNK: usize = 5_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn value(&mut self, compressible: bool) -> Vec<u8> {
-        if compressible {
-            let n = self.next() % 1000;
-            format!("{{\"owner\":\"svc-{:03}\",\"state\":\"ready\",\"replicas\":3,\"zone\":\"eu-west-1a\",\"n\":{n:04}}}", n % 50)
-                .into_bytes()
-                .into_iter()
-                .chain(std::iter::repeat(b' '))
-                .take(100)
-                .collect()
-        } else {
-            (0..100).map(|_| self.next() as u8).collect()
-        }
-    }
-}
-
-/// 16-byte keys in pseudo-random order (splitmix64 is a bijection, so they never repeat):
-/// sequential keys would flatter the memtable, whose skiplist inserts in order cheaply.
-fn key(i: u64) -> Vec<u8> {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    format!("{:016x}", z ^ (z >> 31)).into_bytes()
-}
 
 /// Keys in sorted order, for range scans over a known number of keys.
 fn sorted_key(i: u64) -> Vec<u8> {

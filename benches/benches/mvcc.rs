@@ -1,0 +1,1034 @@
+//! MVCC store benchmarks against the engine underneath and raw rust-rocksdb, all in one run so
+//! the ratios are same-run (16-byte keys in random order, 100-byte incompressible values):
+//!
+//! 1. `mvcc/apply/{1,100,1000}/{insert,update}`: applying entries of N puts (WAL on, no sync)
+//!    beside the same puts as one raw engine batch per entry (a `kv` column family) and one raw
+//!    rust-rocksdb `WriteBatch` per entry; a fresh database per measurement, the three sides
+//!    interleaved; `update` overwrites keys of a preloaded store;
+//! 2. `mvcc/get/{latest,old}`: point reads of random keys, the latest value and the value at an
+//!    old revision (the 3rd of 10 versions), beside raw rust-rocksdb `get` of the same keys;
+//! 3. `mvcc/range/1000`: range reads of 1,000 keys beside the raw engine's `range` of the same
+//!    keys;
+//! 4. `mvcc/reopen`: opening a store of 1M keys and their history (overwrites, deletes), which
+//!    rebuilds the in-memory index from the `kv` column family; in a child process, so that its
+//!    RSS growth is the open's alone.
+//!
+//! A custom harness (repetitions, median, RSD and CSV). `cargo xtask bench mvcc` runs it;
+//! `BATCHKV_BENCH_QUICK=1` makes it small. A filter selects cases by substring (`mvcc/apply/1000`,
+//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`). Results go to stdout and, with `BATCHKV_REPORT_DIR`,
+//! to `mvcc.csv` and the section `mvcc.md`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use batchkv_batcher::rsd_pct;
+use batchkv_codec::{DeleteRange, Op, Put, Range};
+use batchkv_engine::{Engine, EngineConfig, KeyRange, Tuning, WriteMode};
+use batchkv_mvcc::{KV_CF, META_CF, Mvcc, MvccConfig, OpResponse};
+use bytes::Bytes;
+use rocksdb::{Cache, DB, WriteBatch, WriteOptions};
+
+mod common;
+
+use common::{Rng, key, median};
+
+/// Puts per entry in the apply cases.
+const ENTRY_SIZES: [usize; 3] = [1, 100, 1_000];
+/// Puts per entry when loading stores (outside any measurement).
+const LOAD_ENTRY: usize = 1_000;
+/// Keys per range read.
+const SPAN: usize = 1_000;
+/// The child process of `mvcc/reopen` gets the store's path in this variable.
+const REOPEN_CHILD: &str = "BATCHKV_MVCC_REOPEN";
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Params {
+    /// Measured repetitions (after one warm-up) of every apply point and read pass.
+    reps: usize,
+    /// Puts per apply measurement.
+    apply_puts: usize,
+    /// Keys the update case preloads and then overwrites, round robin.
+    update_keys: usize,
+    /// Keys of the read store.
+    read_keys: usize,
+    /// Keys of the read store with 10 versions.
+    history_keys: usize,
+    /// Point reads per pass.
+    probes: usize,
+    /// Range reads per pass.
+    scans: usize,
+    /// Keys of the reopen store.
+    reopen_keys: usize,
+    /// Reopens measured.
+    reopen_reps: usize,
+}
+
+const FULL: Params = Params {
+    reps: 5,
+    apply_puts: 200_000,
+    update_keys: 20_000,
+    read_keys: 200_000,
+    history_keys: 10_000,
+    probes: 100_000,
+    scans: 200,
+    reopen_keys: 1_000_000,
+    reopen_reps: 3,
+};
+
+const QUICK: Params = Params {
+    reps: 2,
+    apply_puts: 20_000,
+    update_keys: 2_000,
+    read_keys: 20_000,
+    history_keys: 1_000,
+    probes: 10_000,
+    scans: 50,
+    reopen_keys: 50_000,
+    reopen_reps: 1,
+};
+
+/// Measured values of one point.
+#[derive(Debug, Clone, Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn median(&self) -> f64 {
+        median(&self.0)
+    }
+
+    fn rsd(&self) -> f64 {
+        rsd_pct(self.0.iter().copied())
+    }
+
+    fn show(&self, decimals: usize) -> String {
+        format!("{:.*} (±{:.0}%)", decimals, self.median(), self.rsd())
+    }
+}
+
+/// Whether the command line's filter selects `case`.
+fn wants(case: &str) -> bool {
+    common::filter().is_none_or(|f| case.contains(f.as_str()))
+}
+
+/// The tuning every side uses: the engine's default profile, statistics off (as engine.rs).
+fn tuning() -> Tuning {
+    Tuning {
+        statistics: false,
+        ..Tuning::default()
+    }
+}
+
+fn mvcc_config(path: &Path) -> MvccConfig {
+    let mut c = MvccConfig::new(path).write_mode(WriteMode::WAL);
+    c.engine = c.engine.tuning(tuning());
+    c
+}
+
+fn open_engine(path: &Path, cfs: &[&str]) -> Engine {
+    Engine::open(
+        EngineConfig::new(path)
+            .tuning(tuning())
+            .column_families(cfs.iter().copied()),
+    )
+    .expect("open engine")
+}
+
+/// Raw rust-rocksdb with exactly the options the engine builds.
+fn raw_open(path: &Path) -> (DB, Cache) {
+    let (mut o, cache) = batchkv_engine::rocksdb_options(&tuning());
+    o.create_if_missing(true);
+    (DB::open(&o, path).expect("open raw rocksdb"), cache)
+}
+
+fn wal_no_sync() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(false);
+    wo.disable_wal(false);
+    wo
+}
+
+fn put(k: impl Into<Bytes>, v: impl Into<Bytes>) -> Op {
+    Op::Put(Put::new(k, v))
+}
+
+fn put_kv(op: &Op) -> (&[u8], &[u8]) {
+    match op {
+        Op::Put(p) => (&p.key, &p.value),
+        other => unreachable!("the benchmark's data holds only puts, not {other:?}"),
+    }
+}
+
+/// Applies `ops` in entries of `n`, numbering them from `*index + 1`.
+fn apply_all(store: &mut Mvcc, index: &mut u64, ops: &[Op], n: usize) {
+    for entry in ops.chunks(n) {
+        *index += 1;
+        store.apply(*index, entry).expect("apply");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. apply
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Rocks,
+    Engine,
+    Mvcc,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Rocks, Side::Engine, Side::Mvcc];
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Rocks => "raw-rocksdb",
+            Side::Engine => "raw-engine",
+            Side::Mvcc => "mvcc",
+        }
+    }
+}
+
+/// The puts of one apply case: `preload` (entries of 1,000, not measured) then `puts`.
+#[derive(Debug)]
+struct Workload {
+    kind: &'static str,
+    preload: Vec<Op>,
+    puts: Vec<Op>,
+}
+
+fn workloads(p: &Params) -> Vec<Workload> {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut out = Vec::new();
+    if ENTRY_SIZES
+        .iter()
+        .any(|n| wants(&format!("mvcc/apply/{n}/insert")))
+    {
+        out.push(Workload {
+            kind: "insert",
+            preload: Vec::new(),
+            puts: (0..p.apply_puts as u64)
+                .map(|i| put(key(i), rng.value(false)))
+                .collect(),
+        });
+    }
+    if ENTRY_SIZES
+        .iter()
+        .any(|n| wants(&format!("mvcc/apply/{n}/update")))
+    {
+        let u = p.update_keys as u64;
+        out.push(Workload {
+            kind: "update",
+            preload: (0..u).map(|i| put(key(i), rng.value(false))).collect(),
+            puts: (0..p.apply_puts as u64)
+                .map(|i| put(key(i % u), rng.value(false)))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// One measurement: a fresh database of `side`, the workload's preload, then its puts in
+/// entries of `n` (timed). Returns puts per second.
+fn apply_once(side: Side, w: &Workload, n: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secs = match side {
+        Side::Mvcc => {
+            let mut store = Mvcc::open(mvcc_config(dir.path())).expect("open mvcc");
+            let mut index = 0;
+            apply_all(&mut store, &mut index, &w.preload, LOAD_ENTRY);
+            let t = Instant::now();
+            apply_all(&mut store, &mut index, &w.puts, n);
+            let secs = t.elapsed().as_secs_f64();
+            // A new store is at revision 1 and every put adds one: all of them were applied.
+            assert_eq!(
+                store.current_revision(),
+                1 + (w.preload.len() + w.puts.len()) as i64
+            );
+            secs
+        }
+        Side::Engine => {
+            let engine = open_engine(dir.path(), &[KV_CF]);
+            let kv = engine.cf(KV_CF).expect("kv cf");
+            let write = |ops: &[Op], n: usize| {
+                for entry in ops.chunks(n) {
+                    let mut b = engine.begin_batch();
+                    for op in entry {
+                        let (k, v) = put_kv(op);
+                        b.put(kv, k, v).expect("stage");
+                    }
+                    b.commit(WriteMode::WAL).expect("commit");
+                }
+            };
+            write(&w.preload, LOAD_ENTRY);
+            let t = Instant::now();
+            write(&w.puts, n);
+            t.elapsed().as_secs_f64()
+        }
+        Side::Rocks => {
+            let (db, _cache) = raw_open(dir.path());
+            let wo = wal_no_sync();
+            let write = |ops: &[Op], n: usize| {
+                for entry in ops.chunks(n) {
+                    let mut b = WriteBatch::with_capacity_bytes(entry.len() * 130);
+                    for op in entry {
+                        let (k, v) = put_kv(op);
+                        b.put(k, v);
+                    }
+                    db.write_opt(b, &wo).expect("raw write");
+                }
+            };
+            write(&w.preload, LOAD_ENTRY);
+            let t = Instant::now();
+            write(&w.puts, n);
+            t.elapsed().as_secs_f64()
+        }
+    };
+    w.puts.len() as f64 / secs
+}
+
+#[derive(Debug)]
+struct ApplyRow {
+    kind: &'static str,
+    entry: usize,
+    /// Puts per second, indexed as [`Side::ALL`].
+    ops_per_s: [Samples; 3],
+}
+
+impl ApplyRow {
+    fn case(&self) -> String {
+        format!("mvcc/apply/{}/{}", self.entry, self.kind)
+    }
+
+    fn get(&self, side: Side) -> &Samples {
+        &self.ops_per_s[side as usize]
+    }
+
+    fn ratio(&self, num: Side, den: Side) -> f64 {
+        self.get(num).median() / self.get(den).median()
+    }
+}
+
+fn apply_bench(p: &Params) -> Vec<ApplyRow> {
+    let loads = workloads(p);
+    let mut rows: Vec<ApplyRow> = Vec::new();
+    for w in &loads {
+        for entry in ENTRY_SIZES {
+            let row = ApplyRow {
+                kind: w.kind,
+                entry,
+                ops_per_s: Default::default(),
+            };
+            if wants(&row.case()) {
+                rows.push(row);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    let started = Instant::now();
+    // Repetitions outermost and the sides interleaved (in a rotating order), so that the
+    // machine's slow drifts weigh on every side alike; rep 0 is the uncounted warm-up.
+    for rep in 0..=p.reps {
+        for row in &mut rows {
+            let w = loads
+                .iter()
+                .find(|w| w.kind == row.kind)
+                .expect("a workload per row");
+            let mut sides = Side::ALL;
+            sides.rotate_left(rep % Side::ALL.len());
+            for side in sides {
+                let v = apply_once(side, w, row.entry);
+                if rep > 0 {
+                    row.ops_per_s[side as usize].0.push(v);
+                }
+            }
+        }
+        println!(
+            "mvcc/apply: repetition {rep}/{} done ({:.0} s)",
+            p.reps,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for r in &rows {
+        println!(
+            "{:<26} raw-rocksdb {:>16}  raw-engine {:>16}  mvcc {:>16} ops/s  mvcc/engine {:.2}  mvcc/rocksdb {:.2}",
+            r.case(),
+            r.get(Side::Rocks).show(0),
+            r.get(Side::Engine).show(0),
+            r.get(Side::Mvcc).show(0),
+            r.ratio(Side::Mvcc, Side::Engine),
+            r.ratio(Side::Mvcc, Side::Rocks),
+        );
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2 and 3. point and range reads
+
+/// A read of the mvcc store beside the same read of a raw reference: time per op.
+#[derive(Debug)]
+struct ReadRow {
+    case: &'static str,
+    what: &'static str,
+    reference: &'static str,
+    unit: &'static str,
+    mvcc: Samples,
+    raw: Samples,
+}
+
+impl ReadRow {
+    /// mvcc throughput over the reference's (the inverse of the time ratio).
+    fn ratio(&self) -> f64 {
+        self.raw.median() / self.mvcc.median()
+    }
+}
+
+/// Times `f` over `n` operations, in `scale` units per op (1e9: ns, 1e6: µs).
+fn per_op(n: usize, scale: f64, f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * scale / n as f64
+}
+
+fn reads_bench(p: &Params) -> Vec<ReadRow> {
+    let want_latest = wants("mvcc/get/latest");
+    let want_old = wants("mvcc/get/old");
+    let want_range = wants("mvcc/range/1000");
+    if !(want_latest || want_old || want_range) {
+        return Vec::new();
+    }
+    let started = Instant::now();
+    let (n, h) = (p.read_keys, p.history_keys);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(11);
+    let keys: Vec<Bytes> = (0..n as u64).map(|i| Bytes::from(key(i))).collect();
+    let mut latest: Vec<Bytes> = (0..n).map(|_| Bytes::from(rng.value(false))).collect();
+
+    // The mvcc store: every key once, then the first `h` keys 9 more times (10 versions); the
+    // revision of each one's 3rd version is kept for the reads at an old revision.
+    let mut store = Mvcc::open(mvcc_config(&dir.path().join("mvcc"))).expect("open mvcc");
+    let mut index = 0;
+    let first: Vec<Op> = (0..n)
+        .map(|i| put(keys[i].clone(), latest[i].clone()))
+        .collect();
+    apply_all(&mut store, &mut index, &first, LOAD_ENTRY);
+    let mut third = vec![0i64; h];
+    for version in 2..=10 {
+        for start in (0..h).step_by(LOAD_ENTRY) {
+            let end = (start + LOAD_ENTRY).min(h);
+            let entry: Vec<Op> = (start..end)
+                .map(|i| {
+                    latest[i] = Bytes::from(rng.value(false));
+                    put(keys[i].clone(), latest[i].clone())
+                })
+                .collect();
+            index += 1;
+            let applied = store.apply(index, &entry).expect("apply");
+            if version == 3 {
+                for (i, r) in (start..end).zip(&applied.results) {
+                    match r {
+                        Ok(OpResponse::Put(put)) => third[i] = put.revision,
+                        other => panic!("a put answered {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    // The references hold each key's latest value.
+    let (raw, _cache) = raw_open(&dir.path().join("raw"));
+    let engine = open_engine(&dir.path().join("engine"), &[KV_CF]);
+    let kv = engine.cf(KV_CF).expect("kv cf");
+    for start in (0..n).step_by(10_000) {
+        let end = (start + 10_000).min(n);
+        let mut rb = WriteBatch::default();
+        let mut eb = engine.begin_batch();
+        for i in start..end {
+            rb.put(&keys[i], &latest[i]);
+            eb.put(kv, &keys[i], &latest[i]).expect("stage");
+        }
+        raw.write_opt(rb, &wal_no_sync()).expect("raw write");
+        eb.commit(WriteMode::WAL).expect("commit");
+    }
+    // Everything flushed and compacted, as engine.rs reads: SST files behind a warm block cache.
+    store.engine().flush().expect("flush");
+    let store_kv = store.engine().cf(KV_CF).expect("kv cf");
+    store.engine().compact(store_kv).expect("compact");
+    engine.flush().expect("flush");
+    engine.compact(kv).expect("compact");
+    raw.flush().expect("flush");
+    raw.compact_range(None::<&[u8]>, None::<&[u8]>);
+    println!(
+        "mvcc/reads: {n} keys loaded, flushed and compacted ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The store reads what the references hold.
+    for i in (0..n).step_by(n / 100) {
+        let got = store.get(&keys[i]).expect("get").expect("the key exists");
+        assert_eq!(got.value, latest[i]);
+        assert_eq!(
+            raw.get(&keys[i]).expect("get").as_deref(),
+            Some(&latest[i][..])
+        );
+    }
+    for i in (0..h).step_by(h.div_ceil(100)) {
+        let old = store.get_at(&keys[i], third[i]).expect("get_at");
+        assert_eq!(old.expect("the key existed").version, 3);
+    }
+
+    let latest_probes: Vec<usize> = (0..p.probes)
+        .map(|_| (rng.next() % n as u64) as usize)
+        .collect();
+    let old_probes: Vec<usize> = (0..p.probes)
+        .map(|_| (rng.next() % h as u64) as usize)
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let starts: Vec<usize> = (0..p.scans)
+        .map(|_| (rng.next() % (n - SPAN) as u64) as usize)
+        .collect();
+    let mranges: Vec<Range> = starts
+        .iter()
+        .map(|&s| Range {
+            key: sorted[s].clone(),
+            range_end: sorted[s + SPAN].clone(),
+            limit: SPAN as i64,
+            ..Range::default()
+        })
+        .collect();
+    let eranges: Vec<KeyRange> = starts
+        .iter()
+        .map(|&s| KeyRange::between(sorted[s].to_vec(), sorted[s + SPAN].to_vec()))
+        .collect();
+
+    let mut rows = Vec::new();
+    let row = |case, what, reference, unit| ReadRow {
+        case,
+        what,
+        reference,
+        unit,
+        mvcc: Samples::default(),
+        raw: Samples::default(),
+    };
+    let mut get_latest = row(
+        "mvcc/get/latest",
+        "point get, latest value",
+        "raw rust-rocksdb get",
+        "ns",
+    );
+    let mut get_old = row(
+        "mvcc/get/old",
+        "point get at an old revision (3rd of 10 versions)",
+        "raw rust-rocksdb get",
+        "ns",
+    );
+    let mut range = row(
+        "mvcc/range/1000",
+        "range of 1,000 keys (limit 1,000)",
+        "raw engine range",
+        "µs",
+    );
+    // Pass 0 warms the caches (block cache, page cache) and is not counted.
+    for pass in 0..=p.reps {
+        let keep = |s: &mut Samples, v: f64| {
+            if pass > 0 {
+                s.0.push(v);
+            }
+        };
+        if want_latest {
+            let m = per_op(latest_probes.len(), 1e9, || {
+                for &i in &latest_probes {
+                    black_box(store.get(&keys[i]).expect("get"));
+                }
+            });
+            let r = per_op(latest_probes.len(), 1e9, || {
+                for &i in &latest_probes {
+                    black_box(raw.get(&keys[i]).expect("get"));
+                }
+            });
+            keep(&mut get_latest.mvcc, m);
+            keep(&mut get_latest.raw, r);
+        }
+        if want_old {
+            let m = per_op(old_probes.len(), 1e9, || {
+                for &i in &old_probes {
+                    black_box(store.get_at(&keys[i], third[i]).expect("get_at"));
+                }
+            });
+            let r = per_op(old_probes.len(), 1e9, || {
+                for &i in &old_probes {
+                    black_box(raw.get(&keys[i]).expect("get"));
+                }
+            });
+            keep(&mut get_old.mvcc, m);
+            keep(&mut get_old.raw, r);
+        }
+        if want_range {
+            let m = per_op(mranges.len(), 1e6, || {
+                for r in &mranges {
+                    let resp = store.range(r).expect("range");
+                    assert_eq!(resp.kvs.len(), SPAN);
+                    black_box(resp);
+                }
+            });
+            let e = per_op(eranges.len(), 1e6, || {
+                for r in &eranges {
+                    let pairs = engine.range(kv, r, SPAN).expect("range");
+                    assert_eq!(pairs.len(), SPAN);
+                    black_box(pairs);
+                }
+            });
+            keep(&mut range.mvcc, m);
+            keep(&mut range.raw, e);
+        }
+    }
+    for (wanted, r) in [
+        (want_latest, get_latest),
+        (want_old, get_old),
+        (want_range, range),
+    ] {
+        if wanted {
+            println!(
+                "{:<26} mvcc {:>14} {}/op  {} {:>14} {}/op  mvcc/raw {:.2}",
+                r.case,
+                r.mvcc.show(1),
+                r.unit,
+                r.reference,
+                r.raw.show(1),
+                r.unit,
+                r.ratio()
+            );
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. reopen
+
+/// This process's resident set, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child of `mvcc/reopen`: opens the store at `path` in a fresh process and prints its
+/// figures as `name=value` pairs on one line.
+fn reopen_child(path: &Path) {
+    let rss_before = rss_kib();
+    let t = Instant::now();
+    let store = Mvcc::open(mvcc_config(path)).expect("reopen mvcc");
+    let open_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_kib();
+    let stats = store.engine().stats().expect("stats");
+    let (keys, revision) = (store.indexed_keys(), store.current_revision());
+    drop(store);
+    // The parts: the engine's open alone, then its plain scan of the `kv` column family (a
+    // new block cache; the OS page cache is as warm as it was for the open above).
+    let t = Instant::now();
+    let engine = open_engine(path, &[KV_CF, META_CF]);
+    let engine_open_s = t.elapsed().as_secs_f64();
+    let kv = engine.cf(KV_CF).expect("kv cf");
+    let t = Instant::now();
+    let records = engine
+        .scan(kv, &KeyRange::all(), false, |k, v| {
+            black_box((k, v));
+            true
+        })
+        .expect("scan");
+    let scan_s = t.elapsed().as_secs_f64();
+    println!(
+        "open_s={open_s} engine_open_s={engine_open_s} scan_s={scan_s} records={records} \
+         keys={keys} revision={revision} rss_before_kib={rss_before} rss_after_kib={rss_after} \
+         block_cache_bytes={} memtable_bytes={}",
+        stats.block_cache_usage,
+        stats.totals().memtable_bytes
+    );
+}
+
+#[derive(Debug)]
+struct Reopen {
+    keys: usize,
+    overwrites: usize,
+    deletes: usize,
+    build_ops_per_s: f64,
+    /// Per child run: its `name=value` figures.
+    runs: Vec<HashMap<String, f64>>,
+}
+
+impl Reopen {
+    fn samples(&self, name: &str) -> Samples {
+        Samples(
+            self.runs
+                .iter()
+                .map(|r| r.get(name).copied().unwrap_or(f64::NAN))
+                .collect(),
+        )
+    }
+
+    fn first(&self, name: &str) -> f64 {
+        self.runs
+            .first()
+            .and_then(|r| r.get(name).copied())
+            .unwrap_or(f64::NAN)
+    }
+
+    fn rss_growth_mib(&self) -> Samples {
+        Samples(
+            self.runs
+                .iter()
+                .map(|r| (r["rss_after_kib"] - r["rss_before_kib"]) / 1024.0)
+                .collect(),
+        )
+    }
+}
+
+fn reopen_bench(p: &Params) -> Option<Reopen> {
+    if !wants("mvcc/reopen") {
+        return None;
+    }
+    let k = p.reopen_keys;
+    let (overwrites, deletes) = (k / 4, k / 20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mvcc");
+    let mut rng = Rng(13);
+    let mut applying = 0.0;
+    let started = Instant::now();
+    {
+        let mut store = Mvcc::open(mvcc_config(&path)).expect("open mvcc");
+        let mut index = 0;
+        let mut apply = |store: &mut Mvcc, ops: Vec<Op>| {
+            index += 1;
+            let t = Instant::now();
+            store.apply(index, &ops).expect("apply");
+            applying += t.elapsed().as_secs_f64();
+        };
+        // Every key, then overwrites of the first quarter, then deletes of the next twentieth:
+        // `key` scatters them over the key space.
+        for start in (0..k).step_by(LOAD_ENTRY) {
+            let ops = (start..(start + LOAD_ENTRY).min(k))
+                .map(|i| put(key(i as u64), rng.value(false)))
+                .collect();
+            apply(&mut store, ops);
+        }
+        for start in (0..overwrites).step_by(LOAD_ENTRY) {
+            let ops = (start..(start + LOAD_ENTRY).min(overwrites))
+                .map(|i| put(key(i as u64), rng.value(false)))
+                .collect();
+            apply(&mut store, ops);
+        }
+        for start in (overwrites..overwrites + deletes).step_by(LOAD_ENTRY) {
+            let ops = (start..(start + LOAD_ENTRY).min(overwrites + deletes))
+                .map(|i| Op::DeleteRange(DeleteRange::key(key(i as u64))))
+                .collect();
+            apply(&mut store, ops);
+        }
+        assert_eq!(
+            store.current_revision(),
+            1 + (k + overwrites + deletes) as i64
+        );
+        // A clean shutdown: memtables flushed, so the open replays no WAL.
+        store.engine().flush().expect("flush");
+    }
+    let build_ops_per_s = (k + overwrites + deletes) as f64 / applying;
+    println!(
+        "mvcc/reopen: store built ({k} keys, {overwrites} overwrites, {deletes} deletes: \
+         {build_ops_per_s:.0} ops/s applying; {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let exe = std::env::current_exe().expect("current exe");
+    let mut runs = Vec::new();
+    for _ in 0..p.reopen_reps {
+        let out = Command::new(&exe)
+            .env(REOPEN_CHILD, &path)
+            .env_remove("BATCHKV_REPORT_DIR")
+            .output()
+            .expect("run the reopen child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the reopen child failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let figures: HashMap<String, f64> = text
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .filter_map(|(n, v)| Some((n.to_owned(), v.parse().ok()?)))
+            .collect();
+        assert!(
+            figures.contains_key("open_s"),
+            "unexpected child output: {text}"
+        );
+        runs.push(figures);
+    }
+    let r = Reopen {
+        keys: k,
+        overwrites,
+        deletes,
+        build_ops_per_s,
+        runs,
+    };
+    let open = r.samples("open_s");
+    println!(
+        "mvcc/reopen               open {} s ({:.0} keys/s, {:.0} records/s)  engine open {} s  kv scan {} s  RSS +{} MiB (block cache {:.0} MiB)",
+        open.show(3),
+        r.first("keys") / open.median(),
+        r.first("records") / open.median(),
+        r.samples("engine_open_s").show(3),
+        r.samples("scan_s").show(3),
+        r.rss_growth_mib().show(0),
+        r.first("block_cache_bytes") / f64::from(1 << 20),
+    );
+    Some(r)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    if let Some(path) = std::env::var_os(REOPEN_CHILD) {
+        reopen_child(Path::new(&path));
+        return;
+    }
+    let quick = common::quick();
+    let p = if quick { QUICK } else { FULL };
+    let started = Instant::now();
+    let apply = apply_bench(&p);
+    let reads = reads_bench(&p);
+    let reopen = reopen_bench(&p);
+    let md = report(&p, quick, &apply, &reads, reopen.as_ref());
+    print!("\n{md}");
+    println!("mvcc: {:.1} s in all", started.elapsed().as_secs_f64());
+    let mut csv = String::from("case,side,metric,median,rsd_pct,samples\n");
+    let mut line = |case: &str, side: &str, metric: &str, s: &Samples| {
+        let _ = writeln!(
+            csv,
+            "{case},{side},{metric},{:.3},{:.2},{}",
+            s.median(),
+            s.rsd(),
+            s.0.len()
+        );
+    };
+    for r in &apply {
+        for side in Side::ALL {
+            line(&r.case(), side.label(), "ops_per_s", r.get(side));
+        }
+    }
+    for r in &reads {
+        let metric = format!("{}_per_op", r.unit.replace('µ', "u"));
+        line(r.case, "mvcc", &metric, &r.mvcc);
+        let reference = if r.reference.contains("engine") {
+            "raw-engine"
+        } else {
+            "raw-rocksdb"
+        };
+        line(r.case, reference, &metric, &r.raw);
+    }
+    if let Some(r) = &reopen {
+        for metric in [
+            "open_s",
+            "engine_open_s",
+            "scan_s",
+            "records",
+            "keys",
+            "block_cache_bytes",
+        ] {
+            line("mvcc/reopen", "mvcc", metric, &r.samples(metric));
+        }
+        line("mvcc/reopen", "mvcc", "rss_growth_mib", &r.rss_growth_mib());
+        line(
+            "mvcc/reopen",
+            "mvcc",
+            "build_ops_per_s",
+            &Samples(vec![r.build_ops_per_s]),
+        );
+    }
+    if !(apply.is_empty() && reads.is_empty() && reopen.is_none()) {
+        common::write_report("mvcc.csv", &csv);
+        common::write_report("mvcc.md", &md);
+    }
+}
+
+fn command(quick: bool) -> String {
+    let mut c = String::from("cargo xtask bench");
+    if quick {
+        c.push_str(" --quick");
+    }
+    if let Some(f) = common::filter() {
+        c.push(' ');
+        c.push_str(&f);
+    }
+    c
+}
+
+fn report(
+    p: &Params,
+    quick: bool,
+    apply: &[ApplyRow],
+    reads: &[ReadRow],
+    reopen: Option<&Reopen>,
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## MVCC store (batchkv-mvcc){}\n",
+        if quick { " (quick)" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "Command: `{}`. 16-byte keys in random order, 100-byte incompressible values; every side \
+         uses the engine's default profile with statistics off (raw rust-rocksdb opened with \
+         the same options). Medians of {} repetitions after a warm-up; ± is the RSD.\n",
+        command(quick),
+        p.reps
+    );
+    if !apply.is_empty() {
+        let _ = writeln!(
+            md,
+            "### Apply, puts/s ({} puts per measurement, WAL on, no sync)\n",
+            p.apply_puts
+        );
+        let _ = writeln!(
+            md,
+            "Each measurement writes into a fresh database; `update` first loads {} keys (not \
+             timed) and then overwrites them round robin. The raw sides write the same keys and \
+             values, one batch per entry; mvcc writes each put as a revision-keyed record plus \
+             the entry's two meta keys.\n",
+            p.update_keys
+        );
+        let _ = writeln!(
+            md,
+            "| puts per entry | case | raw rust-rocksdb | raw engine | mvcc | mvcc / engine (aim >= 0.5) | mvcc / rocksdb |\n|---:|---|---:|---:|---:|---:|---:|"
+        );
+        for r in apply {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+                r.entry,
+                r.kind,
+                r.get(Side::Rocks).show(0),
+                r.get(Side::Engine).show(0),
+                r.get(Side::Mvcc).show(0),
+                r.ratio(Side::Mvcc, Side::Engine),
+                r.ratio(Side::Mvcc, Side::Rocks),
+            );
+        }
+        let geo = |den: Side| {
+            (apply
+                .iter()
+                .map(|r| r.ratio(Side::Mvcc, den).ln())
+                .sum::<f64>()
+                / apply.len() as f64)
+                .exp()
+        };
+        let _ = writeln!(
+            md,
+            "\nGeometric mean over {} points: mvcc / raw engine **{:.3}**, mvcc / raw rust-rocksdb **{:.3}**.\n",
+            apply.len(),
+            geo(Side::Engine),
+            geo(Side::Rocks)
+        );
+    }
+    if !reads.is_empty() {
+        let _ = writeln!(
+            md,
+            "### Reads ({} keys, {} of them with 10 versions; flushed and compacted)\n",
+            p.read_keys, p.history_keys
+        );
+        let _ = writeln!(
+            md,
+            "| read | mvcc | reference | reference time | mvcc / reference (throughput) |\n|---|---:|---|---:|---:|"
+        );
+        for r in reads {
+            let _ = writeln!(
+                md,
+                "| {} | {} {}/op | {} | {} {}/op | {:.2} |",
+                r.what,
+                r.mvcc.show(1),
+                r.unit,
+                r.reference,
+                r.raw.show(1),
+                r.unit,
+                r.ratio()
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nPoint reads: {} random keys per pass; range reads: {} random 1,000-key spans per pass.\n",
+            p.probes, p.scans
+        );
+    }
+    if let Some(r) = reopen {
+        let _ = writeln!(
+            md,
+            "### Reopen ({} keys and their history, {} child-process runs)\n",
+            r.keys,
+            r.runs.len()
+        );
+        let _ = writeln!(
+            md,
+            "The store: {} keys put in entries of 1,000, then {} of them overwritten and {} \
+             others deleted ({:.0} ops/s applying), flushed, closed; each run opens it in a \
+             fresh process (the OS page cache is warm).\n",
+            r.keys, r.overwrites, r.deletes, r.build_ops_per_s
+        );
+        let open = r.samples("open_s");
+        let _ = writeln!(md, "| figure | value |\n|---|---:|");
+        let rows = [
+            (
+                "`Mvcc::open` (engine open + index rebuild)",
+                format!("{} s", open.show(3)),
+            ),
+            (
+                "keys indexed / s",
+                format!("{:.0}", r.first("keys") / open.median()),
+            ),
+            (
+                "records scanned / s",
+                format!("{:.0}", r.first("records") / open.median()),
+            ),
+            (
+                "engine open alone (measured apart)",
+                format!("{} s", r.samples("engine_open_s").show(3)),
+            ),
+            (
+                "plain scan of `kv`, no decode, no index (measured apart)",
+                format!("{} s", r.samples("scan_s").show(3)),
+            ),
+            (
+                "keys indexed, records in `kv`",
+                format!("{:.0}, {:.0}", r.first("keys"), r.first("records")),
+            ),
+            (
+                "RSS growth of the open",
+                format!("{} MiB", r.rss_growth_mib().show(0)),
+            ),
+            (
+                "of which block cache",
+                format!(
+                    "{:.0} MiB",
+                    r.first("block_cache_bytes") / f64::from(1 << 20)
+                ),
+            ),
+        ];
+        for (what, value) in rows {
+            let _ = writeln!(md, "| {what} | {value} |");
+        }
+    }
+    md
+}
