@@ -256,13 +256,13 @@ pub fn record(data: &[u8]) {
     };
     let mut out = Vec::new();
     if r.tombstone {
-        crate::record::encode_delete(&mut out, &r.key);
+        crate::record::encode_delete(&mut out, r.key);
     } else {
-        crate::record::encode_put(&mut out, r.created, r.version, r.lease, &r.key, &r.value);
+        crate::record::encode_put(&mut out, r.created, r.version, r.lease, r.key, r.value);
     }
     assert_eq!(
-        crate::record::decode_record(&out).as_ref(),
-        Some(&r),
+        crate::record::decode_record(&out),
+        Some(r),
         "a decoded record re-encodes to one that decodes differently"
     );
 }

@@ -6,11 +6,10 @@
 //! value (the rest of the record). A delete's record holds only the key: its numbers are zero
 //! and its value is empty.
 
-use bytes::Bytes;
-
-/// A record as decoded from the `kv` column family.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+/// A record as decoded from the `kv` column family, borrowing its key and value from the
+/// bytes (recovery reads millions of records and keeps only the numbers and the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
     /// A delete (the key's generation ends here) rather than a put.
     pub tombstone: bool,
     /// The create revision `(main, sub)` of the key's generation (0 for a delete).
@@ -20,9 +19,9 @@ pub struct Record {
     /// The attached lease (0: none).
     pub lease: i64,
     /// The key.
-    pub key: Bytes,
+    pub key: &'a [u8],
     /// The value (empty for a delete).
-    pub value: Bytes,
+    pub value: &'a [u8],
 }
 
 const PUT: u8 = 1;
@@ -81,7 +80,7 @@ pub fn encode_delete(out: &mut Vec<u8>, key: &[u8]) {
 }
 
 /// Decodes a record; `None` if the bytes are not one (never panics).
-pub fn decode_record(b: &[u8]) -> Option<Record> {
+pub fn decode_record(b: &[u8]) -> Option<Record<'_>> {
     let tombstone = match *b.first()? {
         PUT => false,
         DELETE => true,
@@ -110,8 +109,8 @@ pub fn decode_record(b: &[u8]) -> Option<Record> {
         created,
         version,
         lease,
-        key: Bytes::copy_from_slice(key),
-        value: Bytes::copy_from_slice(value),
+        key,
+        value,
     })
 }
 
@@ -127,13 +126,13 @@ mod tests {
         assert!(!r.tombstone);
         assert_eq!(r.created, (300, 2));
         assert_eq!((r.version, r.lease), (7, -5));
-        assert_eq!((&r.key[..], &r.value[..]), (&b"key"[..], &b"value"[..]));
+        assert_eq!((r.key, r.value), (&b"key"[..], &b"value"[..]));
 
         let mut d = Vec::new();
         encode_delete(&mut d, b"gone");
         let r = decode_record(&d).expect("a delete record");
         assert!(r.tombstone);
-        assert_eq!(&r.key[..], b"gone");
+        assert_eq!(r.key, b"gone");
         assert!(r.value.is_empty());
     }
 

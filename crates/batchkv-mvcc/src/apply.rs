@@ -37,6 +37,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) batch: Batch<'a>,
     pub(crate) changes: Vec<Change>,
     pub(crate) events: Vec<Event>,
+    /// Whether anyone listens (events cost a clone of each key-value).
+    pub(crate) collect_events: bool,
     /// The latest revision, counting the ops prepared so far.
     pub(crate) rev: i64,
     /// The compacted revision, counting a compaction prepared in this entry (-1: none).
@@ -146,6 +148,13 @@ impl<'a> Entry<'a> {
             }
             Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Compact(_) => {}
         }
+        // A put's encoding is its key and value plus at most 40 bytes of framing (tags, lengths,
+        // flags, lease): far below the limit, it need not be measured.
+        if let Op::Put(p) = op
+            && p.key.len() + p.value.len() + 64 < self.limits.max_request_bytes
+        {
+            return Ok(());
+        }
         let size = op.encoded_len();
         if size > self.limits.max_request_bytes {
             return Err(OpError::RequestTooLarge {
@@ -203,12 +212,13 @@ impl<'a> Entry<'a> {
             tombstone: kv.is_none(),
         });
         let event = match &kv {
-            Some(kv) => Event {
+            _ if !self.collect_events => None,
+            Some(kv) => Some(Event {
                 kind: EventKind::Put,
                 kv: kv.clone(),
                 prev,
-            },
-            None => Event {
+            }),
+            None => Some(Event {
                 kind: EventKind::Delete,
                 kv: KeyValue {
                     key: key.clone(),
@@ -216,9 +226,9 @@ impl<'a> Entry<'a> {
                     ..KeyValue::default()
                 },
                 prev,
-            },
+            }),
         };
-        self.events.push(event);
+        self.events.extend(event);
         self.view
             .overlay
             .entry(key.clone())
@@ -297,8 +307,10 @@ impl<'a> Entry<'a> {
         // before the txn, then checks the path's puts and ranges, and only then writes.
         let mut path = Vec::new();
         self.compare_path(t, begin, &mut path)?;
-        if let Err(e) = self.check_path(t, &path, &mut 0, begin)? {
-            return Ok(Err(e));
+        for reads in [false, true] {
+            if let Err(e) = self.check_path(t, &path, &mut 0, begin, reads)? {
+                return Ok(Err(e));
+            }
         }
         let mut tx = Tx { begin, sub: 0 };
         let mut resp = self.exec_txn(t, &path, &mut 0, &mut tx)?;
@@ -350,29 +362,32 @@ impl<'a> Entry<'a> {
         Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
+    /// One of etcd's two walks over the chosen path (`checkRequests`): every put first (lease,
+    /// `ignore_*` on a missing key), then, in a second walk, every read's revision.
     fn check_path(
         &self,
         t: &Txn,
         path: &[bool],
         pos: &mut usize,
         begin: i64,
+        reads: bool,
     ) -> Result<Result<(), OpError>, MvccError> {
         let ok = path[*pos];
         *pos += 1;
         for op in if ok { &t.success } else { &t.failure } {
             match op {
-                Op::Put(p) => {
+                Op::Put(p) if !reads => {
                     if let Err(e) = self.check_put(p, begin)? {
                         return Ok(Err(e));
                     }
                 }
-                Op::Range(r) if r.revision != 0 => {
+                Op::Range(r) if reads && r.revision != 0 => {
                     if let Err(e) = check_read_revision(r.revision, begin, self.compacted) {
                         return Ok(Err(e));
                     }
                 }
                 Op::Txn(nested) => {
-                    if let Err(e) = self.check_path(nested, path, pos, begin)? {
+                    if let Err(e) = self.check_path(nested, path, pos, begin, reads)? {
                         return Ok(Err(e));
                     }
                 }
@@ -478,10 +493,10 @@ fn check_txn_request(t: &Txn, max_ops: usize) -> Result<(), OpError> {
     for op in t.success.iter().chain(&t.failure) {
         match op {
             Op::Put(p) => check_put_request(p)?,
-            Op::DeleteRange(DeleteRange { key, .. }) | Op::Range(Range { key, .. }) => {
-                if key.is_empty() {
-                    return Err(OpError::EmptyKey);
-                }
+            Op::DeleteRange(DeleteRange { key, .. }) | Op::Range(Range { key, .. })
+                if key.is_empty() =>
+            {
+                return Err(OpError::EmptyKey);
             }
             Op::Txn(nested) => check_txn_request(nested, max_ops)?,
             _ => {}

@@ -101,6 +101,8 @@ impl KeyIndex {
     pub fn put(&mut self, rev: Revision) -> Result<(), KeyIndexError> {
         self.check(rev)?;
         if self.generations.is_empty() {
+            // Most keys never see a delete: one generation, allocated exactly.
+            self.generations.reserve_exact(1);
             self.generations.push(Generation::default());
         }
         let g = self.generations.last_mut().expect("pushed above");
@@ -143,6 +145,8 @@ impl KeyIndex {
             return Err(KeyIndexError::Live);
         }
         if self.generations.is_empty() {
+            // Most keys never see a delete: one generation, allocated exactly.
+            self.generations.reserve_exact(1);
             self.generations.push(Generation::default());
         }
         let g = self.generations.last_mut().expect("pushed above");

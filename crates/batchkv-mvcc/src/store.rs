@@ -250,26 +250,21 @@ impl Mvcc {
                     last = rev;
                     let history = |e: crate::KeyIndexError| MvccError::History {
                         path: path.clone(),
-                        key: String::from_utf8_lossy(&rec.key).into_owned(),
+                        key: String::from_utf8_lossy(rec.key).into_owned(),
                         revision: rev,
                         reason: e.to_string(),
                     };
-                    let live = index.is_live(&rec.key);
-                    match (rec.tombstone, live) {
-                        (true, true) => index.tombstone(&rec.key, rev).map_err(history),
-                        // A delete whose generation was compacted away before the compaction
-                        // finished; the compaction pass below removes it.
-                        (true, false) => Ok(()),
-                        (false, true) => index.put(&rec.key, rev).map_err(history),
-                        (false, false) => index
-                            .restore(
-                                &rec.key,
-                                Revision::new(rec.created.0, rec.created.1),
-                                rev,
-                                rec.version,
-                            )
-                            .map_err(history),
-                    }
+                    // A delete whose generation was compacted away before the compaction
+                    // finished is skipped; the compaction walk removes it.
+                    index
+                        .replay(
+                            rec.key,
+                            rev,
+                            rec.tombstone,
+                            Revision::new(rec.created.0, rec.created.1),
+                            rec.version,
+                        )
+                        .map_err(history)
                 })();
                 match step {
                     Ok(()) => true,
@@ -373,9 +368,23 @@ impl Mvcc {
         };
         let mut entry = Entry {
             view: self.view(),
-            batch: self.engine.begin_batch(),
+            // Records are the key and value plus a 17-byte key and a few bytes of framing.
+            batch: self.engine.batch_with_capacity_bytes(
+                ops.iter()
+                    .map(|op| match op {
+                        Op::Put(p) => p.key.len() + p.value.len() + 48,
+                        _ => 64,
+                    })
+                    .sum::<usize>()
+                    + 128,
+            ),
             changes: Vec::with_capacity(ops.len()),
-            events: Vec::with_capacity(ops.len()),
+            events: Vec::with_capacity(if self.listener.is_some() {
+                ops.len()
+            } else {
+                0
+            }),
+            collect_events: self.listener.is_some(),
             rev: self.current,
             compacted: self.compacted,
             compact: None,
@@ -486,17 +495,17 @@ impl Mvcc {
             .ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))?;
         if rec.tombstone {
             return Ok(Some(KeyValue {
-                key: rec.key,
+                key: Bytes::copy_from_slice(rec.key),
                 mod_revision: rev.main,
                 ..KeyValue::default()
             }));
         }
         Ok(Some(KeyValue {
-            key: rec.key,
+            key: Bytes::copy_from_slice(rec.key),
             create_revision: rec.created.0,
             mod_revision: rev.main,
             version: rec.version,
-            value: rec.value,
+            value: Bytes::copy_from_slice(rec.value),
             lease: rec.lease,
         }))
     }
@@ -550,7 +559,7 @@ impl Mvcc {
                     path: path.clone(),
                     what: format!("undecodable record at revision {rev}"),
                 })?;
-                if !index.holds(&rec.key, rev) {
+                if !index.holds(rec.key, rev) {
                     batch.delete(kv_cf, k)?;
                 }
                 Ok(())
@@ -574,10 +583,7 @@ impl Mvcc {
         // No fsync: a lost step is redone on open (finished < compacted).
         batch.commit(WriteMode::WAL)?;
         self.status.removed += removed;
-        self.pending = match next {
-            Some(cursor) => Some(PendingCompaction { at: p.at, cursor }),
-            None => None,
-        };
+        self.pending = next.map(|cursor| PendingCompaction { at: p.at, cursor });
         Ok(done)
     }
 }

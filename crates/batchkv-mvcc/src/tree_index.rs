@@ -128,6 +128,37 @@ impl TreeIndex {
         }
     }
 
+    /// Rebuilding from storage, one record at a time in revision order, with one search of the
+    /// tree: a put extends the key's live generation or starts one ([`KeyIndex::restore`]); a
+    /// delete ends it, and is ignored if the key is not live (its generation was compacted).
+    ///
+    /// # Errors
+    /// As [`KeyIndex::put`] and [`KeyIndex::restore`].
+    pub fn replay(
+        &mut self,
+        key: &[u8],
+        rev: Revision,
+        tombstone: bool,
+        created: Revision,
+        version: i64,
+    ) -> Result<(), KeyIndexError> {
+        match self.keys.get_mut(key) {
+            Some(ki) => match (tombstone, ki.is_live()) {
+                (true, true) => ki.tombstone(rev),
+                (true, false) => Ok(()),
+                (false, true) => ki.put(rev),
+                (false, false) => ki.restore(created, rev, version),
+            },
+            None if tombstone => Ok(()),
+            None => {
+                let mut ki = KeyIndex::new();
+                ki.restore(created, rev, version)?;
+                self.keys.insert(key.to_vec(), ki);
+                Ok(())
+            }
+        }
+    }
+
     /// Whether `key` is live now.
     pub fn is_live(&self, key: &[u8]) -> bool {
         self.keys.get(key).is_some_and(KeyIndex::is_live)

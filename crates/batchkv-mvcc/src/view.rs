@@ -155,19 +155,19 @@ impl View<'_> {
         }
     }
 
-    fn from_record(
+    fn kv_of_record(
         &self,
         key: &Bytes,
         f: &Found,
         record: Option<Vec<u8>>,
     ) -> Result<KeyValue, MvccError> {
-        let raw = record.ok_or_else(|| {
+        let raw = Bytes::from(record.ok_or_else(|| {
             self.corrupt(format!(
                 "the index holds revision {} of key {:?} but storage has no record of it",
                 f.modified,
                 String::from_utf8_lossy(key)
             ))
-        })?;
+        })?);
         let rec = record::decode_record(&raw).ok_or_else(|| {
             self.corrupt(format!("undecodable record at revision {}", f.modified))
         })?;
@@ -176,7 +176,7 @@ impl View<'_> {
             create_revision: f.created.main,
             mod_revision: f.modified.main,
             version: f.version,
-            value: rec.value,
+            value: raw.slice_ref(rec.value),
             lease: rec.lease,
         })
     }
@@ -187,7 +187,7 @@ impl View<'_> {
             Lookup::Pending { kv, .. } => Ok(kv.clone()),
             Lookup::Stored(f) => {
                 let raw = self.engine.get(self.kv_cf, &f.modified.to_bytes())?;
-                self.from_record(key, f, raw)
+                self.kv_of_record(key, f, raw)
             }
         }
     }
@@ -211,7 +211,7 @@ impl View<'_> {
             .iter()
             .map(|(key, l)| match l {
                 Lookup::Pending { kv, .. } => Ok(kv.clone()),
-                Lookup::Stored(f) => self.from_record(key, f, records.next().flatten()),
+                Lookup::Stored(f) => self.kv_of_record(key, f, records.next().flatten()),
             })
             .collect()
     }
@@ -232,8 +232,9 @@ impl View<'_> {
             Err(e) => return Ok(Err(e)),
         };
         let span = KeySpan::etcd(&r.key, &r.range_end);
+        // As etcd: only an explicit order or a revision filter reads the whole range; a sort
+        // target without an order sorts just the first limit + 1 keys.
         let filtered = r.sort_order != SortOrder::None
-            || r.sort_target != SortTarget::Key
             || r.min_mod_revision != 0
             || r.max_mod_revision != 0
             || r.min_create_revision != 0

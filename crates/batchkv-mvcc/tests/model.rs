@@ -173,10 +173,15 @@ impl Model {
                         SortTarget::Mod => kv.mod_revision.to_be_bytes().to_vec(),
                     }
                 };
+                // etcd reads the whole range only for an explicit order: a sort target without
+                // one sorts just the first limit + 1 keys.
+                if r.sort_order == SortOrder::None && r.limit > 0 {
+                    kvs.truncate(r.limit as usize + 1);
+                }
                 match order {
                     SortOrder::None => {}
                     SortOrder::Ascend => kvs.sort_by_key(key_of),
-                    SortOrder::Descend => kvs.sort_by(|a, b| key_of(b).cmp(&key_of(a))),
+                    SortOrder::Descend => kvs.sort_by_key(|kv| std::cmp::Reverse(key_of(kv))),
                 }
                 let mut more = false;
                 if r.limit > 0 && kvs.len() > r.limit as usize {

@@ -22,20 +22,22 @@ pub const INSTALL_HINT: &str = "etcd-server and etcd-client are required: `cargo
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Fails (never skips) when `etcd` or `etcdctl` is missing.
-fn require(binary: &str) {
+fn require(binary: &str, version_arg: &str) {
     match Command::new(binary)
-        .arg("--version")
+        .arg(version_arg)
         .env("ETCDCTL_API", "3")
         .stdin(Stdio::null())
         .output()
     {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
-            "`{binary} --version` failed ({}): {}\n{INSTALL_HINT}",
+            "`{binary} {version_arg}` failed ({}): {}\n{INSTALL_HINT}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!("`{binary}` is not on PATH. {INSTALL_HINT}"),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            panic!("`{binary}` is not on PATH. {INSTALL_HINT}")
+        }
         Err(e) => panic!("cannot run `{binary}`: {e}. {INSTALL_HINT}"),
     }
 }
@@ -78,8 +80,8 @@ pub struct CtlOutput {
 impl Etcd {
     /// Starts etcd and waits until `etcdctl endpoint health` says it is healthy.
     pub fn start() -> Etcd {
-        require("etcd");
-        require("etcdctl");
+        require("etcd", "--version");
+        require("etcdctl", "version");
         let mut last_failure = String::new();
         // A port picked here can be taken by someone else before etcd binds it: retry then.
         for _ in 0..3 {
@@ -133,7 +135,12 @@ impl Etcd {
             let health = Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
                 .arg(format!("--endpoints={}", etcd.endpoint))
-                .args(["--dial-timeout=1s", "--command-timeout=1s", "endpoint", "health"])
+                .args([
+                    "--dial-timeout=1s",
+                    "--command-timeout=1s",
+                    "endpoint",
+                    "health",
+                ])
                 .stdin(Stdio::null())
                 .output()
                 .expect("run etcdctl endpoint health");
@@ -280,26 +287,6 @@ pub enum Resp {
     Compact,
 }
 
-impl Resp {
-    /// The header revision, if the answer has one.
-    pub fn revision(&self) -> Option<i64> {
-        match self {
-            Resp::Put { rev, .. }
-            | Resp::Del { rev, .. }
-            | Resp::Range { rev, .. }
-            | Resp::Txn { rev, .. } => Some(*rev),
-            Resp::Err(_) | Resp::Compact => None,
-        }
-    }
-
-    pub fn error_kind(&self) -> Option<&str> {
-        match self {
-            Resp::Err(k) => Some(k),
-            _ => None,
-        }
-    }
-}
-
 /// An answer and, for a refusal, its message (checked separately: batchkv's Display must be
 /// the end of etcd's message).
 #[derive(Clone, Debug)]
@@ -335,7 +322,10 @@ pub fn etcd_error_kind(message: &str) -> String {
     KINDS
         .iter()
         .find(|(text, _)| message.contains(text))
-        .map_or_else(|| format!("other: {message}"), |(_, kind)| (*kind).to_string())
+        .map_or_else(
+            || format!("other: {message}"),
+            |(_, kind)| (*kind).to_string(),
+        )
 }
 
 /// batchkv's error kind, by variant (not by message).
