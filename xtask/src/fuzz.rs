@@ -69,9 +69,13 @@ fn seed_corpus(target: &str) -> Result<()> {
     let corpus = root().join("fuzz/corpus").join(target);
     std::fs::create_dir_all(&corpus)?;
     if target == "mvcc_record" {
-        // A put (created 2.0, version 3, no lease, key "k", value "v") and a delete of "k".
-        std::fs::write(corpus.join("seed_put"), [1, 2, 0, 3, 0, 1, b'k', b'v'])?;
-        std::fs::write(corpus.join("seed_delete"), [2, 0, 0, 0, 0, 1, b'k'])?;
+        // A put (created 2.0, version 3, no lease, previous 4.0, key "k", value "v") and a
+        // delete of "k" whose previous value is at 5.0.
+        std::fs::write(
+            corpus.join("seed_put"),
+            [1, 2, 0, 3, 0, 4, 0, 1, b'k', b'v'],
+        )?;
+        std::fs::write(corpus.join("seed_delete"), [2, 0, 0, 0, 0, 5, 0, 1, b'k'])?;
         return Ok(());
     }
     let golden = root().join("crates/batchkv-codec/tests/golden");

@@ -256,9 +256,11 @@ pub fn record(data: &[u8]) {
     };
     let mut out = Vec::new();
     if r.tombstone {
-        crate::record::encode_delete(&mut out, r.key);
+        crate::record::encode_delete(&mut out, r.prev, r.key);
     } else {
-        crate::record::encode_put(&mut out, r.created, r.version, r.lease, r.key, r.value);
+        crate::record::encode_put(
+            &mut out, r.created, r.version, r.lease, r.prev, r.key, r.value,
+        );
     }
     assert_eq!(
         crate::record::decode_record(&out),

@@ -4,14 +4,21 @@
 
 use std::collections::HashSet;
 
-use batchkv_codec::{Compare, CompareOp, CompareTarget, DeleteRange, Op, OpKind, Put, Range, Txn};
-use batchkv_engine::Batch;
+use batchkv_codec::{
+    Compare, CompareOp, CompareTarget, DeleteRange, LeaseGrant, LeaseRevoke, Op, Put, Range, Txn,
+};
+use batchkv_engine::{Batch, Cf};
 use bytes::Bytes;
 
 use crate::error::{MvccError, OpError};
 use crate::kv::{Event, EventKind, KeyValue};
-use crate::response::{CompactResponse, DeleteRangeResponse, OpResponse, PutResponse, TxnResponse};
+use crate::lease::{LeaseChanges, MAX_LEASE_TTL};
+use crate::response::{
+    CompactResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, OpResponse,
+    PutResponse, TxnResponse,
+};
 use crate::revision::Revision;
+use crate::store::META_NEXT_LEASE;
 use crate::tree_index::KeySpan;
 use crate::view::{Lookup, Pending, View, check_read_revision};
 use batchkv_codec::record;
@@ -29,6 +36,7 @@ pub(crate) struct Change {
 pub(crate) struct Limits {
     pub(crate) max_txn_ops: usize,
     pub(crate) max_request_bytes: usize,
+    pub(crate) min_lease_ttl: i64,
 }
 
 /// One entry being prepared.
@@ -47,6 +55,10 @@ pub(crate) struct Entry<'a> {
     pub(crate) compact: Option<i64>,
     pub(crate) limits: Limits,
     pub(crate) scratch: Vec<u8>,
+    /// What the entry does to the leases.
+    pub(crate) lease_changes: LeaseChanges,
+    pub(crate) lease_cf: Cf,
+    pub(crate) meta_cf: Cf,
 }
 
 /// One changing request's revision: its writes are `(begin + 1, sub)`.
@@ -122,12 +134,8 @@ impl<'a> Entry<'a> {
                     revision: self.rev,
                 })))
             }
-            // No lease exists before leases land: revoking any is etcd's "not found".
-            Op::LeaseRevoke(l) => Ok(Err(OpError::LeaseNotFound { id: l.id })),
-            Op::LeaseGrant(_) => Ok(Err(OpError::Unsupported {
-                kind: OpKind::LeaseGrant,
-                reason: "leases are not implemented yet",
-            })),
+            Op::LeaseGrant(g) => self.lease_grant(g),
+            Op::LeaseRevoke(l) => self.lease_revoke(l),
         }
     }
 
@@ -167,7 +175,7 @@ impl<'a> Entry<'a> {
 
     /// The state-machine checks of a put, against the state at `at`.
     fn check_put(&self, p: &Put, at: i64) -> Result<Result<(), OpError>, MvccError> {
-        if p.lease != 0 {
+        if p.lease != 0 && !self.view.leases.exists(&self.lease_changes, p.lease) {
             return Ok(Err(OpError::LeaseNotFound { id: p.lease }));
         }
         if (p.ignore_value || p.ignore_lease) && self.view.lookup(&p.key, at).is_none() {
@@ -193,16 +201,18 @@ impl<'a> Entry<'a> {
         prev: Option<Revision>,
     ) -> Result<(), MvccError> {
         self.scratch.clear();
+        let prev_pair = prev.map_or((0, 0), |r| (r.main, r.sub));
         match &kv {
             Some(kv) => record::encode_put(
                 &mut self.scratch,
                 (created.main, created.sub),
                 kv.version,
                 kv.lease,
+                prev_pair,
                 key,
                 &kv.value,
             ),
-            None => record::encode_delete(&mut self.scratch, key),
+            None => record::encode_delete(&mut self.scratch, prev_pair, key),
         }
         self.batch
             .put(self.view.kv_cf, &rev.to_bytes(), &self.scratch)?;
@@ -265,6 +275,9 @@ impl<'a> Entry<'a> {
             value,
             lease,
         };
+        if lease != 0 || self.view.leases.lease_of(&self.lease_changes, &p.key) != 0 {
+            self.lease_changes.attach.insert(p.key.clone(), lease);
+        }
         self.record(
             &p.key,
             rev,
@@ -291,14 +304,82 @@ impl<'a> Entry<'a> {
             Vec::new()
         };
         for (key, l) in &items {
-            let rev = tx.next();
-            self.record(key, rev, Revision::default(), None, Some(l.modified()))?;
+            self.delete_key(key, l, tx)?;
         }
         Ok(DeleteRangeResponse {
             revision: tx.read_rev(),
             deleted: items.len() as i64,
             prev_kvs,
         })
+    }
+
+    /// Deletes one live key (found as `l`) at the request's next revision.
+    fn delete_key(&mut self, key: &Bytes, l: &Lookup, tx: &mut Tx) -> Result<(), MvccError> {
+        let rev = tx.next();
+        if self.view.leases.lease_of(&self.lease_changes, key) != 0 {
+            self.lease_changes.attach.insert(key.clone(), 0);
+        }
+        self.record(key, rev, Revision::default(), None, Some(l.modified()))
+    }
+
+    fn lease_grant(&mut self, g: &LeaseGrant) -> OpResult {
+        let leases = self.view.leases;
+        if g.ttl > MAX_LEASE_TTL {
+            return Ok(Err(OpError::LeaseTtlTooLarge { ttl: g.ttl }));
+        }
+        if g.id < 0 {
+            return Ok(Err(OpError::LeaseNotFound { id: g.id }));
+        }
+        if g.id != 0 && leases.exists(&self.lease_changes, g.id) {
+            return Ok(Err(OpError::LeaseExists { id: g.id }));
+        }
+        let id = if g.id == 0 {
+            // Deterministic, so every replica applying the entry picks the same id.
+            let mut next = self.lease_changes.next_id.unwrap_or(leases.next_id).max(1);
+            while leases.exists(&self.lease_changes, next) {
+                next += 1;
+            }
+            self.lease_changes.next_id = Some(next + 1);
+            self.batch
+                .put(self.meta_cf, META_NEXT_LEASE, &(next + 1).to_be_bytes())?;
+            next
+        } else {
+            g.id
+        };
+        let ttl = g.ttl.max(self.limits.min_lease_ttl);
+        self.lease_changes.revoked.remove(&id);
+        self.lease_changes.granted.insert(id, ttl);
+        self.batch
+            .put(self.lease_cf, &id.to_be_bytes(), &ttl.to_be_bytes())?;
+        Ok(Ok(OpResponse::LeaseGrant(LeaseGrantResponse {
+            revision: self.rev,
+            id,
+            ttl,
+        })))
+    }
+
+    fn lease_revoke(&mut self, r: &LeaseRevoke) -> OpResult {
+        if !self.view.leases.exists(&self.lease_changes, r.id) {
+            return Ok(Err(OpError::LeaseNotFound { id: r.id }));
+        }
+        // Every attached key goes at one revision, in key order (etcd sorts them).
+        let keys = self.view.leases.keys_of(&self.lease_changes, r.id);
+        let mut tx = Tx {
+            begin: self.rev,
+            sub: 0,
+        };
+        for key in keys {
+            if let Some(l) = self.view.lookup(&key, tx.read_rev()) {
+                self.delete_key(&key, &l, &mut tx)?;
+            }
+        }
+        self.rev = tx.read_rev();
+        self.lease_changes.granted.remove(&r.id);
+        self.lease_changes.revoked.insert(r.id);
+        self.batch.delete(self.lease_cf, &r.id.to_be_bytes())?;
+        Ok(Ok(OpResponse::LeaseRevoke(LeaseRevokeResponse {
+            revision: self.rev,
+        })))
     }
 
     fn txn(&mut self, t: &Txn) -> OpResult {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use batchkv_codec::{InvalidOp, OpKind};
+use batchkv_codec::InvalidOp;
 use batchkv_engine::EngineError;
 
 use crate::revision::Revision;
@@ -70,13 +70,17 @@ pub enum OpError {
     /// Structurally invalid (e.g. a lease grant inside a txn); the codec refuses to encode these.
     #[error("invalid operation: {0}")]
     Invalid(InvalidOp),
-    /// An operation this version does not apply yet.
-    #[error("{kind} is not supported yet: {reason}")]
-    Unsupported {
-        /// The operation.
-        kind: OpKind,
-        /// Why.
-        reason: &'static str,
+    /// A grant of a lease id that exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists {
+        /// The lease id.
+        id: i64,
+    },
+    /// A grant above [`crate::MAX_LEASE_TTL`].
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge {
+        /// The TTL asked for.
+        ttl: i64,
     },
 }
 

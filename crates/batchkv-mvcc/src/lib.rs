@@ -37,23 +37,28 @@ mod apply;
 mod error;
 mod key_index;
 mod kv;
+mod lease;
 mod response;
 mod revision;
 mod store;
 mod tree_index;
 mod view;
+mod watch;
 
 pub use batchkv_codec::Op;
 
 pub use crate::error::{MvccError, OpError};
 pub use crate::key_index::{Found, Generation, KeyIndex, KeyIndexError};
 pub use crate::kv::{Event, EventKind, KeyValue};
+pub use crate::lease::{DEFAULT_MIN_LEASE_TTL, LeaseTimeToLive, MAX_LEASE_TTL};
 pub use crate::response::{
-    CompactResponse, DeleteRangeResponse, OpResponse, PutResponse, RangeResponse, TxnResponse,
+    CompactResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, OpResponse,
+    PutResponse, RangeResponse, TxnResponse,
 };
 pub use crate::revision::Revision;
 pub use crate::store::{
     Applied, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, META_CF, Mvcc, MvccConfig,
+    DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, LEASE_CF, META_CF, Mvcc, MvccConfig,
 };
 pub use crate::tree_index::{KeySpan, RangeResult, TreeIndex};
+pub use crate::watch::{DEFAULT_WATCH_BUFFER, WatchEvent, WatchRequest, WatchResponse, Watcher};

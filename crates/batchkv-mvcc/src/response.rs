@@ -55,6 +55,24 @@ pub struct CompactResponse {
     pub revision: i64,
 }
 
+/// etcd's LeaseGrantResponse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseGrantResponse {
+    /// The current revision (a grant does not move it).
+    pub revision: i64,
+    /// The lease id (allocated when the request gave 0).
+    pub id: i64,
+    /// The TTL granted (at least the minimum TTL).
+    pub ttl: i64,
+}
+
+/// etcd's LeaseRevokeResponse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseRevokeResponse {
+    /// The revision that deleted the lease's keys, or the current one if it had none.
+    pub revision: i64,
+}
+
 /// The answer to one operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResponse {
@@ -68,6 +86,10 @@ pub enum OpResponse {
     Txn(TxnResponse),
     /// To a compaction.
     Compact(CompactResponse),
+    /// To a lease grant.
+    LeaseGrant(LeaseGrantResponse),
+    /// To a lease revoke.
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl OpResponse {
@@ -79,6 +101,8 @@ impl OpResponse {
             OpResponse::Range(r) => r.revision,
             OpResponse::Txn(r) => r.revision,
             OpResponse::Compact(r) => r.revision,
+            OpResponse::LeaseGrant(r) => r.revision,
+            OpResponse::LeaseRevoke(r) => r.revision,
         }
     }
 }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 use batchkv_codec::{Op, Range};
 use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
@@ -11,14 +13,20 @@ use bytes::Bytes;
 use crate::apply::{Entry, Limits};
 use crate::error::{MvccError, OpError};
 use crate::kv::{Event, KeyValue};
+use crate::lease::{
+    DEFAULT_MIN_LEASE_TTL, Lease, LeaseChanges, LeaseTable, LeaseTimeToLive, ttl_duration,
+};
 use crate::response::{OpResponse, RangeResponse};
 use crate::revision::Revision;
 use crate::tree_index::TreeIndex;
 use crate::view::View;
+use crate::watch::{Hub, WatchRequest, Watcher};
 use batchkv_codec::record;
 
 /// The column family of revision-keyed records.
 pub const KV_CF: &str = "kv";
+/// The column family of leases (id → granted TTL).
+pub const LEASE_CF: &str = "lease";
 /// The column family of the store's own state (revisions, applied index, format version).
 pub const META_CF: &str = "meta";
 /// The storage format this build reads and writes (docs/FORMAT.md).
@@ -35,6 +43,7 @@ const META_CURRENT: &[u8] = b"current_revision";
 const META_APPLIED: &[u8] = b"applied_index";
 const META_COMPACTED: &[u8] = b"compacted_revision";
 const META_FINISHED: &[u8] = b"finished_compact_revision";
+pub(crate) const META_NEXT_LEASE: &[u8] = b"next_lease_id";
 
 /// How to open an [`Mvcc`].
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +61,9 @@ pub struct MvccConfig {
     /// Records each compaction step visits after an entry is applied; 0 leaves compaction to
     /// [`Mvcc::compact_step`].
     pub compaction_batch: usize,
+    /// The shortest lease TTL, in seconds: shorter grants get it (etcd: 2 with its default
+    /// heartbeat and election timeout).
+    pub min_lease_ttl: i64,
 }
 
 impl MvccConfig {
@@ -63,7 +75,14 @@ impl MvccConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             compaction_batch: DEFAULT_COMPACTION_BATCH,
+            min_lease_ttl: DEFAULT_MIN_LEASE_TTL,
         }
+    }
+
+    /// Sets the minimum lease TTL (seconds).
+    pub fn min_lease_ttl(mut self, secs: i64) -> Self {
+        self.min_lease_ttl = secs;
+        self
     }
 
     /// Sets the write mode.
@@ -128,9 +147,12 @@ pub struct CompactionStatus {
 
 /// etcd's revisioned key space on a RocksDB engine. See the crate docs.
 pub struct Mvcc {
-    engine: Engine,
+    engine: Arc<Engine>,
     kv_cf: Cf,
     meta_cf: Cf,
+    lease_cf: Cf,
+    leases: LeaseTable,
+    hub: Arc<Hub>,
     config: MvccConfig,
     index: TreeIndex,
     current: i64,
@@ -166,13 +188,22 @@ impl Mvcc {
                 "max_txn_ops and max_request_bytes must be above 0".into(),
             ));
         }
-        let engine = Engine::open(config.engine.clone().column_families([KV_CF, META_CF]))?;
+        let engine = Engine::open(
+            config
+                .engine
+                .clone()
+                .column_families([KV_CF, META_CF, LEASE_CF]),
+        )?;
         let kv_cf = engine.cf(KV_CF)?;
         let meta_cf = engine.cf(META_CF)?;
+        let lease_cf = engine.cf(LEASE_CF)?;
         let mut m = Mvcc {
-            engine,
+            engine: Arc::new(engine),
             kv_cf,
             meta_cf,
+            lease_cf,
+            leases: LeaseTable::default(),
+            hub: Arc::new(Hub::new(1, -1)),
             config,
             index: TreeIndex::new(),
             current: 1,
@@ -232,6 +263,35 @@ impl Mvcc {
         self.applied = self.meta_i64(META_APPLIED)?.unwrap_or(0) as u64;
         self.compacted = self.meta_i64(META_COMPACTED)?.unwrap_or(-1);
         let finished = self.meta_i64(META_FINISHED)?.unwrap_or(-1);
+        let mut leases = LeaseTable {
+            next_id: self.meta_i64(META_NEXT_LEASE)?.unwrap_or(1),
+            ..LeaseTable::default()
+        };
+        let mut bad_lease = None;
+        self.engine
+            .scan(self.lease_cf, &KeyRange::all(), false, |k, v| {
+                match (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) {
+                    (Ok(id), Ok(ttl)) => {
+                        leases.leases.insert(
+                            i64::from_be_bytes(id),
+                            Lease {
+                                ttl: i64::from_be_bytes(ttl),
+                                keys: Default::default(),
+                            },
+                        );
+                        true
+                    }
+                    _ => {
+                        bad_lease = Some(k.to_vec());
+                        false
+                    }
+                }
+            })?;
+        if let Some(k) = bad_lease {
+            return Err(self.corrupt(format!("lease record {k:02x?} is not an id and a TTL")));
+        }
+        // The lease each live key's latest put attached (0: none).
+        let mut key_lease: HashMap<Bytes, i64> = HashMap::new();
 
         let mut index = TreeIndex::new();
         let mut failure: Option<MvccError> = None;
@@ -248,6 +308,11 @@ impl Mvcc {
                         what: format!("undecodable record at revision {rev}"),
                     })?;
                     last = rev;
+                    if rec.lease != 0 && !rec.tombstone {
+                        key_lease.insert(Bytes::copy_from_slice(rec.key), rec.lease);
+                    } else if !key_lease.is_empty() {
+                        key_lease.remove(rec.key);
+                    }
                     let history = |e: crate::KeyIndexError| MvccError::History {
                         path: path.clone(),
                         key: String::from_utf8_lossy(rec.key).into_owned(),
@@ -294,6 +359,17 @@ impl Mvcc {
         }
         self.index = index;
         self.status.pending = self.pending.as_ref().map(|p| p.at);
+        // Deadlines are not stored: after a restart every lease gets its whole TTL again, as
+        // etcd's lessor does when it is promoted (a restart never expires a lease early).
+        let now = Instant::now();
+        for (id, l) in &leases.leases {
+            leases.deadlines.insert(*id, now + ttl_duration(l.ttl));
+        }
+        for (key, id) in key_lease {
+            leases.attach(key, id);
+        }
+        self.leases = leases;
+        self.hub = Arc::new(Hub::new(self.current, self.compacted));
         Ok(())
     }
 
@@ -339,6 +415,7 @@ impl Mvcc {
             kv_cf: self.kv_cf,
             path: self.engine.path(),
             overlay: HashMap::new(),
+            leases: &self.leases,
         }
     }
 
@@ -365,7 +442,9 @@ impl Mvcc {
         let limits = Limits {
             max_txn_ops: self.config.max_txn_ops,
             max_request_bytes: self.config.max_request_bytes,
+            min_lease_ttl: self.config.min_lease_ttl,
         };
+        let collect_events = self.listener.is_some() || self.hub.has_watchers();
         let mut entry = Entry {
             view: self.view(),
             // Records are the key and value plus a 17-byte key and a few bytes of framing.
@@ -379,17 +458,16 @@ impl Mvcc {
                     + 128,
             ),
             changes: Vec::with_capacity(ops.len()),
-            events: Vec::with_capacity(if self.listener.is_some() {
-                ops.len()
-            } else {
-                0
-            }),
-            collect_events: self.listener.is_some(),
+            events: Vec::with_capacity(if collect_events { ops.len() } else { 0 }),
+            collect_events,
             rev: self.current,
             compacted: self.compacted,
             compact: None,
             limits,
             scratch: Vec::new(),
+            lease_changes: LeaseChanges::default(),
+            lease_cf: self.lease_cf,
+            meta_cf: self.meta_cf,
         };
         let results = ops
             .iter()
@@ -401,6 +479,7 @@ impl Mvcc {
             events,
             rev,
             compact,
+            lease_changes,
             ..
         } = entry;
         batch.put(self.meta_cf, META_CURRENT, &rev.to_be_bytes())?;
@@ -421,6 +500,9 @@ impl Mvcc {
         }
         self.current = rev;
         self.applied = index;
+        if !lease_changes.is_empty() || lease_changes.next_id.is_some() {
+            self.leases.commit(lease_changes, Instant::now());
+        }
         if let Some(at) = compact {
             self.compacted = at;
             self.index.compact(at);
@@ -431,6 +513,7 @@ impl Mvcc {
             });
             self.status.pending = Some(at);
         }
+        self.hub.publish(rev, self.compacted, &events);
         if !events.is_empty()
             && let Some(listener) = self.listener.as_mut()
         {
@@ -446,6 +529,79 @@ impl Mvcc {
             revision: rev,
             results,
         })
+    }
+
+    /// Starts a watch. From `start_revision` (at or below the current revision) it first
+    /// replays history from storage, then follows live events; from 0 (or above the current
+    /// revision) it waits for new ones. Starting below the compacted revision gives one
+    /// cancelled response carrying the compacted revision, as etcd.
+    pub fn watch(&self, req: WatchRequest) -> Watcher {
+        crate::watch::register(&self.hub, &self.engine, self.kv_cf, req)
+    }
+
+    /// Sends a progress notification (the current revision, no events) to every watcher that
+    /// asked for them and is up to date; the caller runs this periodically (etcd: every 10
+    /// minutes).
+    pub fn notify_progress(&self) {
+        self.hub.notify_progress();
+    }
+
+    /// Refreshes lease `id`'s deadline to its whole TTL from now (etcd's keep-alive: no
+    /// revision, nothing written). Returns the TTL.
+    ///
+    /// # Errors
+    /// [`OpError::LeaseNotFound`].
+    pub fn keep_alive(&mut self, id: i64) -> Result<i64, OpError> {
+        let ttl = self
+            .leases
+            .leases
+            .get(&id)
+            .map(|l| l.ttl)
+            .ok_or(OpError::LeaseNotFound { id })?;
+        self.leases
+            .deadlines
+            .insert(id, Instant::now() + ttl_duration(ttl));
+        Ok(ttl)
+    }
+
+    /// Lease `id`'s remaining and granted TTL, with its keys when `keys` (etcd's TimeToLive;
+    /// a lease that does not exist has TTL -1).
+    pub fn time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLive {
+        match (self.leases.leases.get(&id), self.leases.deadlines.get(&id)) {
+            (Some(l), Some(deadline)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                LeaseTimeToLive {
+                    id,
+                    ttl: i64::try_from(left.as_millis().div_ceil(1000)).unwrap_or(i64::MAX),
+                    granted_ttl: l.ttl,
+                    keys: if keys {
+                        l.keys.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            }
+            _ => LeaseTimeToLive {
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        }
+    }
+
+    /// Every lease id, ascending.
+    pub fn leases(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.leases.leases.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Leases whose deadline has passed at `now`, soonest first. Expiry is decided here, outside
+    /// `apply`, which stays deterministic: the caller proposes a [`batchkv_codec::LeaseRevoke`]
+    /// entry for each (and a lease kept alive meanwhile simply is not due any more).
+    pub fn expired_leases(&self, now: Instant) -> Vec<i64> {
+        self.leases.expired(now)
     }
 
     /// A range read of the committed state (etcd's Range, serializable).

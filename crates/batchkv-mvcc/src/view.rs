@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::error::{MvccError, OpError};
 use crate::key_index::Found;
 use crate::kv::KeyValue;
+use crate::lease::LeaseTable;
 use crate::response::RangeResponse;
 use crate::revision::Revision;
 use crate::tree_index::{KeySpan, TreeIndex};
@@ -73,6 +74,7 @@ pub(crate) struct View<'a> {
     pub(crate) path: &'a Path,
     /// Changes of the entry being prepared (empty for committed reads).
     pub(crate) overlay: Overlay,
+    pub(crate) leases: &'a LeaseTable,
 }
 
 /// What a key looked like: found, or `None` if absent.

@@ -285,6 +285,14 @@ pub enum Resp {
     },
     /// etcdctl prints only "compacted revision N", so a compaction's header is not compared.
     Compact,
+    LeaseGrant {
+        rev: i64,
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        rev: i64,
+    },
 }
 
 /// An answer and, for a refusal, its message (checked separately: batchkv's Display must be
@@ -394,6 +402,12 @@ fn our_resp(r: &OpResponse) -> Resp {
             responses: t.responses.iter().map(our_resp).collect(),
         },
         OpResponse::Compact(_) => Resp::Compact,
+        OpResponse::LeaseGrant(g) => Resp::LeaseGrant {
+            rev: g.revision,
+            id: g.id,
+            ttl: g.ttl,
+        },
+        OpResponse::LeaseRevoke(r) => Resp::LeaseRevoke { rev: r.revision },
     }
 }
 
