@@ -55,6 +55,9 @@ pub enum KeyIndexError {
 pub struct KeyIndex {
     modified: Revision,
     generations: Vec<Generation>,
+    /// Reads below this revision are refused: [`KeyIndex::prune`] removed the history they
+    /// need (0: nothing pruned).
+    floor: i64,
 }
 
 impl KeyIndex {
@@ -155,6 +158,43 @@ impl KeyIndex {
         g.revs.push(modified);
         self.modified = modified;
         Ok(())
+    }
+
+    /// The lowest revision reads of this key may ask for after pruning (0: any).
+    pub fn floor(&self) -> i64 {
+        self.floor
+    }
+
+    /// Raises the floor (restoring a pruned key's on open).
+    pub fn set_floor(&mut self, floor: i64) {
+        self.floor = self.floor.max(floor);
+    }
+
+    /// Keeps only the newest `keep` revisions (puts and deletes) of the key, appending the
+    /// others to `removed`, and raises the floor to the oldest kept one: reads below it have
+    /// lost their history. Returns whether anything was removed. `keep` 0 is treated as 1.
+    pub fn prune(&mut self, keep: usize, removed: &mut Vec<Revision>) -> bool {
+        let keep = keep.max(1);
+        let total: usize = self.generations.iter().map(|g| g.revs.len()).sum();
+        if total <= keep {
+            return false;
+        }
+        let mut drop = total - keep;
+        while drop > 0 && !self.generations.is_empty() {
+            let g = &mut self.generations[0];
+            let n = drop.min(g.revs.len());
+            removed.extend(g.revs.drain(..n));
+            drop -= n;
+            if g.revs.is_empty() && self.generations.len() > 1 {
+                self.generations.remove(0);
+            } else if n == 0 {
+                break;
+            }
+        }
+        if let Some(first) = self.generations.iter().find_map(|g| g.revs.first()) {
+            self.floor = self.floor.max(first.main);
+        }
+        true
     }
 
     /// Whether `rev` is still held (compaction has not dropped it): storage must keep its

@@ -39,6 +39,7 @@ mod key_index;
 mod kv;
 mod lease;
 mod response;
+mod retention;
 mod revision;
 mod store;
 mod tree_index;
@@ -55,10 +56,12 @@ pub use crate::response::{
     CompactResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, OpResponse,
     PutResponse, RangeResponse, TxnResponse,
 };
+pub use crate::retention::{AutoCompaction, AutoCompactor};
 pub use crate::revision::Revision;
 pub use crate::store::{
     Applied, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, LEASE_CF, META_CF, Mvcc, MvccConfig,
+    PruneReport,
 };
 pub use crate::tree_index::{KeySpan, RangeResult, TreeIndex};
 pub use crate::watch::{DEFAULT_WATCH_BUFFER, WatchEvent, WatchRequest, WatchResponse, Watcher};

@@ -44,6 +44,9 @@ const META_APPLIED: &[u8] = b"applied_index";
 const META_COMPACTED: &[u8] = b"compacted_revision";
 const META_FINISHED: &[u8] = b"finished_compact_revision";
 pub(crate) const META_NEXT_LEASE: &[u8] = b"next_lease_id";
+const META_PRUNED: &[u8] = b"pruned_revision";
+/// `floor/<key>` → the key's pruning floor (`i64` BE).
+const META_FLOOR_PREFIX: &[u8] = b"floor/";
 
 /// How to open an [`Mvcc`].
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +137,17 @@ struct PendingCompaction {
     cursor: Revision,
 }
 
+/// What [`Mvcc::prune_old_versions`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Keys that lost history.
+    pub keys: usize,
+    /// Records removed.
+    pub removed: usize,
+    /// The highest new floor (0: nothing pruned).
+    pub floor: i64,
+}
+
 /// Progress of physical compaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactionStatus {
@@ -157,6 +171,8 @@ pub struct Mvcc {
     index: TreeIndex,
     current: i64,
     compacted: i64,
+    /// The highest pruning floor of any key (0: never pruned).
+    pruned: i64,
     applied: u64,
     pending: Option<PendingCompaction>,
     status: CompactionStatus,
@@ -208,6 +224,7 @@ impl Mvcc {
             index: TreeIndex::new(),
             current: 1,
             compacted: -1,
+            pruned: 0,
             applied: 0,
             pending: None,
             status: CompactionStatus::default(),
@@ -263,6 +280,7 @@ impl Mvcc {
         self.applied = self.meta_i64(META_APPLIED)?.unwrap_or(0) as u64;
         self.compacted = self.meta_i64(META_COMPACTED)?.unwrap_or(-1);
         let finished = self.meta_i64(META_FINISHED)?.unwrap_or(-1);
+        self.pruned = self.meta_i64(META_PRUNED)?.unwrap_or(0);
         let mut leases = LeaseTable {
             next_id: self.meta_i64(META_NEXT_LEASE)?.unwrap_or(1),
             ..LeaseTable::default()
@@ -357,6 +375,21 @@ impl Mvcc {
                 });
             }
         }
+        let mut floors: Vec<(Vec<u8>, i64)> = Vec::new();
+        self.engine.scan(
+            self.meta_cf,
+            &KeyRange::prefix(META_FLOOR_PREFIX.to_vec()),
+            false,
+            |k, v| {
+                if let Ok(b) = <[u8; 8]>::try_from(v) {
+                    floors.push((k[META_FLOOR_PREFIX.len()..].to_vec(), i64::from_be_bytes(b)));
+                }
+                true
+            },
+        )?;
+        for (key, floor) in floors {
+            index.set_floor(&key, floor);
+        }
         self.index = index;
         self.status.pending = self.pending.as_ref().map(|p| p.at);
         // Deadlines are not stored: after a restart every lease gets its whole TTL again, as
@@ -369,8 +402,55 @@ impl Mvcc {
             leases.attach(key, id);
         }
         self.leases = leases;
-        self.hub = Arc::new(Hub::new(self.current, self.compacted));
+        self.hub = Arc::new(Hub::new(self.current, self.history_start()));
         Ok(())
+    }
+
+    /// Below this revision history is incomplete (compacted, or pruned for some key): watches
+    /// starting below it are cancelled.
+    fn history_start(&self) -> i64 {
+        self.compacted.max(self.pruned)
+    }
+
+    /// Keeps the newest `keep` versions (puts and deletes) of every key and removes the rest,
+    /// as compaction does for one revision: a read of a key below its oldest kept revision
+    /// fails with etcd's "required revision has been compacted", and a watch from below the
+    /// highest such revision is cancelled with it. The index changes at once; the records go
+    /// in batches of 10,000 deletes (WAL, no sync: a crash before the end leaves records that
+    /// no read reaches, removed by the next prune or compaction). `keep` 0 counts as 1.
+    ///
+    /// Pruning is local maintenance, not an entry: run it at the same applied index on every
+    /// replica (or let the facade put it in the log) if their answers to old reads must agree.
+    ///
+    /// # Errors
+    /// A storage error; what was committed before it stays pruned.
+    pub fn prune_old_versions(&mut self, keep: usize) -> Result<PruneReport, MvccError> {
+        let (floors, removed) = self.index.prune(keep);
+        let floor = floors.iter().map(|(_, f)| *f).max().unwrap_or(0);
+        let mut batch = self.engine.begin_batch();
+        for (key, f) in &floors {
+            let mut k = META_FLOOR_PREFIX.to_vec();
+            k.extend_from_slice(key);
+            batch.put(self.meta_cf, &k, &f.to_be_bytes())?;
+        }
+        if floor > self.pruned {
+            self.pruned = floor;
+            batch.put(self.meta_cf, META_PRUNED, &floor.to_be_bytes())?;
+        }
+        for chunk in removed.chunks(10_000) {
+            for rev in chunk {
+                batch.delete(self.kv_cf, &rev.to_bytes())?;
+            }
+            batch.commit(WriteMode::WAL)?;
+            batch = self.engine.begin_batch();
+        }
+        batch.commit(WriteMode::WAL)?;
+        self.hub.publish(self.current, self.history_start(), &[]);
+        Ok(PruneReport {
+            keys: floors.len(),
+            removed: removed.len(),
+            floor,
+        })
     }
 
     /// The current revision (1 for a new store).
@@ -513,7 +593,7 @@ impl Mvcc {
             });
             self.status.pending = Some(at);
         }
-        self.hub.publish(rev, self.compacted, &events);
+        self.hub.publish(rev, self.history_start(), &events);
         if !events.is_empty()
             && let Some(listener) = self.listener.as_mut()
         {
@@ -628,6 +708,14 @@ impl Mvcc {
     /// Compacted or future revision; a storage error.
     pub fn get_at(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>, MvccError> {
         let at = crate::view::check_read_revision(at, self.current, self.compacted)?;
+        let floor = self.index.floor(key);
+        if floor > at {
+            return Err(OpError::Compacted {
+                requested: at,
+                compacted: floor,
+            }
+            .into());
+        }
         match self.index.get(key, at) {
             None => Ok(None),
             Some(found) => {

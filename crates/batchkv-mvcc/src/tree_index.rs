@@ -48,6 +48,9 @@ pub struct RangeResult {
     pub keys: Vec<(Vec<u8>, Found)>,
     /// Every key that matched, whatever the limit (etcd's `count`).
     pub count: usize,
+    /// The highest pruning floor above `at` among the keys of the span (0: none): the read
+    /// cannot be answered, their history at `at` is gone.
+    pub pruned: i64,
 }
 
 impl RangeResult {
@@ -169,6 +172,31 @@ impl TreeIndex {
         self.keys.get(key).is_some_and(|ki| ki.holds(rev))
     }
 
+    /// The pruning floor of `key` (0: none; see [`KeyIndex::prune`]).
+    pub fn floor(&self, key: &[u8]) -> i64 {
+        self.keys.get(key).map_or(0, KeyIndex::floor)
+    }
+
+    /// Restores a floor on open; keys without history are skipped.
+    pub fn set_floor(&mut self, key: &[u8], floor: i64) {
+        if let Some(ki) = self.keys.get_mut(key) {
+            ki.set_floor(floor);
+        }
+    }
+
+    /// Keeps the newest `keep` revisions of every key ([`KeyIndex::prune`]). Returns the keys
+    /// pruned with their new floors, and the revisions whose records storage may delete.
+    pub fn prune(&mut self, keep: usize) -> (Vec<(Vec<u8>, i64)>, Vec<Revision>) {
+        let mut floors = Vec::new();
+        let mut removed = Vec::new();
+        for (key, ki) in &mut self.keys {
+            if ki.prune(keep, &mut removed) {
+                floors.push((key.clone(), ki.floor()));
+            }
+        }
+        (floors, removed)
+    }
+
     /// `key` as of revision `at`.
     pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
         self.keys.get(key)?.get(at)
@@ -182,6 +210,9 @@ impl TreeIndex {
             return out;
         }
         for (key, ki) in self.keys.range::<[u8], _>(span.bounds()) {
+            if ki.floor() > at {
+                out.pruned = out.pruned.max(ki.floor());
+            }
             if let Some(found) = ki.get(at) {
                 out.count += 1;
                 if limit == 0 || out.keys.len() < limit {

@@ -114,6 +114,17 @@ impl View<'_> {
     /// The keys of `span` live at `at` in key order, at most `limit` (0: all), and how many
     /// there are in all.
     pub(crate) fn scan(&self, span: KeySpan<'_>, at: i64, limit: usize) -> (Vec<Item>, usize) {
+        let (items, count, _) = self.scan_checked(span, at, limit);
+        (items, count)
+    }
+
+    /// [`View::scan`], with the pruning floor the read runs into (0: none).
+    pub(crate) fn scan_checked(
+        &self,
+        span: KeySpan<'_>,
+        at: i64,
+        limit: usize,
+    ) -> (Vec<Item>, usize, i64) {
         let touched: Vec<&Bytes> = self
             .overlay
             .keys()
@@ -126,9 +137,10 @@ impl View<'_> {
                 .into_iter()
                 .map(|(k, f)| (Bytes::from(k), Lookup::Stored(f)))
                 .collect();
-            return (items, r.count);
+            return (items, r.count, r.pruned);
         }
         let base = self.index.range(span, at, 0);
+        let pruned = base.pruned;
         let mut merged: BTreeMap<Bytes, Lookup> = base
             .keys
             .into_iter()
@@ -147,7 +159,7 @@ impl View<'_> {
         }
         let count = merged.len();
         let take = if limit == 0 { count } else { limit };
-        (merged.into_iter().take(take).collect(), count)
+        (merged.into_iter().take(take).collect(), count, pruned)
     }
 
     fn corrupt(&self, what: String) -> MvccError {
@@ -243,7 +255,14 @@ impl View<'_> {
             || r.max_create_revision != 0;
         let limit = usize::try_from(r.limit).unwrap_or(0);
         let hint = if filtered || limit == 0 { 0 } else { limit + 1 };
-        let (mut items, count) = self.scan(span, at, hint);
+        let (mut items, count, pruned) = self.scan_checked(span, at, hint);
+        if pruned > 0 {
+            // Pruned history reads as compacted history does.
+            return Ok(Err(OpError::Compacted {
+                requested: at,
+                compacted: pruned,
+            }));
+        }
         let mut resp = RangeResponse {
             revision: current,
             count: count as i64,
