@@ -127,7 +127,7 @@ pub struct Applied {
 }
 
 /// Receives the events of every committed entry, in order.
-pub type EventListener = Box<dyn FnMut(&[Event]) + Send>;
+pub type EventListener = Box<dyn FnMut(&[Event]) + Send + Sync>;
 
 /// Physical compaction not yet done: records at or below `at` that the index no longer holds
 /// are still in storage, from `cursor` on.
@@ -478,13 +478,19 @@ impl Mvcc {
         &self.engine
     }
 
+    /// The engine, shared: for threads that sync its WAL or take checkpoints while entries are
+    /// applied (everything they may do leaves the store's state alone).
+    pub fn shared_engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine)
+    }
+
     /// The configuration the store was opened with.
     pub fn config(&self) -> &MvccConfig {
         &self.config
     }
 
     /// Sets the receiver of every committed entry's events (replacing any other).
-    pub fn set_event_listener(&mut self, listener: impl FnMut(&[Event]) + Send + 'static) {
+    pub fn set_event_listener(&mut self, listener: impl FnMut(&[Event]) + Send + Sync + 'static) {
         self.listener = Some(Box::new(listener));
     }
 

@@ -1,0 +1,1 @@
+//! The `batchkv` command line (etcdctl's syntax and JSON output). In progress.
