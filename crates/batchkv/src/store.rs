@@ -613,7 +613,9 @@ impl Store {
 
     /// Closes the store: every queued write is applied and answered, the threads stop, and the
     /// data is made durable as the mode promises (`Wal`: synced; `None`: memtables flushed).
-    /// Dropping the last handle does the same. Later calls answer [`StoreError::Closed`].
+    /// Dropping the last handle does the same. Later writes answer [`StoreError::Closed`];
+    /// reads still work. The database's files stay locked until the last handle and every
+    /// [`batchkv_mvcc::Watcher`] are dropped.
     ///
     /// # Errors
     /// The final sync or flush failed.

@@ -1,0 +1,372 @@
+//! The facade end to end: every API, many threads, reopen, close with callers pending,
+//! durability modes, bulk load, and serializable optimistic transactions (bank transfers).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use batchkv::{
+    AutoFlushConfig, Compare, CompareOp, CompareTarget, DeleteRange, Durability, OpError, Put,
+    Range, Store, StoreError, Txn, WatchRequest,
+};
+use batchkv_batcher::BatchConfig;
+use bytes::Bytes;
+
+fn all() -> Range {
+    Range {
+        range_end: Bytes::from_static(b"\0"),
+        ..Range::key("\0")
+    }
+}
+
+#[test]
+fn every_api_through_the_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    assert_eq!(store.current_revision(), 1);
+    assert_eq!(store.put("a", "1").expect("put").revision, 2);
+    let p = store
+        .put_with(Put {
+            prev_kv: true,
+            ..Put::new("a", "2")
+        })
+        .expect("put");
+    assert_eq!(p.prev_kv.expect("prev").value, "1");
+    assert_eq!(store.get("a").expect("get").expect("a").version, 2);
+    store.put("b", "x").expect("put");
+    let r = store.range(&all()).expect("range");
+    assert_eq!((r.count, r.revision), (2, 4));
+    let t = store
+        .txn(Txn {
+            compares: vec![Compare::new(
+                "a",
+                CompareOp::Equal,
+                CompareTarget::Value("2".into()),
+            )],
+            success: vec![batchkv::Op::Put(Put::new("c", "3"))],
+            failure: vec![],
+        })
+        .expect("txn");
+    assert!(t.succeeded && t.revision == 5);
+    assert_eq!(store.delete("b").expect("delete").deleted, 1);
+    assert_eq!(
+        store
+            .delete_range(DeleteRange::range("a", "z"))
+            .expect("delete range")
+            .deleted,
+        2
+    );
+    // etcd's errors come back typed, with etcd's text.
+    let err = store.put("", "v").expect_err("empty key");
+    assert!(matches!(err, StoreError::Op(OpError::EmptyKey)), "{err}");
+    assert_eq!(err.to_string(), "etcdserver: key is not provided");
+    // Leases.
+    let g = store.lease_grant(0, 60).expect("grant");
+    store
+        .put_with(Put {
+            lease: g.id,
+            ..Put::new("leased", "v")
+        })
+        .expect("put");
+    assert_eq!(store.leases(), [g.id]);
+    assert_eq!(store.lease_keep_alive(g.id).expect("keep alive"), 60);
+    assert_eq!(store.lease_time_to_live(g.id, true).keys, ["leased"]);
+    let rev = store.lease_revoke(g.id).expect("revoke").revision;
+    assert_eq!(store.get("leased").expect("get"), None);
+    // Watch replays history.
+    let mut w = store.watch(WatchRequest::key("a").from_revision(1));
+    let r = w
+        .recv_timeout(Duration::from_secs(5))
+        .expect("recv")
+        .expect("event");
+    assert_eq!(r.events[0].kv.mod_revision, 2);
+    // Compaction, checkpoint, stats, flush.
+    store.compact(rev).expect("compact");
+    let err = store
+        .range(&Range {
+            revision: 2,
+            ..Range::key("a")
+        })
+        .expect_err("compacted");
+    assert_eq!(
+        err.to_string(),
+        "mvcc: required revision has been compacted"
+    );
+    let cp = dir.path().join("checkpoint");
+    store.checkpoint(&cp).expect("checkpoint");
+    let stats = store.stats().expect("stats");
+    assert_eq!((stats.revision, stats.compacted), (rev, Some(rev)));
+    assert!(stats.batcher.batches >= 10);
+    store.flush().expect("flush");
+    store.close().expect("close");
+    assert!(matches!(store.put("late", "v"), Err(StoreError::Closed)));
+    // The checkpoint opens as a store of its own, at the same revision.
+    let copy = Store::open(&cp).expect("open checkpoint");
+    assert_eq!(copy.current_revision(), rev);
+}
+
+#[test]
+fn many_threads_group_commit_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .durability(Durability::Wal {
+            flush: AutoFlushConfig::default(),
+        })
+        .open()
+        .expect("open");
+    let threads = 16;
+    let per = 200;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                let mut revs = Vec::new();
+                for i in 0..per {
+                    revs.push(
+                        s.put(format!("t{t:02}/{i:04}"), format!("{i}"))
+                            .expect("put")
+                            .revision,
+                    );
+                }
+                revs
+            })
+        })
+        .collect();
+    let mut revs: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    revs.sort();
+    // Every put got its own revision: 2 ..= 1 + threads * per, none twice.
+    assert_eq!(revs, (2..=1 + (threads * per) as i64).collect::<Vec<_>>());
+    let stats = store.stats().expect("stats");
+    assert!(
+        stats.batcher.batches < (threads * per) as u64,
+        "no group commit happened: {} batches",
+        stats.batcher.batches
+    );
+    assert!(stats.flush.is_some(), "the WAL syncer reports");
+    store.close().expect("close");
+    let synced = store.stats().expect("stats").flush.expect("wal stats");
+    assert_eq!(synced.unsynced_bytes, 0, "close syncs what is left");
+    assert!(synced.syncs >= 1 && synced.explicit >= 1);
+    // The files are released with the last handle.
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.current_revision(), 1 + (threads * per) as i64);
+    assert_eq!(
+        store.range(&all()).expect("range").count,
+        (threads * per) as i64
+    );
+    // The log continues above the applied index.
+    assert_eq!(
+        store.put("after", "reopen").expect("put").revision,
+        2 + (threads * per) as i64
+    );
+}
+
+#[test]
+fn close_answers_every_pending_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .batch(BatchConfig {
+            max_ops: 8,
+            ..BatchConfig::default()
+        })
+        .open()
+        .expect("open");
+    let answered = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            let answered = Arc::clone(&answered);
+            let ok = Arc::clone(&ok);
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    match s.put(format!("k{t}/{i}"), "v") {
+                        Ok(_) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(StoreError::Closed) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    store.close().expect("close");
+    for h in handles {
+        h.join().expect("thread");
+    }
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        8 * 200,
+        "every call returned"
+    );
+    // Everything acknowledged is there after reopening.
+    let n = ok.load(Ordering::SeqCst) as i64;
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.range(&all()).expect("range").count, n);
+}
+
+#[test]
+fn durability_none_keeps_data_after_a_clean_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .durability(Durability::None)
+        .open()
+        .expect("open");
+    for i in 0..100 {
+        store.put(format!("k{i}"), "v").expect("put");
+    }
+    drop(store); // the last handle: closes, flushing the memtables
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.current_revision(), 101);
+}
+
+#[test]
+fn bulk_load_commits_in_chunks_and_reports_exactly_what_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let puts = (0..10_000).map(|i| (Bytes::from(format!("bulk{i:05}")), Bytes::from("v")));
+    let r = store.bulk_load(puts, 1_000).expect("bulk");
+    assert_eq!((r.committed, r.entries, r.revision), (10_000, 10, 10_001));
+    // A bad put in the third chunk: the first two chunks are in, nothing of the third.
+    let puts = (0..3_000).map(|i| {
+        let key = if i == 2_500 {
+            String::new()
+        } else {
+            format!("more{i:05}")
+        };
+        (Bytes::from(key), Bytes::from("v"))
+    });
+    let err = store.bulk_load(puts, 1_000).expect_err("empty key");
+    assert_eq!(err.committed, 2_000);
+    let r = store
+        .range(&Range {
+            range_end: Bytes::from("mores"),
+            count_only: true,
+            ..Range::key("more")
+        })
+        .expect("range");
+    assert_eq!(r.count, 2_000);
+}
+
+#[test]
+fn leases_expire_through_the_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .lease_check_interval(Duration::from_millis(50))
+        .mvcc(|c| c.min_lease_ttl(1))
+        .open()
+        .expect("open");
+    let g = store.lease_grant(0, 1).expect("grant");
+    for k in ["x", "y"] {
+        store
+            .put_with(Put {
+                lease: g.id,
+                ..Put::new(k, "v")
+            })
+            .expect("put");
+    }
+    let start = Instant::now();
+    while store.get("x").expect("get").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "lease never expired"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.get("y").expect("get"), None);
+    assert_eq!(
+        store.current_revision(),
+        4,
+        "both keys went at one revision"
+    );
+    assert!(store.leases().is_empty());
+}
+
+#[test]
+fn optimistic_transfers_keep_the_total() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .durability(Durability::Wal {
+            flush: AutoFlushConfig::default(),
+        })
+        .open()
+        .expect("open");
+    let accounts = 10;
+    for a in 0..accounts {
+        store
+            .put(format!("acct{a}"), 1_000u64.to_be_bytes().to_vec())
+            .expect("seed");
+    }
+    let read = |v: Option<Bytes>| {
+        u64::from_be_bytes(v.expect("account").as_ref().try_into().expect("8 bytes"))
+    };
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            let conflicts = Arc::clone(&conflicts);
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_u64 ^ t;
+                for _ in 0..150 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let from = format!("acct{}", x % accounts);
+                    let to = format!("acct{}", (x / 7) % accounts);
+                    let amount = x % 50;
+                    let mut tries = 0;
+                    let r = s.transaction_with_attempts(1_000, |tx| {
+                        tries += 1;
+                        let a = read(tx.get(from.clone())?);
+                        if a < amount || from == to {
+                            return Ok(());
+                        }
+                        let b = read(tx.get(to.clone())?);
+                        tx.put(from.clone(), (a - amount).to_be_bytes().to_vec());
+                        tx.put(to.clone(), (b + amount).to_be_bytes().to_vec());
+                        Ok(())
+                    });
+                    r.expect("transfer");
+                    conflicts.fetch_add(tries - 1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let total: u64 = (0..accounts)
+        .map(|a| {
+            read(
+                store
+                    .get(format!("acct{a}"))
+                    .expect("get")
+                    .map(|kv| kv.value),
+            )
+        })
+        .sum();
+    assert_eq!(total, 1_000 * accounts, "money was created or lost");
+    assert!(
+        conflicts.load(Ordering::Relaxed) > 0,
+        "10 accounts, 8 threads: some must conflict"
+    );
+    // A transaction that keeps conflicting gives up with Conflict.
+    let err = store
+        .transaction_with_attempts(3, |tx| {
+            tx.get("acct0")?;
+            // Someone else writes what we read, every time.
+            store.put("acct0", 1_000u64.to_be_bytes().to_vec())?;
+            tx.put("acct1", 1u64.to_be_bytes().to_vec());
+            Ok(())
+        })
+        .expect_err("conflict");
+    assert!(matches!(err, StoreError::Conflict { attempts: 3 }), "{err}");
+}
