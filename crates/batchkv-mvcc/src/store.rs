@@ -179,6 +179,12 @@ pub struct Mvcc {
     listener: Option<EventListener>,
 }
 
+impl Drop for Mvcc {
+    fn drop(&mut self) {
+        self.hub.close();
+    }
+}
+
 impl fmt::Debug for Mvcc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mvcc")

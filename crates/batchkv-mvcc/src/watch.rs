@@ -238,6 +238,17 @@ impl Hub {
         }
     }
 
+    /// The store is closing: every watcher's channel disconnects, so blocked receivers wake
+    /// and end after what they already have.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        let n = st.slots.len();
+        st.slots.clear();
+        st.by_key.clear();
+        st.ranges.clear();
+        self.count.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn unregister(&self, id: i64) {
         let mut st = self.lock();
         if remove(&mut st, id) {

@@ -369,3 +369,21 @@ fn filters_progress_and_cancel() {
         [(EventKind::Put, "b".into(), "2".into(), 4, 1)]
     );
 }
+
+#[test]
+fn closing_the_store_ends_blocked_watchers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    apply(&mut s, vec![put("a", "1")]);
+    let mut w = s.watch(WatchRequest::key("a").from_revision(2));
+    let waiter = std::thread::spawn(move || {
+        let mut got = 0;
+        while let Some(r) = w.recv().expect("recv") {
+            got += r.events.len();
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
+    assert_eq!(waiter.join().expect("waiter"), 1, "it got the history, then ended");
+}
