@@ -6,7 +6,10 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use batchkv_batcher::{BatchConfig, BatchError, Batcher, Shutdown, Stats as BatcherStats};
+use batchkv_batcher::{
+    AdaptiveBatchConfig, AdaptiveBatchResult, BatchConfig, BatchError, Batcher, ChunkController,
+    Shutdown, Stats as BatcherStats,
+};
 use batchkv_codec::{
     Compact, DeleteRange, InvalidReason, LeaseGrant, LeaseRevoke, Op, Put, Range, Txn,
 };
@@ -294,6 +297,9 @@ pub struct StoreStats {
     pub engine: EngineStats,
 }
 
+/// The largest chunk a bulk load commits as one entry (the codec's op limit is far above).
+const MAX_BULK_CHUNK: usize = 10_000;
+
 /// What [`Store::bulk_load`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BulkReport {
@@ -567,7 +573,45 @@ impl Store {
     where
         I: IntoIterator<Item = (Bytes, Bytes)>,
     {
-        let chunk = chunk.clamp(1, 10_000);
+        let chunk = chunk.clamp(1, MAX_BULK_CHUNK);
+        self.bulk_load_with(puts.into_iter(), |_| chunk, |_, _| {})
+    }
+
+    /// [`Store::bulk_load`] with the chunk size steered by the batcher's [`ChunkController`]
+    /// (throughput variance over a sliding window, the reference system's adaptive writes);
+    /// also returns its report.
+    ///
+    /// # Errors
+    /// [`BulkError`] with the committed count; a bad `ADAPT_*` override.
+    pub fn bulk_load_adaptive(
+        &self,
+        puts: Vec<(Bytes, Bytes)>,
+    ) -> Result<(BulkReport, AdaptiveBatchResult), BulkError> {
+        let config = AdaptiveBatchConfig::default_for(puts.len())
+            .with_env()
+            .map_err(|e| BulkError {
+                committed: 0,
+                error: StoreError::Config(e.to_string()),
+            })?;
+        let ctl = std::cell::RefCell::new(ChunkController::new(config).map_err(|e| BulkError {
+            committed: 0,
+            error: StoreError::Config(e.to_string()),
+        })?);
+        let report = self.bulk_load_with(
+            puts.into_iter(),
+            |_| ctl.borrow().next_chunk_size().clamp(1, MAX_BULK_CHUNK),
+            |len, took| ctl.borrow_mut().record(len, took),
+        )?;
+        let result = ctl.borrow().report();
+        Ok((report, result))
+    }
+
+    fn bulk_load_with(
+        &self,
+        puts: impl Iterator<Item = (Bytes, Bytes)>,
+        next_chunk: impl Fn(usize) -> usize,
+        mut record: impl FnMut(usize, Duration),
+    ) -> Result<BulkReport, BulkError> {
         let max_request = self.mvcc().config().max_request_bytes;
         let mut report = BulkReport {
             committed: 0,
@@ -575,9 +619,10 @@ impl Store {
             revision: self.current_revision(),
         };
         let mut buf = BytesMut::new();
-        let mut ops: Vec<Op> = Vec::with_capacity(chunk);
-        let mut iter = puts.into_iter().peekable();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut iter = puts.peekable();
         while iter.peek().is_some() {
+            let chunk = next_chunk(report.committed);
             ops.clear();
             ops.extend(
                 iter.by_ref()
@@ -592,13 +637,16 @@ impl Store {
             if self.inner.closed.load(Ordering::SeqCst) {
                 return Err(fail(StoreError::Closed, report.committed));
             }
+            let start = Instant::now();
             let applied = self
                 .inner
                 .core
                 .commit(&ops, &mut buf)
                 .map_err(|e| fail(e, report.committed))?;
+            record(ops.len(), start.elapsed());
             if let Some(e) = applied.results.iter().find_map(|r| r.as_ref().err()) {
-                // Checked above; a refusal here means the checks are out of date.
+                // Checked above; a refusal here means the checks are out of date (the rest of
+                // this chunk did commit).
                 return Err(fail(
                     StoreError::Internal(format!("bulk put refused after its checks: {e}")),
                     report.committed,
