@@ -656,15 +656,15 @@ impl Mvcc {
         Ok(ttl)
     }
 
-    /// Lease `id`'s remaining and granted TTL, with its keys when `keys` (etcd's TimeToLive;
-    /// a lease that does not exist has TTL -1).
+    /// Lease `id`'s remaining TTL (whole seconds, rounded down as etcd's) and granted TTL, with
+    /// its keys when `keys` (etcd's TimeToLive; a lease that does not exist has TTL -1).
     pub fn time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLive {
         match (self.leases.leases.get(&id), self.leases.deadlines.get(&id)) {
             (Some(l), Some(deadline)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 LeaseTimeToLive {
                     id,
-                    ttl: i64::try_from(left.as_millis().div_ceil(1000)).unwrap_or(i64::MAX),
+                    ttl: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                     granted_ttl: l.ttl,
                     keys: if keys {
                         l.keys.iter().cloned().collect()

@@ -193,7 +193,7 @@ fn leases_survive_a_reopen_with_their_keys_and_a_fresh_deadline() {
     let t = s.time_to_live(3, true);
     assert_eq!((t.granted_ttl, t.keys), (100, vec![Bytes::from("k1")]));
     // etcd's rule after a restart: every lease gets its whole TTL again.
-    assert!((99..=100).contains(&t.ttl), "ttl {}", t.ttl);
+    assert!((98..=100).contains(&t.ttl), "ttl {}", t.ttl);
     // Allocation continues after the ids in use.
     let (next, _) = grant(&mut s, 0, 10);
     assert!(next > 0 && next != 3);

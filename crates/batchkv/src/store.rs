@@ -141,7 +141,7 @@ impl StoreBuilder {
             core: Arc::clone(&core),
             buf: BytesMut::new(),
         };
-        let batcher = Batcher::start(pipeline, self.batch.clone())
+        let batcher = Batcher::start(pipeline, self.batch)
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let inner = Arc::new(Inner {
             mvcc,

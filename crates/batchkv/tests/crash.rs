@@ -124,7 +124,7 @@ fn verify(dir: &Path, acked: &HashSet<String>, must_keep: bool, what: &str) -> u
 
 fn run_mode(mode: &str, must_keep: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(0x5eed_0000 ^ mode.len() as u64 * 7919);
+    let mut rng = Rng(0x5eed_0000 ^ (mode.len() as u64 * 7919));
     let mut total_acked = 0;
     let mut keys = 0;
     for cycle in 0..KILLS {
