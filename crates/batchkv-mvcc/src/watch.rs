@@ -572,9 +572,16 @@ impl Watcher {
     /// A response of `events` (one revision), reading previous values when asked.
     fn respond(&self, header: i64, events: Vec<Event>) -> Result<WatchResponse, MvccError> {
         let mut out = Vec::with_capacity(events.len());
+        // As etcd, which reads prev_kv at `mod_revision - 1`: below the compacted revision
+        // there is none, however far physical compaction has got.
+        let compacted = if self.req.prev_kv {
+            self.hub.lock().compacted
+        } else {
+            0
+        };
         for e in events {
             let prev_kv = match (self.req.prev_kv, e.prev) {
-                (true, Some(p)) => self.read_prev(p)?,
+                (true, Some(p)) if e.kv.mod_revision > compacted => self.read_prev(p)?,
                 _ => None,
             };
             out.push(WatchEvent {

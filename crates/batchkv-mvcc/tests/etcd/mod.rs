@@ -166,12 +166,20 @@ impl Etcd {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// Runs `etcdctl -w json <args>` (ETCDCTL_API=3), feeding `stdin` if given.
-    pub fn ctl(&self, args: &[String], stdin: Option<&[u8]>) -> CtlOutput {
+    /// `etcdctl` aimed at this server (ETCDCTL_API=3, `-w json`), arguments still to add: for
+    /// long-running commands such as `watch`.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new("etcdctl");
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint))
-            .args(["-w", "json", "--command-timeout=30s"])
+            .args(["-w", "json"]);
+        cmd
+    }
+
+    /// Runs `etcdctl -w json <args>` (ETCDCTL_API=3), feeding `stdin` if given.
+    pub fn ctl(&self, args: &[String], stdin: Option<&[u8]>) -> CtlOutput {
+        let mut cmd = self.command();
+        cmd.arg("--command-timeout=30s")
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -477,7 +485,8 @@ fn b64(v: &Value, field: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn kv(v: &Value) -> Option<Kv> {
+/// A key-value of etcd's JSON (base64 key and value, zero fields omitted).
+pub fn kv(v: &Value) -> Option<Kv> {
     Some(Kv {
         key: b64(v, "key")?,
         value: b64(v, "value")?,
