@@ -41,6 +41,12 @@ fn needs() -> Vec<Need> {
             present: || has_program("etcd", "--version") && has_program("etcdctl", "version"),
             debian: &["etcd-server", "etcd-client"],
         },
+        Need {
+            what: "prometheus",
+            why: "the real Prometheus the metrics test scrapes the store with",
+            present: || has_program("prometheus", "--version"),
+            debian: &["prometheus"],
+        },
     ]
 }
 
@@ -111,7 +117,7 @@ pub fn run() -> Result<()> {
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         println!(
-            "doctor: all prerequisites present (c++, libclang, protoc, etcd, rustfmt, clippy)"
+            "doctor: all prerequisites present (c++, libclang, protoc, etcd, prometheus, rustfmt, clippy)"
         );
         return Ok(());
     }

@@ -124,6 +124,8 @@ pub struct Applied {
     pub revision: i64,
     /// One result per op, in order (empty when skipped).
     pub results: Vec<Result<OpResponse, OpError>>,
+    /// Events the entry published (0 when nobody listens or watches).
+    pub events: usize,
 }
 
 /// Receives the events of every committed entry, in order.
@@ -474,6 +476,11 @@ impl Mvcc {
         self.applied
     }
 
+    /// Watchers registered.
+    pub fn watcher_count(&self) -> usize {
+        self.hub.watcher_count()
+    }
+
     /// Keys with history in the index (live or deleted but not yet compacted).
     pub fn indexed_keys(&self) -> usize {
         self.index.len()
@@ -529,6 +536,7 @@ impl Mvcc {
                 skipped: true,
                 revision: self.current,
                 results: Vec::new(),
+                events: 0,
             });
         }
         let limits = Limits {
@@ -620,6 +628,7 @@ impl Mvcc {
             skipped: false,
             revision: rev,
             results,
+            events: events.len(),
         })
     }
 

@@ -179,6 +179,10 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn watcher_count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn has_watchers(&self) -> bool {
         self.count.load(std::sync::atomic::Ordering::Acquire) > 0
     }

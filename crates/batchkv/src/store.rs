@@ -10,10 +10,12 @@ use batchkv_batcher::{
     AdaptiveBatchConfig, AdaptiveBatchResult, BatchConfig, BatchError, Batcher, ChunkController,
     Shutdown, Stats as BatcherStats,
 };
+use batchkv_batcher::{FlushInfo, FlushObserver};
 use batchkv_codec::{
     Compact, DeleteRange, InvalidReason, LeaseGrant, LeaseRevoke, Op, Put, Range, Txn,
 };
 use batchkv_engine::{Engine, EngineConfig, EngineStats, Profile, Tuning};
+use batchkv_metrics::{Metrics, MetricsServer, StateSample};
 use batchkv_mvcc::{
     AutoCompaction, AutoCompactor, CompactResponse, DeleteRangeResponse, KeyValue,
     LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, Mvcc, MvccConfig, OpError,
@@ -36,6 +38,7 @@ pub struct StoreBuilder {
     lease_check: Duration,
     auto_compaction: Option<AutoCompaction>,
     mvcc: Option<Box<dyn FnOnce(MvccConfig) -> MvccConfig>>,
+    metrics: bool,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -62,7 +65,15 @@ impl StoreBuilder {
             lease_check: Duration::from_millis(500),
             auto_compaction: None,
             mvcc: None,
+            metrics: false,
         }
+    }
+
+    /// Collects metrics ([`Store::metrics`], [`Store::metrics_text`], [`Store::serve_metrics`]).
+    /// Off by default; a store without them does not measure anything.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
     }
 
     /// What an acknowledged write survives.
@@ -136,12 +147,31 @@ impl StoreBuilder {
         let log = self
             .log
             .unwrap_or_else(|| Box::new(LocalLog::starting_at(next_index)));
-        let core = Arc::new(Core::new(Arc::clone(&mvcc), log, wal.clone()));
+        let metrics = self.metrics.then(|| Arc::new(Metrics::new()));
+        let core = Arc::new(Core::new(
+            Arc::clone(&mvcc),
+            log,
+            wal.clone(),
+            metrics.clone(),
+        ));
         let pipeline = Pipeline {
             core: Arc::clone(&core),
             buf: BytesMut::new(),
         };
-        let batcher = Batcher::start(pipeline, self.batch)
+        let observer = metrics.clone().map(|m| {
+            Arc::new(move |f: &FlushInfo| {
+                m.record_batch(
+                    f.items,
+                    f.bytes,
+                    f.waited,
+                    f.linger,
+                    f.trigger.as_str(),
+                    f.sink_time,
+                    f.queue_depth,
+                );
+            }) as Arc<dyn FlushObserver>
+        });
+        let batcher = Batcher::start_observed(pipeline, self.batch, observer)
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let inner = Arc::new(Inner {
             mvcc,
@@ -153,6 +183,7 @@ impl StoreBuilder {
             threads: Mutex::new(Vec::new()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             closed: AtomicBool::new(false),
+            metrics,
         });
         let mut threads = Vec::new();
         if let Some(w) = &wal {
@@ -183,6 +214,7 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     closed: AtomicBool,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Inner {
@@ -362,6 +394,17 @@ impl Store {
     /// etcd's errors for the op; [`StoreError::Storage`] if its entry failed to commit;
     /// [`StoreError::Closed`].
     pub fn submit(&self, op: Op) -> Result<OpResponse> {
+        let Some(m) = &self.inner.metrics else {
+            return self.submit_inner(op);
+        };
+        let kind = op_label(&op);
+        let start = Instant::now();
+        let r = self.submit_inner(op);
+        m.record_op(kind, r.is_ok(), start.elapsed());
+        r
+    }
+
+    fn submit_inner(&self, op: Op) -> Result<OpResponse> {
         if let Err(e) = op.validate() {
             return Err(match e.reason {
                 InvalidReason::EmptyKey => OpError::EmptyKey,
@@ -406,7 +449,12 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<KeyValue>> {
-        Ok(self.mvcc().get(key.as_ref())?)
+        let start = Instant::now();
+        let r = self.mvcc().get(key.as_ref()).map_err(StoreError::from);
+        if let Some(m) = &self.inner.metrics {
+            m.record_op("range", r.is_ok(), start.elapsed());
+        }
+        r
     }
 
     /// etcd's range read (serializable).
@@ -414,7 +462,12 @@ impl Store {
     /// # Errors
     /// etcd's errors (compacted, future revision, empty key); a storage error.
     pub fn range(&self, r: &Range) -> Result<RangeResponse> {
-        Ok(self.mvcc().range(r)?)
+        let start = Instant::now();
+        let resp = self.mvcc().range(r).map_err(StoreError::from);
+        if let Some(m) = &self.inner.metrics {
+            m.record_op("range", resp.is_ok(), start.elapsed());
+        }
+        resp
     }
 
     /// Deletes `key`.
@@ -505,7 +558,94 @@ impl Store {
 
     /// Starts a watch (see [`batchkv_mvcc::Mvcc::watch`]).
     pub fn watch(&self, req: WatchRequest) -> Watcher {
-        self.mvcc().watch(req)
+        let start = Instant::now();
+        let w = self.mvcc().watch(req);
+        if let Some(m) = &self.inner.metrics {
+            m.record_op("watch", true, start.elapsed());
+        }
+        w
+    }
+
+    /// The store's metrics, if it collects them ([`StoreBuilder::metrics`]).
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_deref()
+    }
+
+    /// The Prometheus text exposition of the store's metrics, with its state (revision, keys,
+    /// leases, watchers, queue, RocksDB figures, WAL syncs) sampled now; `None` without metrics.
+    pub fn metrics_text(&self) -> Option<String> {
+        let m = self.inner.metrics.as_ref()?;
+        m.set_state(&self.state_sample());
+        Some(m.encode())
+    }
+
+    fn state_sample(&self) -> StateSample {
+        let mut s = {
+            let m = self.mvcc();
+            StateSample {
+                revision: m.current_revision(),
+                compacted_revision: m.compacted_revision().unwrap_or(-1),
+                keys: m.indexed_keys() as u64,
+                leases: m.leases().len() as u64,
+                watchers: m.watcher_count() as u64,
+                ..StateSample::default()
+            }
+        };
+        s.queue_depth = self.inner.batcher.stats().queue_depth as u64;
+        if let Some(w) = &self.inner.wal {
+            let f = w.stats();
+            s.wal_syncs = f.syncs;
+            s.wal_unsynced_bytes = f.unsynced_bytes;
+        }
+        if let Ok(e) = self.inner.engine.stats() {
+            let t = e.totals();
+            s.engine = vec![
+                ("sst_bytes".into(), t.sst_bytes as f64),
+                ("memtable_bytes".into(), t.memtable_bytes as f64),
+                (
+                    "pending_compaction_bytes".into(),
+                    t.pending_compaction_bytes as f64,
+                ),
+                ("running_compactions".into(), t.running_compactions as f64),
+                ("estimated_keys".into(), t.estimated_keys as f64),
+                ("block_cache_usage_bytes".into(), e.block_cache_usage as f64),
+            ];
+            if let Some(tk) = &e.tickers {
+                s.engine.extend([
+                    (
+                        "block_cache_hit_ratio".into(),
+                        tk.block_cache_hit_rate().unwrap_or(0.0),
+                    ),
+                    ("stall_micros".into(), tk.stall_micros as f64),
+                    ("compactions".into(), tk.compactions as f64),
+                    ("compaction_micros".into(), tk.compaction_micros as f64),
+                    ("rocksdb_wal_syncs".into(), tk.wal_syncs as f64),
+                    ("bytes_written".into(), tk.bytes_written as f64),
+                ]);
+            }
+        }
+        s
+    }
+
+    /// Serves the metrics over HTTP at `GET /metrics` (and `GET /health`) on `addr`, e.g.
+    /// `127.0.0.1:9100` (bind elsewhere only on purpose). The server holds the store weakly and
+    /// stops when the returned handle is dropped.
+    ///
+    /// # Errors
+    /// The store collects no metrics, or `addr` cannot be bound.
+    pub fn serve_metrics(&self, addr: &str) -> Result<MetricsServer> {
+        if self.inner.metrics.is_none() {
+            return Err(StoreError::Config(
+                "this store collects no metrics: open it with StoreBuilder::metrics(true)".into(),
+            ));
+        }
+        let weak = Arc::downgrade(&self.inner);
+        batchkv_metrics::serve(addr, move || {
+            weak.upgrade()
+                .and_then(|inner| Store { inner }.metrics_text())
+                .unwrap_or_default()
+        })
+        .map_err(|e| StoreError::Config(e.to_string()))
     }
 
     /// The current revision.
@@ -683,6 +823,18 @@ fn check_bulk_put(op: &Op, max_request: usize) -> Option<OpError> {
         size,
         max: max_request,
     })
+}
+
+/// The metrics label of an op.
+fn op_label(op: &Op) -> &'static str {
+    match op {
+        Op::Put(_) => "put",
+        Op::DeleteRange(_) => "delete",
+        Op::Txn(_) => "txn",
+        Op::Range(_) => "range",
+        Op::LeaseGrant(_) | Op::LeaseRevoke(_) => "lease",
+        Op::Compact(_) => "compact",
+    }
 }
 
 fn unexpected(what: &str, got: &OpResponse) -> StoreError {
