@@ -215,6 +215,7 @@ const fn value(long: &'static str) -> Spec {
 
 const GLOBAL: &[Spec] = &[
     value("data-dir"),
+    value("metrics-addr"),
     Spec {
         long: "write-out",
         short: Some('w'),
@@ -501,16 +502,29 @@ struct Ctx {
     data_dir: PathBuf,
     format: Format,
     hex: bool,
+    /// Serve `/metrics` here while the command runs (`--metrics-addr`).
+    metrics_addr: Option<String>,
+    server: std::cell::RefCell<Option<batchkv_metrics::MetricsServer>>,
 }
 
 impl Ctx {
     fn open(&self) -> CliResult<Store> {
-        Store::open(&self.data_dir).map_err(|e| {
-            err(
-                EXIT_BAD_CONNECTION,
-                format!("cannot open the store at {}: {e}", self.data_dir.display()),
-            )
-        })
+        let store = Store::builder(&self.data_dir)
+            .metrics(self.metrics_addr.is_some())
+            .open()
+            .map_err(|e| {
+                err(
+                    EXIT_BAD_CONNECTION,
+                    format!("cannot open the store at {}: {e}", self.data_dir.display()),
+                )
+            })?;
+        if let Some(addr) = &self.metrics_addr {
+            let server = store
+                .serve_metrics(addr)
+                .map_err(|e| err(EXIT_ERROR, e.to_string()))?;
+            *self.server.borrow_mut() = Some(server);
+        }
+        Ok(store)
     }
 }
 
@@ -581,6 +595,8 @@ fn dispatch(args: &[Vec<u8>], stdin: &mut dyn Read, out: &mut Out) -> CliResult 
         data_dir: PathBuf::from(p.str_or("data-dir", DEFAULT_DATA_DIR)),
         format,
         hex: p.bool("hex"),
+        metrics_addr: p.get("metrics-addr").map(str::to_owned),
+        server: std::cell::RefCell::new(None),
     };
     match (command.as_str(), sub.as_str()) {
         ("put", _) => cmd_put(&ctx, &p, stdin, out),
@@ -635,6 +651,8 @@ GLOBAL FLAGS:
   --data-dir=DIR            the store (default ./batchkv.data; created if missing)
   -w, --write-out=FORMAT    simple (default) or json, as etcdctl's
   --hex                     print keys and values as hex (simple output)
+  --metrics-addr=ADDR       serve Prometheus metrics at http://ADDR/metrics while the
+                            command runs (e.g. 127.0.0.1:9100 during `bench`)
 ";
 
 // ---------------------------------------------------------------------------------------------
