@@ -68,6 +68,8 @@ struct WriteRow {
     ops_per_s: Vec<f64>,
     chunks: usize,
     final_chunk: usize,
+    /// Adaptive writes: each chunk of the last measured repetition (ops, ms, ops/s).
+    trace: Vec<(usize, f64, f64)>,
 }
 
 impl WriteRow {
@@ -101,6 +103,7 @@ fn writes(reps: usize, sizes: &[usize]) -> Vec<WriteRow> {
                     ops_per_s: Vec::new(),
                     chunks: 0,
                     final_chunk: 0,
+                    trace: Vec::new(),
                 };
                 let mut next = 0u64;
                 // One uncounted warm-up write: the first into an empty database is unlike the rest.
@@ -129,6 +132,12 @@ fn writes(reps: usize, sizes: &[usize]) -> Vec<WriteRow> {
                             .expect("engine write");
                             row.chunks = r.chunks;
                             row.final_chunk = r.adaptive.as_ref().map_or(0, |a| a.final_chunk);
+                            row.trace = r.adaptive.as_ref().map_or_else(Vec::new, |a| {
+                                a.chunks
+                                    .iter()
+                                    .map(|c| (c.len, c.elapsed.as_secs_f64() * 1e3, c.ops_per_sec))
+                                    .collect()
+                            });
                             r.elapsed
                         }
                         (None, None) => unreachable!("one of the two is open"),
@@ -389,6 +398,19 @@ fn main() {
             x.final_chunk
         );
     }
+    // The adaptive controller at work: chunk sizes over time, for the plots.
+    let mut acsv = String::from("mode,size,chunk,start_ms,elapsed_ms,len,ops_per_s\n");
+    for x in &w {
+        let mut start = 0.0;
+        for (i, (len, ms, ops)) in x.trace.iter().enumerate() {
+            let _ = writeln!(
+                acsv,
+                "{},{},{i},{start:.3},{ms:.3},{len},{ops:.1}",
+                x.mode, x.size
+            );
+            start += ms;
+        }
+    }
     let mut ccsv = String::from("codec,ops_per_s,compression_ratio,disk_bytes\n");
     for x in &c {
         let _ = writeln!(
@@ -413,6 +435,7 @@ fn main() {
     }
     for (name, text) in [
         ("engine-writes.csv", wcsv),
+        ("engine-adaptive.csv", acsv),
         ("engine-compression.csv", ccsv),
         ("engine-reads.csv", rcsv),
         ("engine.md", md),

@@ -11,11 +11,20 @@
 //!    keys;
 //! 4. `mvcc/reopen`: opening a store of 1M keys and their history (overwrites, deletes), which
 //!    rebuilds the in-memory index from the `kv` column family; in a child process, so that its
-//!    RSS growth is the open's alone.
+//!    RSS growth is the open's alone;
+//! 5. `mvcc/watchers/{0,10-idle-keys,1000-idle-keys,10-idle-ranges,1000-idle-ranges,
+//!    10-active-split,10-active-all,1-stuck}`: applying entries of 100 puts (as 1.) with
+//!    watchers registered: idle ones (single keys or ranges the puts never touch, nobody
+//!    reading), 10 active ones each read by its own thread (ranges splitting the key space, or
+//!    each over every key), or one over every key that nobody reads while the puts go in (it
+//!    falls behind; afterwards it is read to the end, which catches it up from storage);
+//! 6. `mvcc/revoke/{lease,delete-range-plain,delete-range-leased,key-deletes}`: one entry
+//!    deleting 10,000 keys: `LeaseRevoke` of the lease they are attached to, beside one
+//!    `DeleteRange` over them (without and with the lease) and 10,000 single-key deletes.
 //!
 //! A custom harness (repetitions, median, RSD and CSV). `cargo xtask bench mvcc` runs it;
 //! `BATCHKV_BENCH_QUICK=1` makes it small. A filter selects cases by substring (`mvcc/apply/1000`,
-//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`). Results go to stdout and, with `BATCHKV_REPORT_DIR`,
+//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`). Results go to stdout and, with `BATCHKV_REPORT_DIR`,
 //! to `mvcc.csv` and the section `mvcc.md`.
 
 use std::collections::HashMap;
@@ -23,12 +32,13 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use batchkv_batcher::rsd_pct;
-use batchkv_codec::{DeleteRange, Op, Put, Range};
+use batchkv_codec::{DeleteRange, LeaseGrant, LeaseRevoke, Op, Put, Range};
 use batchkv_engine::{Engine, EngineConfig, KeyRange, Tuning, WriteMode};
-use batchkv_mvcc::{KV_CF, META_CF, Mvcc, MvccConfig, OpResponse};
+use batchkv_mvcc::{KV_CF, META_CF, Mvcc, MvccConfig, OpResponse, WatchRequest, Watcher};
 use bytes::Bytes;
 use rocksdb::{Cache, DB, WriteBatch, WriteOptions};
 
@@ -66,6 +76,8 @@ struct Params {
     reopen_keys: usize,
     /// Reopens measured.
     reopen_reps: usize,
+    /// Measured repetitions (after one warm-up) of every revoke case.
+    revoke_reps: usize,
 }
 
 const FULL: Params = Params {
@@ -78,6 +90,7 @@ const FULL: Params = Params {
     scans: 200,
     reopen_keys: 1_000_000,
     reopen_reps: 3,
+    revoke_reps: 11,
 };
 
 const QUICK: Params = Params {
@@ -90,6 +103,7 @@ const QUICK: Params = Params {
     scans: 50,
     reopen_keys: 50_000,
     reopen_reps: 1,
+    revoke_reps: 2,
 };
 
 /// Measured values of one point.
@@ -799,6 +813,510 @@ fn reopen_bench(p: &Params) -> Option<Reopen> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. apply with watchers
+
+/// Puts per entry in the watcher cases.
+const WATCH_ENTRY: usize = 100;
+/// Watchers of the active cases.
+const ACTIVE_WATCHERS: usize = 10;
+/// How long an active consumer waits in one `recv_timeout` before it looks at the stop flag.
+const CONSUMER_POLL: Duration = Duration::from_millis(2);
+
+/// Who watches while the puts are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watchers {
+    /// Nobody.
+    None,
+    /// `n` watchers of single keys the puts never touch (the hub finds them by key).
+    IdleKeys(usize),
+    /// `n` watchers of ranges the puts never touch (the hub checks every one against each event).
+    IdleRanges(usize),
+    /// 10 watchers whose ranges split the written key space, each read by its own thread.
+    ActiveSplit,
+    /// 10 watchers of every key (`\0` onwards), each read by its own thread.
+    ActiveAll,
+    /// One watcher of every key that nobody reads while the puts go in: its channel fills and
+    /// it falls behind; afterwards it is read to the end (it catches up from storage).
+    Stuck,
+}
+
+impl Watchers {
+    const ALL: [Watchers; 8] = [
+        Watchers::None,
+        Watchers::IdleKeys(10),
+        Watchers::IdleKeys(1_000),
+        Watchers::IdleRanges(10),
+        Watchers::IdleRanges(1_000),
+        Watchers::ActiveSplit,
+        Watchers::ActiveAll,
+        Watchers::Stuck,
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Watchers::None => "0".to_owned(),
+            Watchers::IdleKeys(n) => format!("{n}-idle-keys"),
+            Watchers::IdleRanges(n) => format!("{n}-idle-ranges"),
+            Watchers::ActiveSplit => format!("{ACTIVE_WATCHERS}-active-split"),
+            Watchers::ActiveAll => format!("{ACTIVE_WATCHERS}-active-all"),
+            Watchers::Stuck => "1-stuck".to_owned(),
+        }
+    }
+
+    fn case(self) -> String {
+        format!("mvcc/watchers/{}", self.name())
+    }
+
+    fn what(self) -> String {
+        match self {
+            Watchers::None => "no watcher".to_owned(),
+            Watchers::IdleKeys(n) => format!("{n} idle watchers of single keys"),
+            Watchers::IdleRanges(n) => format!("{n} idle watchers of ranges"),
+            Watchers::ActiveSplit => format!(
+                "{ACTIVE_WATCHERS} active watchers, ranges splitting the key space (each event to one)"
+            ),
+            Watchers::ActiveAll => {
+                format!("{ACTIVE_WATCHERS} active watchers of every key (each event to all)")
+            }
+            Watchers::Stuck => {
+                "1 stuck watcher of every key (never read while applying)".to_owned()
+            }
+        }
+    }
+
+    /// The watch requests, registered before the timed puts.
+    fn requests(self) -> Vec<WatchRequest> {
+        // Hex keys (`0`-`9`, `a`-`f`) sort below `idle/`: the idle watchers see nothing.
+        match self {
+            Watchers::None => Vec::new(),
+            Watchers::IdleKeys(n) => (0..n)
+                .map(|i| WatchRequest::key(format!("idle/{i:05}")))
+                .collect(),
+            Watchers::IdleRanges(n) => (0..n)
+                .map(|i| WatchRequest::range(format!("idle/{i:05}/"), format!("idle/{i:05}0")))
+                .collect(),
+            Watchers::ActiveSplit => {
+                // `key` is 16 lower-case hex digits: their order is the numbers' order.
+                let bound =
+                    |j: usize| format!("{:016x}", u64::MAX / ACTIVE_WATCHERS as u64 * j as u64);
+                (0..ACTIVE_WATCHERS)
+                    .map(|j| {
+                        let lo = if j == 0 { "0".to_owned() } else { bound(j) };
+                        let hi = if j + 1 == ACTIVE_WATCHERS {
+                            "\0".to_owned()
+                        } else {
+                            bound(j + 1)
+                        };
+                        WatchRequest::range(lo, hi)
+                    })
+                    .collect()
+            }
+            Watchers::ActiveAll => (0..ACTIVE_WATCHERS)
+                .map(|_| WatchRequest::range(&b"\0"[..], &b"\0"[..]))
+                .collect(),
+            Watchers::Stuck => vec![WatchRequest::range(&b"\0"[..], &b"\0"[..])],
+        }
+    }
+
+    fn active(self) -> bool {
+        matches!(self, Watchers::ActiveSplit | Watchers::ActiveAll)
+    }
+
+    /// Events the active watchers receive in all for `puts` puts.
+    fn expected_events(self, puts: usize) -> usize {
+        match self {
+            Watchers::ActiveSplit => puts,
+            Watchers::ActiveAll => puts * ACTIVE_WATCHERS,
+            _ => 0,
+        }
+    }
+}
+
+/// Reads `w` until the stop flag is up and nothing more comes; returns the events received
+/// and when it got the last of them.
+fn consume(mut w: Watcher, stop: &AtomicBool) -> (usize, Instant) {
+    let mut events = 0;
+    let mut last_rev = 0;
+    let mut last_at = Instant::now();
+    loop {
+        // Read before the wait: once the flag is up every entry was published, so an empty
+        // wait afterwards means everything was delivered.
+        let stopping = stop.load(Ordering::Acquire);
+        match w.recv_timeout(CONSUMER_POLL).expect("watch recv") {
+            Some(r) => {
+                assert!(!r.canceled, "watch cancelled: {}", r.cancel_reason);
+                if let Some(e) = r.events.first() {
+                    // One revision per response, each above the one before.
+                    assert!(
+                        e.kv.mod_revision > last_rev,
+                        "revision repeated or out of order"
+                    );
+                    last_rev = e.kv.mod_revision;
+                }
+                events += r.events.len();
+                last_at = Instant::now();
+            }
+            None if stopping => return (events, last_at),
+            None => {}
+        }
+    }
+}
+
+/// The 1-minute load average (the machine is shared: a busy one explains a noisy point).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// What one watcher measurement gives.
+#[derive(Debug, Clone, Copy)]
+struct WatchRun {
+    puts_per_s: f64,
+    /// Active cases: from the last apply's return to the last event received, ms.
+    drain_ms: Option<f64>,
+    /// Stuck case: events per second while it catches up afterwards.
+    catch_up_per_s: Option<f64>,
+}
+
+/// One measurement: a fresh store, the case's watchers, then `puts` in entries of 100 (timed).
+fn watch_once(case: Watchers, puts: &[Op]) -> WatchRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Mvcc::open(mvcc_config(dir.path())).expect("open mvcc");
+    let mut watchers: Vec<Watcher> = case
+        .requests()
+        .into_iter()
+        .map(|r| store.watch(r))
+        .collect();
+    let active: Vec<Watcher> = if case.active() {
+        std::mem::take(&mut watchers)
+    } else {
+        Vec::new()
+    };
+    let stop = AtomicBool::new(false);
+    let (secs, drain_ms) = std::thread::scope(|s| {
+        let stop = &stop;
+        let consumers: Vec<_> = active
+            .into_iter()
+            .map(|w| s.spawn(move || consume(w, stop)))
+            .collect();
+        let mut index = 0;
+        let t = Instant::now();
+        apply_all(&mut store, &mut index, puts, WATCH_ENTRY);
+        let end = Instant::now();
+        stop.store(true, Ordering::Release);
+        let mut events = 0;
+        let mut last = end;
+        for c in consumers {
+            let (n, at) = c.join().expect("consumer thread");
+            events += n;
+            last = last.max(at);
+        }
+        assert_eq!(events, case.expected_events(puts.len()), "{}", case.case());
+        let drain = case
+            .active()
+            .then(|| last.duration_since(end).as_secs_f64() * 1e3);
+        ((end - t).as_secs_f64(), drain)
+    });
+    assert_eq!(store.current_revision(), 1 + puts.len() as i64);
+    let catch_up_per_s = match case {
+        Watchers::Stuck => {
+            let mut w = watchers.pop().expect("the stuck watcher");
+            let t = Instant::now();
+            let mut events = 0;
+            let mut last_rev = 0;
+            while let Some(r) = w.try_recv().expect("watch recv") {
+                assert!(!r.canceled, "watch cancelled: {}", r.cancel_reason);
+                if let Some(e) = r.events.first() {
+                    assert!(
+                        e.kv.mod_revision > last_rev,
+                        "revision repeated or out of order"
+                    );
+                    last_rev = e.kv.mod_revision;
+                }
+                events += r.events.len();
+            }
+            let secs = t.elapsed().as_secs_f64();
+            // More revisions than its buffer holds: it fell behind, and caught up completely.
+            assert_eq!(events, puts.len(), "the stuck watcher missed events");
+            Some(events as f64 / secs)
+        }
+        _ => None,
+    };
+    drop(watchers);
+    WatchRun {
+        puts_per_s: puts.len() as f64 / secs,
+        drain_ms,
+        catch_up_per_s,
+    }
+}
+
+#[derive(Debug)]
+struct WatchRow {
+    case: Watchers,
+    puts_per_s: Samples,
+    drain_ms: Samples,
+    catch_up_per_s: Samples,
+}
+
+fn watch_bench(p: &Params) -> Vec<WatchRow> {
+    let mut rows: Vec<WatchRow> = Watchers::ALL
+        .into_iter()
+        .filter(|c| wants(&c.case()))
+        .map(|case| WatchRow {
+            case,
+            puts_per_s: Samples::default(),
+            drain_ms: Samples::default(),
+            catch_up_per_s: Samples::default(),
+        })
+        .collect();
+    if rows.is_empty() {
+        return rows;
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let puts: Vec<Op> = (0..p.apply_puts as u64)
+        .map(|i| put(key(i), rng.value(false)))
+        .collect();
+    let started = Instant::now();
+    // As in apply: repetitions outermost, the cases in a rotating order, rep 0 the warm-up.
+    for rep in 0..=p.reps {
+        let n = rows.len();
+        for k in 0..n {
+            let row = &mut rows[(k + rep) % n];
+            let run = watch_once(row.case, &puts);
+            if rep > 0 {
+                row.puts_per_s.0.push(run.puts_per_s);
+                row.drain_ms.0.extend(run.drain_ms);
+                row.catch_up_per_s.0.extend(run.catch_up_per_s);
+            }
+        }
+        println!(
+            "mvcc/watchers: repetition {rep}/{} done ({:.0} s, load average {})",
+            p.reps,
+            started.elapsed().as_secs_f64(),
+            load_average()
+        );
+    }
+    let base = rows
+        .iter()
+        .find(|r| r.case == Watchers::None)
+        .map(|r| r.puts_per_s.median());
+    for r in &rows {
+        let mut line = format!(
+            "{:<32} mvcc {:>16} puts/s",
+            r.case.case(),
+            r.puts_per_s.show(0)
+        );
+        if let Some(b) = base {
+            let _ = write!(line, "  / no watcher {:.2}", r.puts_per_s.median() / b);
+        }
+        if !r.drain_ms.0.is_empty() {
+            let _ = write!(line, "  drain {} ms", r.drain_ms.show(1));
+        }
+        if !r.catch_up_per_s.0.is_empty() {
+            let _ = write!(line, "  catch-up {} events/s", r.catch_up_per_s.show(0));
+        }
+        println!("{line}");
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. lease revoke
+
+/// Keys attached to the revoked lease (and deleted by the other cases).
+const REVOKE_KEYS: usize = 10_000;
+
+/// The one entry that deletes the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revoke {
+    /// `LeaseRevoke` of the lease every key is attached to.
+    Lease,
+    /// One `DeleteRange` over every key; the keys carry no lease.
+    DeleteRangePlain,
+    /// One `DeleteRange` over every key, all attached to a lease (which stays, empty).
+    DeleteRangeLeased,
+    /// One single-key `DeleteRange` per key (a revision each); no lease.
+    KeyDeletes,
+}
+
+impl Revoke {
+    const ALL: [Revoke; 4] = [
+        Revoke::Lease,
+        Revoke::DeleteRangePlain,
+        Revoke::DeleteRangeLeased,
+        Revoke::KeyDeletes,
+    ];
+
+    fn case(self) -> &'static str {
+        match self {
+            Revoke::Lease => "mvcc/revoke/lease",
+            Revoke::DeleteRangePlain => "mvcc/revoke/delete-range-plain",
+            Revoke::DeleteRangeLeased => "mvcc/revoke/delete-range-leased",
+            Revoke::KeyDeletes => "mvcc/revoke/key-deletes",
+        }
+    }
+
+    fn what(self) -> String {
+        match self {
+            Revoke::Lease => format!("`LeaseRevoke` of a lease with {REVOKE_KEYS} keys"),
+            Revoke::DeleteRangePlain => {
+                format!("one `DeleteRange` over the {REVOKE_KEYS} keys (no lease)")
+            }
+            Revoke::DeleteRangeLeased => {
+                format!("one `DeleteRange` over the {REVOKE_KEYS} keys, attached to a lease")
+            }
+            Revoke::KeyDeletes => {
+                format!("{REVOKE_KEYS} single-key `DeleteRange`s in one entry (no lease)")
+            }
+        }
+    }
+
+    fn leased(self) -> bool {
+        matches!(self, Revoke::Lease | Revoke::DeleteRangeLeased)
+    }
+}
+
+/// One measurement: a fresh store with the keys (in entries of 1,000 puts, attached to a lease
+/// when the case wants one), then the one deleting entry, timed. Returns its seconds.
+fn revoke_once(case: Revoke, kvs: &[(Bytes, Bytes)]) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Mvcc::open(mvcc_config(dir.path())).expect("open mvcc");
+    let mut index = 1;
+    let lease = if case.leased() {
+        let grant = store
+            .apply(index, &[Op::LeaseGrant(LeaseGrant { id: 0, ttl: 3600 })])
+            .expect("apply grant");
+        match &grant.results[0] {
+            Ok(OpResponse::LeaseGrant(g)) => g.id,
+            other => panic!("lease grant: {other:?}"),
+        }
+    } else {
+        0
+    };
+    let puts: Vec<Op> = kvs
+        .iter()
+        .map(|(k, v)| {
+            Op::Put(Put {
+                lease,
+                ..Put::new(k.clone(), v.clone())
+            })
+        })
+        .collect();
+    apply_all(&mut store, &mut index, &puts, LOAD_ENTRY);
+    // Hex keys: `[0, g)` holds every one of them and nothing else.
+    let ops: Vec<Op> = match case {
+        Revoke::Lease => vec![Op::LeaseRevoke(LeaseRevoke { id: lease })],
+        Revoke::DeleteRangePlain | Revoke::DeleteRangeLeased => {
+            vec![Op::DeleteRange(DeleteRange::range("0", "g"))]
+        }
+        Revoke::KeyDeletes => kvs
+            .iter()
+            .map(|(k, _)| Op::DeleteRange(DeleteRange::key(k.clone())))
+            .collect(),
+    };
+    let before = store.current_revision();
+    let t = Instant::now();
+    let applied = store.apply(index + 1, &ops).expect("apply the deletes");
+    let secs = t.elapsed().as_secs_f64();
+    for r in &applied.results {
+        match r {
+            Ok(OpResponse::DeleteRange(d)) if case != Revoke::KeyDeletes => {
+                assert_eq!(d.deleted, kvs.len() as i64);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{}: {e}", case.case()),
+        }
+    }
+    let revisions = if case == Revoke::KeyDeletes {
+        kvs.len() as i64
+    } else {
+        1
+    };
+    assert_eq!(store.current_revision(), before + revisions);
+    let left = store
+        .range(&Range {
+            key: Bytes::from_static(b"0"),
+            range_end: Bytes::from_static(b"g"),
+            count_only: true,
+            ..Range::default()
+        })
+        .expect("range");
+    assert_eq!(left.count, 0, "{}: keys left", case.case());
+    secs
+}
+
+#[derive(Debug)]
+struct RevokeRow {
+    case: Revoke,
+    /// Seconds of the deleting entry.
+    secs: Samples,
+}
+
+impl RevokeRow {
+    fn ms(&self) -> Samples {
+        Samples(self.secs.0.iter().map(|s| s * 1e3).collect())
+    }
+
+    fn keys_per_s(&self) -> Samples {
+        Samples(self.secs.0.iter().map(|s| REVOKE_KEYS as f64 / s).collect())
+    }
+}
+
+fn revoke_bench(p: &Params) -> Vec<RevokeRow> {
+    let mut rows: Vec<RevokeRow> = Revoke::ALL
+        .into_iter()
+        .filter(|c| wants(c.case()))
+        .map(|case| RevokeRow {
+            case,
+            secs: Samples::default(),
+        })
+        .collect();
+    if rows.is_empty() {
+        return rows;
+    }
+    let mut rng = Rng(0xd1b5_4a32_d192_ed03);
+    let kvs: Vec<(Bytes, Bytes)> = (0..REVOKE_KEYS as u64)
+        .map(|i| (Bytes::from(key(i)), Bytes::from(rng.value(false))))
+        .collect();
+    let started = Instant::now();
+    for rep in 0..=p.revoke_reps {
+        let n = rows.len();
+        for k in 0..n {
+            let row = &mut rows[(k + rep) % n];
+            let secs = revoke_once(row.case, &kvs);
+            if rep > 0 {
+                row.secs.0.push(secs);
+            }
+        }
+    }
+    println!(
+        "mvcc/revoke: {} repetitions done ({:.0} s, load average {})",
+        p.revoke_reps,
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
+    let base = rows
+        .iter()
+        .find(|r| r.case == Revoke::Lease)
+        .map(|r| r.secs.median());
+    for r in &rows {
+        let mut line = format!(
+            "{:<32} {:>14} ms  {:>16} keys/s",
+            r.case.case(),
+            r.ms().show(2),
+            r.keys_per_s().show(0)
+        );
+        if let Some(b) = base {
+            let _ = write!(line, "  time / lease revoke {:.2}", r.secs.median() / b);
+        }
+        println!("{line}");
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() {
     if let Some(path) = std::env::var_os(REOPEN_CHILD) {
@@ -811,7 +1329,11 @@ fn main() {
     let apply = apply_bench(&p);
     let reads = reads_bench(&p);
     let reopen = reopen_bench(&p);
-    let md = report(&p, quick, &apply, &reads, reopen.as_ref());
+    let watch = watch_bench(&p);
+    let revoke = revoke_bench(&p);
+    let mut md = report(&p, quick, &apply, &reads, reopen.as_ref());
+    md.push_str(&watch_report(&p, &watch));
+    md.push_str(&revoke_report(&p, &revoke));
     print!("\n{md}");
     println!("mvcc: {:.1} s in all", started.elapsed().as_secs_f64());
     let mut csv = String::from("case,side,metric,median,rsd_pct,samples\n");
@@ -858,7 +1380,26 @@ fn main() {
             &Samples(vec![r.build_ops_per_s]),
         );
     }
-    if !(apply.is_empty() && reads.is_empty() && reopen.is_none()) {
+    for r in &watch {
+        let case = r.case.case();
+        line(&case, "mvcc", "ops_per_s", &r.puts_per_s);
+        if !r.drain_ms.0.is_empty() {
+            line(&case, "mvcc", "drain_ms", &r.drain_ms);
+        }
+        if !r.catch_up_per_s.0.is_empty() {
+            line(&case, "mvcc", "catch_up_events_per_s", &r.catch_up_per_s);
+        }
+    }
+    for r in &revoke {
+        line(r.case.case(), "mvcc", "ms", &r.ms());
+        line(r.case.case(), "mvcc", "keys_per_s", &r.keys_per_s());
+    }
+    if !(apply.is_empty()
+        && reads.is_empty()
+        && reopen.is_none()
+        && watch.is_empty()
+        && revoke.is_empty())
+    {
         common::write_report("mvcc.csv", &csv);
         common::write_report("mvcc.md", &md);
     }
@@ -1030,5 +1571,109 @@ fn report(
             let _ = writeln!(md, "| {what} | {value} |");
         }
     }
+    md
+}
+
+fn watch_report(p: &Params, rows: &[WatchRow]) -> String {
+    let mut md = String::new();
+    if rows.is_empty() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "### Apply with watchers, puts/s ({} puts in entries of {WATCH_ENTRY}, WAL on, no sync)\n",
+        p.apply_puts
+    );
+    let _ = writeln!(
+        md,
+        "Each measurement: a fresh store, the watchers registered, then the timed puts (new \
+         keys). Idle watchers watch keys or ranges the puts never touch and nobody reads them; \
+         each active watcher is read by its own thread (`recv_timeout`, {} ms); the stuck \
+         watcher (buffer {}) is read only after the timed puts, from its first response to the \
+         last. Drain: from the last `apply`'s return until the active watchers had every event \
+         (up to one poll late). Medians of {} repetitions after a warm-up, the cases in a \
+         rotating order.\n",
+        CONSUMER_POLL.as_millis(),
+        batchkv_mvcc::DEFAULT_WATCH_BUFFER,
+        p.reps
+    );
+    let base = rows
+        .iter()
+        .find(|r| r.case == Watchers::None)
+        .map(|r| r.puts_per_s.median());
+    let _ = writeln!(
+        md,
+        "| watchers | puts/s | / no watcher | events received | drain after the last apply |\n|---|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let ratio = base.map_or_else(
+            || "-".to_owned(),
+            |b| format!("{:.2}", r.puts_per_s.median() / b),
+        );
+        let events = match r.case {
+            Watchers::Stuck => format!("{} (afterwards)", p.apply_puts),
+            c if c.active() => c.expected_events(p.apply_puts).to_string(),
+            _ => "0".to_owned(),
+        };
+        let drain = if r.drain_ms.0.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{} ms", r.drain_ms.show(1))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {ratio} | {events} | {drain} |",
+            r.case.what(),
+            r.puts_per_s.show(0)
+        );
+    }
+    if let Some(r) = rows.iter().find(|r| r.case == Watchers::Stuck) {
+        let _ = writeln!(
+            md,
+            "\nThe stuck watcher, read afterwards: {} events/s while it catches up (the first {} \
+             revisions from its channel, the rest from storage).",
+            r.catch_up_per_s.show(0),
+            batchkv_mvcc::DEFAULT_WATCH_BUFFER
+        );
+    }
+    md.push('\n');
+    md
+}
+
+fn revoke_report(p: &Params, rows: &[RevokeRow]) -> String {
+    let mut md = String::new();
+    if rows.is_empty() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "### Deleting {REVOKE_KEYS} keys in one entry (one WriteBatch)\n"
+    );
+    let _ = writeln!(
+        md,
+        "Each measurement: a fresh store, the {REVOKE_KEYS} keys put in entries of {LOAD_ENTRY} \
+         (attached to one lease where it says so), then the one entry that deletes them, timed. \
+         Medians of {} repetitions after a warm-up, the cases in a rotating order.\n",
+        p.revoke_reps
+    );
+    let base = rows
+        .iter()
+        .find(|r| r.case == Revoke::Lease)
+        .map(|r| r.secs.median());
+    let _ = writeln!(
+        md,
+        "| entry | ms | keys/s | time / lease revoke |\n|---|---:|---:|---:|"
+    );
+    for r in rows {
+        let ratio = base.map_or_else(|| "-".to_owned(), |b| format!("{:.2}", r.secs.median() / b));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ratio} |",
+            r.case.what(),
+            r.ms().show(2),
+            r.keys_per_s().show(0)
+        );
+    }
+    md.push('\n');
     md
 }

@@ -13,6 +13,9 @@ struct Need {
     why: &'static str,
     present: fn() -> bool,
     debian: &'static [&'static str],
+    /// Without it something is left out (and said so) rather than failing: installed where
+    /// doctor can install, otherwise only reported.
+    optional: bool,
 }
 
 fn needs() -> Vec<Need> {
@@ -22,30 +25,54 @@ fn needs() -> Vec<Need> {
             why: "builds RocksDB and libFuzzer",
             present: || has_program("c++", "--version"),
             debian: &["g++"],
+            optional: false,
         },
         Need {
             what: "libclang",
             why: "bindgen, for librocksdb-sys",
             present: has_libclang,
             debian: &["clang", "libclang-dev"],
+            optional: false,
         },
         Need {
             what: "protoc",
             why: "the wire-format oracle tests",
             present: || has_program("protoc", "--version"),
             debian: &["protobuf-compiler"],
+            optional: false,
         },
         Need {
             what: "etcd and etcdctl",
             why: "the real etcd 3.4 the MVCC differential test compares against",
             present: || has_program("etcd", "--version") && has_program("etcdctl", "version"),
             debian: &["etcd-server", "etcd-client"],
+            optional: false,
         },
         Need {
             what: "prometheus",
             why: "the real Prometheus the metrics test scrapes the store with",
             present: || has_program("prometheus", "--version"),
             debian: &["prometheus"],
+            optional: false,
+        },
+        Need {
+            what: "the DejaVu Sans font",
+            why: "text in the bench report's plots; without it the plots are skipped",
+            present: || Path::new(crate::plot::FONT).is_file(),
+            debian: &["fonts-dejavu-core"],
+            optional: true,
+        },
+        Need {
+            what: "RocksDB's db_bench",
+            why: "the bench report's C++ RocksDB reference; without it the report says so",
+            present: || {
+                Command::new("db_bench")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+            debian: &["rocksdb-tools"],
+            optional: true,
         },
     ]
 }
@@ -117,7 +144,8 @@ pub fn run() -> Result<()> {
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         println!(
-            "doctor: all prerequisites present (c++, libclang, protoc, etcd, prometheus, rustfmt, clippy)"
+            "doctor: all prerequisites present (c++, libclang, protoc, etcd, prometheus, rustfmt, \
+             clippy, DejaVu Sans, db_bench)"
         );
         return Ok(());
     }
@@ -133,16 +161,36 @@ pub fn run() -> Result<()> {
         packages.join(" ")
     );
     if !is_debian_root() {
+        if missing.iter().all(|n| n.optional) {
+            println!(
+                "doctor: going on without them; install them with:\n    sudo sh -c '{install}'"
+            );
+            return Ok(());
+        }
         bail!("prerequisites missing; install them with:\n    sudo sh -c '{install}'");
     }
     println!("doctor: installing {}", packages.join(" "));
     run_cmd("apt-get", &["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&packages);
-    run_cmd("apt-get", &args)?;
+    // The optional packages separately: one that cannot be installed must not stop the rest.
+    for optional in [false, true] {
+        let group: Vec<&str> = missing
+            .iter()
+            .filter(|n| n.optional == optional)
+            .flat_map(|n| n.debian.iter().copied())
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&group);
+        match run_cmd("apt-get", &args) {
+            Err(e) if optional => println!("doctor: going on without {}: {e:#}", group.join(" ")),
+            other => other?,
+        }
+    }
     let still: Vec<&str> = needs()
         .into_iter()
-        .filter(|n| !(n.present)())
+        .filter(|n| !n.optional && !(n.present)())
         .map(|n| n.what)
         .collect();
     if !still.is_empty() {

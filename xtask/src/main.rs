@@ -4,8 +4,11 @@
 //! then compiled once for tests, clippy and benches alike.
 
 mod bench;
+mod data;
 mod doctor;
 mod fuzz;
+mod plot;
+mod report;
 mod util;
 
 use std::process::ExitCode;
@@ -22,7 +25,9 @@ USAGE:
 
 TASKS:
     test                     the whole test suite (doctor first); the README's test command
-    bench [--quick] [FILTER] run the benchmarks, write target/batchkv-report/ (report.md, CSV)
+    bench [--quick] [FILTER] run the benchmarks under a progress bar, print a summary; write
+                             target/batchkv-report/: report.md, CSV files, PNG plots, bench.log
+    bench --report-only      re-render report.md and the plots from the last run's CSV files
     fuzz TARGET [--time SECS] run a cargo-fuzz target (installs cargo-fuzz if needed; default 60 s)
     fuzz --list              list the fuzz targets
     ci                       fmt check, clippy -D warnings, test, bench --quick, each fuzz target briefly
@@ -30,6 +35,7 @@ TASKS:
 
 ENVIRONMENT:
     CARGO_TARGET_DIR         where cargo builds (CI keeps it outside the checkout)
+    BATCHKV_REPORT_DIR       where `bench` writes its report (default target/batchkv-report)
     BATCHKV_FUZZ_SECS        seconds per fuzz target in `ci` (default 20)
 ";
 
@@ -62,7 +68,9 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         "bench" => {
             let opts = bench::Options::parse(&rest)?;
-            doctor::run()?;
+            if !opts.report_only {
+                doctor::run()?;
+            }
             bench::run(&opts)
         }
         "fuzz" => fuzz::run(&rest),
@@ -118,6 +126,7 @@ fn ci() -> Result<()> {
     bench::run(&bench::Options {
         quick: true,
         filter: None,
+        report_only: false,
     })?;
     let secs: u64 = match std::env::var("BATCHKV_FUZZ_SECS") {
         Ok(s) => s

@@ -72,8 +72,8 @@ pub fn section(name: &str) {
     println!("\n==> {name}");
 }
 
-/// Cargo's target directory, as cargo itself resolves it.
-pub fn target_dir() -> Result<PathBuf> {
+/// `cargo metadata` of the workspace (no dependencies).
+pub fn metadata() -> Result<serde_json::Value> {
     let out = Command::new(cargo_bin())
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root())
@@ -83,12 +83,33 @@ pub fn target_dir() -> Result<PathBuf> {
     if !out.status.success() {
         bail!("cargo metadata failed");
     }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parse cargo metadata")?;
+    serde_json::from_slice(&out.stdout).context("parse cargo metadata")
+}
+
+/// Cargo's target directory, as cargo itself resolves it.
+pub fn target_dir() -> Result<PathBuf> {
+    let meta = metadata()?;
     let dir = meta["target_directory"]
         .as_str()
         .context("cargo metadata has no target_directory")?;
     Ok(PathBuf::from(dir))
+}
+
+/// The names of the workspace's bench targets.
+pub fn bench_targets() -> Result<Vec<String>> {
+    let meta = metadata()?;
+    let mut out = Vec::new();
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let is_bench = target["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bench"));
+            if let (true, Some(name)) = (is_bench, target["name"].as_str()) {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn cargo_bin() -> String {
@@ -127,6 +148,11 @@ impl Cargo {
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
         self.cmd.env(key, value);
         self
+    }
+
+    /// The command, to run some other way than [`Cargo::run`].
+    pub fn into_command(self) -> Command {
+        self.cmd
     }
 
     pub fn run(mut self) -> Result<()> {

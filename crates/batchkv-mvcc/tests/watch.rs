@@ -385,5 +385,9 @@ fn closing_the_store_ends_blocked_watchers() {
     });
     std::thread::sleep(Duration::from_millis(50));
     drop(s);
-    assert_eq!(waiter.join().expect("waiter"), 1, "it got the history, then ended");
+    assert_eq!(
+        waiter.join().expect("waiter"),
+        1,
+        "it got the history, then ended"
+    );
 }
