@@ -970,10 +970,35 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
+/// CPU seconds (user + system) used so far by this process's threads (`/proc/self/stat`) or by
+/// the calling thread (`/proc/thread-self/stat`).
+fn cpu_s(stat_file: &str) -> f64 {
+    // Fields 14 and 15 (after the command name in parentheses), in ticks of USER_HZ, which
+    // Linux fixes at 100 per second.
+    let stat = std::fs::read_to_string(stat_file).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// What one watcher measurement gives.
 #[derive(Debug, Clone, Copy)]
 struct WatchRun {
     puts_per_s: f64,
+    /// CPU seconds of the whole process (apply, consumers, RocksDB's threads) per second of
+    /// the timed puts.
+    cores: f64,
+    /// CPU seconds of the applying thread per second of the timed puts.
+    apply_cpu: f64,
     /// Active cases: from the last apply's return to the last event received, ms.
     drain_ms: Option<f64>,
     /// Stuck case: events per second while it catches up afterwards.
@@ -995,16 +1020,19 @@ fn watch_once(case: Watchers, puts: &[Op]) -> WatchRun {
         Vec::new()
     };
     let stop = AtomicBool::new(false);
-    let (secs, drain_ms) = std::thread::scope(|s| {
+    let (secs, drain_ms, cores, apply_cpu) = std::thread::scope(|s| {
         let stop = &stop;
         let consumers: Vec<_> = active
             .into_iter()
             .map(|w| s.spawn(move || consume(w, stop)))
             .collect();
         let mut index = 0;
+        let (cpu, own) = (cpu_s("/proc/self/stat"), cpu_s("/proc/thread-self/stat"));
         let t = Instant::now();
         apply_all(&mut store, &mut index, puts, WATCH_ENTRY);
         let end = Instant::now();
+        let cpu = cpu_s("/proc/self/stat") - cpu;
+        let own = cpu_s("/proc/thread-self/stat") - own;
         stop.store(true, Ordering::Release);
         let mut events = 0;
         let mut last = end;
@@ -1017,7 +1045,8 @@ fn watch_once(case: Watchers, puts: &[Op]) -> WatchRun {
         let drain = case
             .active()
             .then(|| last.duration_since(end).as_secs_f64() * 1e3);
-        ((end - t).as_secs_f64(), drain)
+        let secs = (end - t).as_secs_f64();
+        (secs, drain, cpu / secs, own / secs)
     });
     assert_eq!(store.current_revision(), 1 + puts.len() as i64);
     let catch_up_per_s = match case {
@@ -1047,6 +1076,8 @@ fn watch_once(case: Watchers, puts: &[Op]) -> WatchRun {
     drop(watchers);
     WatchRun {
         puts_per_s: puts.len() as f64 / secs,
+        cores,
+        apply_cpu,
         drain_ms,
         catch_up_per_s,
     }
@@ -1056,6 +1087,8 @@ fn watch_once(case: Watchers, puts: &[Op]) -> WatchRun {
 struct WatchRow {
     case: Watchers,
     puts_per_s: Samples,
+    cores: Samples,
+    apply_cpu: Samples,
     drain_ms: Samples,
     catch_up_per_s: Samples,
 }
@@ -1067,6 +1100,8 @@ fn watch_bench(p: &Params) -> Vec<WatchRow> {
         .map(|case| WatchRow {
             case,
             puts_per_s: Samples::default(),
+            cores: Samples::default(),
+            apply_cpu: Samples::default(),
             drain_ms: Samples::default(),
             catch_up_per_s: Samples::default(),
         })
@@ -1087,6 +1122,8 @@ fn watch_bench(p: &Params) -> Vec<WatchRow> {
             let run = watch_once(row.case, &puts);
             if rep > 0 {
                 row.puts_per_s.0.push(run.puts_per_s);
+                row.cores.0.push(run.cores);
+                row.apply_cpu.0.push(run.apply_cpu);
                 row.drain_ms.0.extend(run.drain_ms);
                 row.catch_up_per_s.0.extend(run.catch_up_per_s);
             }
@@ -1111,6 +1148,12 @@ fn watch_bench(p: &Params) -> Vec<WatchRow> {
         if let Some(b) = base {
             let _ = write!(line, "  / no watcher {:.2}", r.puts_per_s.median() / b);
         }
+        let _ = write!(
+            line,
+            "  CPU: apply thread {} process {}",
+            r.apply_cpu.show(2),
+            r.cores.show(2)
+        );
         if !r.drain_ms.0.is_empty() {
             let _ = write!(line, "  drain {} ms", r.drain_ms.show(1));
         }
@@ -1383,6 +1426,8 @@ fn main() {
     for r in &watch {
         let case = r.case.case();
         line(&case, "mvcc", "ops_per_s", &r.puts_per_s);
+        line(&case, "mvcc", "cpu_cores", &r.cores);
+        line(&case, "mvcc", "apply_thread_cpu", &r.apply_cpu);
         if !r.drain_ms.0.is_empty() {
             line(&case, "mvcc", "drain_ms", &r.drain_ms);
         }
@@ -1591,7 +1636,9 @@ fn watch_report(p: &Params, rows: &[WatchRow]) -> String {
          each active watcher is read by its own thread (`recv_timeout`, {} ms); the stuck \
          watcher (buffer {}) is read only after the timed puts, from its first response to the \
          last. Drain: from the last `apply`'s return until the active watchers had every event \
-         (up to one poll late). Medians of {} repetitions after a warm-up, the cases in a \
+         (up to one poll late). CPU: CPU time of the applying thread, and of the whole process \
+         (apply, consumers, RocksDB's threads), over the timed puts' wall time (in cores; the \
+         machine has 2). Medians of {} repetitions after a warm-up, the cases in a \
          rotating order.\n",
         CONSUMER_POLL.as_millis(),
         batchkv_mvcc::DEFAULT_WATCH_BUFFER,
@@ -1603,7 +1650,7 @@ fn watch_report(p: &Params, rows: &[WatchRow]) -> String {
         .map(|r| r.puts_per_s.median());
     let _ = writeln!(
         md,
-        "| watchers | puts/s | / no watcher | events received | drain after the last apply |\n|---|---:|---:|---:|---:|"
+        "| watchers | puts/s | / no watcher | CPU: apply thread | CPU: process | events received | drain after the last apply |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let ratio = base.map_or_else(
@@ -1622,9 +1669,11 @@ fn watch_report(p: &Params, rows: &[WatchRow]) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {ratio} | {events} | {drain} |",
+            "| {} | {} | {ratio} | {} | {} | {events} | {drain} |",
             r.case.what(),
-            r.puts_per_s.show(0)
+            r.puts_per_s.show(0),
+            r.apply_cpu.show(2),
+            r.cores.show(2)
         );
     }
     if let Some(r) = rows.iter().find(|r| r.case == Watchers::Stuck) {

@@ -103,9 +103,48 @@ impl<'e> Batch<'e> {
 
     /// Discards everything staged. Dropping the batch does the same.
     pub fn rollback(self) {}
+
+    /// Detaches the staged writes from the engine borrow, to commit later with
+    /// [`Engine::commit_staged`] (for example after releasing a lock the batch was built under).
+    pub fn into_staged(self) -> StagedBatch {
+        StagedBatch { inner: self.inner }
+    }
+}
+
+/// Staged writes not tied to a borrow of the engine ([`Batch::into_staged`]).
+pub struct StagedBatch {
+    inner: rocksdb::WriteBatch,
+}
+
+impl std::fmt::Debug for StagedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedBatch")
+            .field("len", &self.inner.len())
+            .finish()
+    }
+}
+
+impl StagedBatch {
+    /// Writes staged.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
 }
 
 impl Engine {
+    /// Commits a [`StagedBatch`] of this engine, atomically, as `mode` says.
+    ///
+    /// # Errors
+    /// As [`Batch::commit`].
+    pub fn commit_staged(&self, batch: StagedBatch, mode: WriteMode) -> Result<()> {
+        self.write_raw(batch.inner, mode)
+    }
+
     /// Starts an empty staged batch.
     pub fn begin_batch(&self) -> Batch<'_> {
         self.batch_with_capacity_bytes(0)

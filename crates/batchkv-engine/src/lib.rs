@@ -24,7 +24,7 @@ mod error;
 mod large;
 mod stats;
 
-pub use crate::batch::Batch;
+pub use crate::batch::{Batch, StagedBatch};
 pub use crate::checkpoint::{CheckpointInfo, list_checkpoints, restore_from_checkpoint};
 pub use crate::config::{Codec, Compression, EngineConfig, Profile, Tuning};
 pub use crate::engine::{

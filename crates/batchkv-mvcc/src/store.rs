@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use batchkv_codec::{Op, Range};
-use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
+use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, StagedBatch, WriteMode};
 use bytes::Bytes;
 
 use crate::apply::{Entry, Limits};
@@ -126,6 +126,28 @@ pub struct Applied {
     pub results: Vec<Result<OpResponse, OpError>>,
     /// Events the entry published (0 when nobody listens or watches).
     pub events: usize,
+}
+
+/// An entry prepared by [`Mvcc::prepare`]: its staged writes, and what [`Mvcc::finish`] needs
+/// once they are committed.
+#[derive(Debug)]
+pub struct PreparedEntry {
+    /// The entry's one batch (records, revision, applied index), not yet written.
+    pub batch: StagedBatch,
+    /// The rest, for [`Mvcc::finish`].
+    pub rest: PreparedRest,
+}
+
+/// What [`Mvcc::finish`] applies in memory after the commit.
+#[derive(Debug)]
+pub struct PreparedRest {
+    index: u64,
+    results: Vec<Result<OpResponse, OpError>>,
+    changes: Vec<crate::apply::Change>,
+    events: Vec<Event>,
+    rev: i64,
+    compact: Option<i64>,
+    lease_changes: LeaseChanges,
 }
 
 /// Receives the events of every committed entry, in order.
@@ -530,21 +552,55 @@ impl Mvcc {
     /// The commit failed (or storage could not be read while preparing): nothing of the
     /// entry is applied, neither on disk nor in memory; the error stands for every op.
     pub fn apply(&mut self, index: u64, ops: &[Op]) -> Result<Applied, MvccError> {
+        // Exclusive: no watcher can register before `finish`, so events are built only if
+        // someone listens now.
+        let collect = self.listener.is_some() || self.hub.has_watchers();
+        let prepared = match self.prepare_inner(index, ops, collect)? {
+            Ok(p) => p,
+            Err(skipped) => return Ok(skipped),
+        };
+        self.engine
+            .commit_staged(prepared.batch, self.config.write_mode)?;
+        Ok(self.finish(prepared.rest))
+    }
+
+    /// The first third of [`Mvcc::apply`], for callers that commit without holding the store
+    /// exclusively (the facade prepares under a read lock, commits with no lock, so reads go on
+    /// during the fsync, and finishes under the write lock). It changes nothing: prepares
+    /// every op of entry `index` and stages its writes. `Err(applied)` is a skipped replay.
+    /// Entries must be prepared, committed and finished one at a time, in order.
+    ///
+    /// # Errors
+    /// A storage read failed while preparing.
+    pub fn prepare(
+        &self,
+        index: u64,
+        ops: &[Op],
+    ) -> Result<Result<PreparedEntry, Applied>, MvccError> {
+        // A watcher may register between this and `finish`: always build the events.
+        self.prepare_inner(index, ops, true)
+    }
+
+    fn prepare_inner(
+        &self,
+        index: u64,
+        ops: &[Op],
+        collect_events: bool,
+    ) -> Result<Result<PreparedEntry, Applied>, MvccError> {
         if index <= self.applied {
-            return Ok(Applied {
+            return Ok(Err(Applied {
                 index,
                 skipped: true,
                 revision: self.current,
                 results: Vec::new(),
                 events: 0,
-            });
+            }));
         }
         let limits = Limits {
             max_txn_ops: self.config.max_txn_ops,
             max_request_bytes: self.config.max_request_bytes,
             min_lease_ttl: self.config.min_lease_ttl,
         };
-        let collect_events = self.listener.is_some() || self.hub.has_watchers();
         let mut entry = Entry {
             view: self.view(),
             // Records are the key and value plus a 17-byte key and a few bytes of framing.
@@ -587,8 +643,45 @@ impl Mvcc {
         if let Some(at) = compact {
             batch.put(self.meta_cf, META_COMPACTED, &at.to_be_bytes())?;
         }
-        batch.commit(self.config.write_mode)?;
+        Ok(Ok(PreparedEntry {
+            batch: batch.into_staged(),
+            rest: PreparedRest {
+                index,
+                results,
+                changes,
+                events,
+                rev,
+                compact,
+                lease_changes,
+            },
+        }))
+    }
 
+    /// Commits a prepared entry's batch with the store's write mode (what [`Mvcc::apply`]
+    /// does between [`Mvcc::prepare`] and [`Mvcc::finish`]); needs only the shared engine.
+    ///
+    /// # Errors
+    /// The write failed: nothing of the entry is on disk; drop the rest, call nothing else.
+    pub fn commit_prepared(
+        engine: &Engine,
+        batch: StagedBatch,
+        mode: WriteMode,
+    ) -> Result<(), MvccError> {
+        Ok(engine.commit_staged(batch, mode)?)
+    }
+
+    /// The last third of [`Mvcc::apply`], after the batch committed: the index, revision,
+    /// applied index, leases and compaction change, events go out, the results come back.
+    pub fn finish(&mut self, p: PreparedRest) -> Applied {
+        let PreparedRest {
+            index,
+            results,
+            changes,
+            events,
+            rev,
+            compact,
+            lease_changes,
+        } = p;
         // Committed: now, and only now, the in-memory state and the watchers learn of it.
         for c in &changes {
             let r = if c.tombstone {
@@ -623,13 +716,13 @@ impl Mvcc {
             // Bounded work; a failure is kept in the status and retried by the next step.
             let _ = self.compact_step(self.config.compaction_batch);
         }
-        Ok(Applied {
+        Applied {
             index,
             skipped: false,
             revision: rev,
             results,
             events: events.len(),
-        })
+        }
     }
 
     /// Starts a watch. From `start_revision` (at or below the current revision) it first

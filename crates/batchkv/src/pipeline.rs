@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use batchkv_engine::{Engine, WriteMode};
 use batchkv_metrics::Metrics;
 
 use batchkv_batcher::{BatchItem, Sink};
@@ -36,6 +37,8 @@ pub(crate) struct Core {
     encoder: Encoder,
     wal: Option<Arc<WalSync>>,
     metrics: Option<Arc<Metrics>>,
+    engine: Arc<Engine>,
+    write_mode: WriteMode,
 }
 
 impl Core {
@@ -45,7 +48,13 @@ impl Core {
         wal: Option<Arc<WalSync>>,
         metrics: Option<Arc<Metrics>>,
     ) -> Self {
+        let (engine, write_mode) = {
+            let m = mvcc.read().unwrap_or_else(|e| e.into_inner());
+            (m.shared_engine(), m.config().write_mode)
+        };
         Core {
+            engine,
+            write_mode,
             mvcc,
             log: Mutex::new(log),
             encoder: Encoder::default(),
@@ -71,11 +80,24 @@ impl Core {
         let decoded = decode_entry(buf)
             .map_err(|e| StoreError::Internal(format!("decoding a logged entry: {e}")))?;
         let t2 = t0.map(|_| Instant::now());
-        let applied = self
+        // Prepare under the read lock, commit (the fsync) under no lock, so reads go on
+        // meanwhile and see the state before the entry; then finish under the write lock.
+        // The log lock, held throughout, keeps entries one at a time and in order.
+        let prepared = self
             .mvcc
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .apply(index, &decoded.ops)?;
+            .prepare(index, &decoded.ops)?;
+        let applied = match prepared {
+            Err(skipped) => skipped,
+            Ok(p) => {
+                Mvcc::commit_prepared(&self.engine, p.batch, self.write_mode)?;
+                self.mvcc
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finish(p.rest)
+            }
+        };
         drop(log);
         if let (Some(m), Some(t0), Some(t1), Some(t2)) = (&self.metrics, t0, t1, t2) {
             let format = match decoded.format {
