@@ -24,8 +24,8 @@
 //!
 //! A custom harness (repetitions, median, RSD and CSV). `cargo xtask bench mvcc` runs it;
 //! `BATCHKV_BENCH_QUICK=1` makes it small. A filter selects cases by substring (`mvcc/apply/1000`,
-//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`). Results go to stdout and, with `BATCHKV_REPORT_DIR`,
-//! to `mvcc.csv` and the section `mvcc.md`.
+//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`). Results go to stdout
+//! and, with `BATCHKV_REPORT_DIR`, to `mvcc.csv` and the section `mvcc.md`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -125,11 +125,21 @@ impl View<'_> {
         at: i64,
         limit: usize,
     ) -> (Vec<Item>, usize, i64) {
-        let touched: Vec<&Bytes> = self
-            .overlay
-            .keys()
-            .filter(|k| span_contains(span, k))
-            .collect();
+        // One key: one lookup, not a pass over every key the entry has touched (which made
+        // an entry of many single-key deletes quadratic).
+        let touched: Vec<&Bytes> = match span {
+            KeySpan::One(k) => self
+                .overlay
+                .get_key_value(k)
+                .map(|(k, _)| k)
+                .into_iter()
+                .collect(),
+            _ => self
+                .overlay
+                .keys()
+                .filter(|k| span_contains(span, k))
+                .collect(),
+        };
         if touched.is_empty() {
             let r = self.index.range(span, at, limit);
             let items = r

@@ -150,9 +150,10 @@ struct HubState {
     compacted: i64,
     next_id: i64,
     slots: HashMap<i64, Slot>,
-    /// Watchers of one key, by key; the others are in `ranges`.
+    /// Watchers of one key, by key; the others are in `ranges`, each with its span, so an
+    /// event is matched against a range with two comparisons and no lookup.
     by_key: HashMap<Bytes, Vec<i64>>,
-    ranges: Vec<i64>,
+    ranges: Vec<(i64, Bytes, Bytes)>,
 }
 
 /// The watchers of one store.
@@ -201,13 +202,18 @@ impl Hub {
             let rev = group[0].kv.mod_revision;
             let mut per: HashMap<i64, Vec<Event>> = HashMap::new();
             for e in group {
-                let single = st.by_key.get(&e.kv.key).into_iter().flatten();
-                for id in single.chain(st.ranges.iter()) {
-                    if let Some(slot) = st.slots.get(id)
+                let single = st.by_key.get(&e.kv.key).into_iter().flatten().copied();
+                let ranges = st
+                    .ranges
+                    .iter()
+                    .filter(|(_, key, end)| span_contains(KeySpan::etcd(key, end), &e.kv.key))
+                    .map(|(id, _, _)| *id);
+                for id in single.chain(ranges) {
+                    if let Some(slot) = st.slots.get(&id)
                         && slot.synced
                         && slot.req.wants(e)
                     {
-                        per.entry(*id).or_default().push(e.clone());
+                        per.entry(id).or_default().push(e.clone());
                     }
                 }
             }
@@ -273,7 +279,7 @@ fn remove(st: &mut HubState, id: i64) -> bool {
             }
         }
     } else {
-        st.ranges.retain(|x| *x != id);
+        st.ranges.retain(|(x, _, _)| *x != id);
     }
     true
 }
@@ -298,7 +304,7 @@ pub(crate) fn register(
     if req.range_end.is_empty() {
         st.by_key.entry(req.key.clone()).or_default().push(id);
     } else {
-        st.ranges.push(id);
+        st.ranges.push((id, req.key.clone(), req.range_end.clone()));
     }
     st.slots.insert(
         id,
