@@ -849,23 +849,9 @@ impl Mvcc {
         let Some(raw) = self.engine.get(self.kv_cf, &rev.to_bytes())? else {
             return Ok(None);
         };
-        let rec = record::decode_record(&raw)
-            .ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))?;
-        if rec.tombstone {
-            return Ok(Some(KeyValue {
-                key: Bytes::copy_from_slice(rec.key),
-                mod_revision: rev.main,
-                ..KeyValue::default()
-            }));
-        }
-        Ok(Some(KeyValue {
-            key: Bytes::copy_from_slice(rec.key),
-            create_revision: rec.created.0,
-            mod_revision: rev.main,
-            version: rec.version,
-            value: Bytes::copy_from_slice(rec.value),
-            lease: rec.lease,
-        }))
+        crate::watch::record_kv(&raw, rev)
+            .map(Some)
+            .ok_or_else(|| self.corrupt(format!("undecodable record at {rev}")))
     }
 
     /// Where physical compaction stands.

@@ -610,7 +610,7 @@ impl Watcher {
 }
 
 /// The key-value a stored record describes (a delete: key and revision only).
-fn record_kv(raw: &[u8], rev: Revision) -> Option<KeyValue> {
+pub(crate) fn record_kv(raw: &[u8], rev: Revision) -> Option<KeyValue> {
     let rec = record::decode_record(raw)?;
     Some(if rec.tombstone {
         KeyValue {
