@@ -37,7 +37,7 @@ use batchkv_engine::WriteMode;
 use batchkv_mvcc::{Mvcc, MvccConfig};
 use bytes::Bytes;
 
-use crate::etcd::{Answer, Etcd, Resp, Shape};
+use crate::etcd::{Answer, Etcd, Resp, Rng, Shape, env_u64};
 
 const DEFAULT_SEED: u64 = 0x00e7_cd00_2024;
 const DEFAULT_OPS: usize = 2000;
@@ -63,47 +63,6 @@ const MAX_TXN_OPS: usize = 128;
 
 // ---------------------------------------------------------------------------------------------
 // Randomness
-
-/// splitmix64.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pct(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-
-    /// Uniform in `lo..=hi` (`hi >= lo`).
-    fn between(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as usize) as i64
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => v.parse(),
-    };
-    Some(parsed.unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Operations, and how each side receives them

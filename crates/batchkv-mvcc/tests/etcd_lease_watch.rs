@@ -56,7 +56,7 @@ use batchkv_mvcc::{
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::etcd::{Answer, CtlOutput, Etcd, Kv, Resp, Shape};
+use crate::etcd::{Answer, CtlOutput, Etcd, Kv, Resp, Rng, Shape, env_u64};
 
 const DEFAULT_SEED: u64 = 0x1ea5_e0f0_2024;
 /// Random ops of the replay history (each is one etcdctl call, ~20 ms).
@@ -74,41 +74,8 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(8);
 // ---------------------------------------------------------------------------------------------
 // Randomness (splitmix64)
 
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pct(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-}
-
 fn seed() -> u64 {
-    let Ok(v) = std::env::var("BATCHKV_WATCH_SEED") else {
-        return DEFAULT_SEED;
-    };
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => v.parse(),
-    };
-    parsed.unwrap_or_else(|e| panic!("BATCHKV_WATCH_SEED={v:?} is not a number: {e}"))
+    env_u64("BATCHKV_WATCH_SEED").unwrap_or(DEFAULT_SEED)
 }
 
 // ---------------------------------------------------------------------------------------------
