@@ -37,7 +37,7 @@ use batchkv_engine::WriteMode;
 use batchkv_mvcc::{Mvcc, MvccConfig};
 use bytes::Bytes;
 
-use crate::etcd::{Answer, Etcd, Resp, Rng, Shape, env_u64};
+use crate::etcd::{Answer, Etcd, Resp, Rng, Shape, env_u64, shell_words};
 
 const DEFAULT_SEED: u64 = 0x00e7_cd00_2024;
 const DEFAULT_OPS: usize = 2000;
@@ -541,22 +541,6 @@ impl GenOp {
             r
         }
     }
-}
-
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "=-_.:,/".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{a}'")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn script_preamble(seed: u64) -> String {

@@ -56,7 +56,7 @@ use batchkv_mvcc::{
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::etcd::{Answer, CtlOutput, Etcd, Kv, Resp, Rng, Shape, env_u64};
+use crate::etcd::{Answer, CtlOutput, Etcd, Kv, Resp, Rng, Shape, env_u64, shell_words};
 
 const DEFAULT_SEED: u64 = 0x1ea5_e0f0_2024;
 /// Random ops of the replay history (each is one etcdctl call, ~20 ms).
@@ -332,22 +332,6 @@ impl Step {
             Some(input) => format!("{line} <<EOF\n{input}EOF"),
         }
     }
-}
-
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "=-_.:,/".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{a}'")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -602,3 +602,21 @@ pub fn env_u64(name: &str) -> Option<u64> {
     };
     Some(parsed.unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")))
 }
+
+/// `args` as one shell line (for the replayable scripts the tests print): plain words as they
+/// are, anything else single-quoted.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=-_.:,/".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
