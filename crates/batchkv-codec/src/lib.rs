@@ -60,6 +60,6 @@ pub use crate::legacy::encode_legacy;
 pub use crate::limits::Limits;
 pub use crate::op::{
     Compact, Compare, CompareOp, CompareTarget, DeleteRange, LeaseGrant, LeaseRevoke,
-    MAX_TXN_DEPTH, Op, OpKind, Put, Range, SortOrder, SortTarget, Txn,
+    MAX_TXN_DEPTH, Op, OpKind, Put, Range, SortOrder, SortTarget, Txn, prefix_end, prefix_range,
 };
 pub use crate::wire::ENTRY_MAGIC;

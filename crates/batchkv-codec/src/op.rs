@@ -124,6 +124,13 @@ impl DeleteRange {
             prev_kv: false,
         }
     }
+
+    /// Delete every key starting with `prefix` (clientv3's `WithPrefix`; an empty prefix: every
+    /// key). See [`prefix_range`].
+    pub fn prefix(prefix: impl AsRef<[u8]>) -> Self {
+        let (key, range_end) = prefix_range(prefix.as_ref());
+        DeleteRange::range(key, range_end)
+    }
 }
 
 /// Sort order of a [`Range`], as etcd's `RangeRequest.SortOrder`.
@@ -191,6 +198,53 @@ impl Range {
             ..Range::default()
         }
     }
+
+    /// Read `[key, range_end)` at the current revision.
+    pub fn range(key: impl Into<Bytes>, range_end: impl Into<Bytes>) -> Self {
+        Range {
+            key: key.into(),
+            range_end: range_end.into(),
+            ..Range::default()
+        }
+    }
+
+    /// Read every key starting with `prefix` (clientv3's `WithPrefix`; an empty prefix: every
+    /// key). See [`prefix_range`].
+    pub fn prefix(prefix: impl AsRef<[u8]>) -> Self {
+        let (key, range_end) = prefix_range(prefix.as_ref());
+        Range::range(key, range_end)
+    }
+}
+
+/// The smallest key above every key that starts with `prefix`: clientv3's `GetPrefixRangeEnd`.
+/// Where there is none (an empty prefix, or one of only `0xff` bytes) it is `"\0"`, etcd's
+/// "every key from `key` on".
+///
+/// ```
+/// use batchkv_codec::prefix_end;
+/// assert_eq!(prefix_end(b"a/"), b"a0".as_slice());
+/// assert_eq!(prefix_end(b"a\xff"), b"b".as_slice());
+/// assert_eq!(prefix_end(b"\xff\xff"), b"\0".as_slice());
+/// ```
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end.into();
+        }
+    }
+    Bytes::from_static(b"\0")
+}
+
+/// The `(key, range_end)` of a prefix request as clientv3 builds it: `(prefix,
+/// prefix_end(prefix))`, and `("\0", "\0")` (every key) for an empty prefix.
+pub fn prefix_range(prefix: &[u8]) -> (Bytes, Bytes) {
+    if prefix.is_empty() {
+        let all = Bytes::from_static(b"\0");
+        return (all.clone(), all);
+    }
+    (Bytes::copy_from_slice(prefix), prefix_end(prefix))
 }
 
 /// How a [`Compare`] compares, as etcd's `Compare.CompareResult`.

@@ -5,7 +5,7 @@
 use batchkv_codec::{
     Compact, Compare, CompareOp, CompareTarget, Compression, Decoder, DeleteRange, Encoder, Format,
     LeaseGrant, LeaseRevoke, Limits, Op, Put, Range, SortOrder, SortTarget, Txn, decode_entry,
-    encode_entry, encode_legacy, encode_operation, encoded_len, fuzzing,
+    encode_entry, encode_legacy, encode_operation, encoded_len, fuzzing, prefix_range,
 };
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
@@ -237,6 +237,20 @@ proptest! {
     }
 
     /// The structured fuzz property, driven by proptest.
+    #[test]
+    fn prefix_range_holds_exactly_the_keys_with_the_prefix(
+        prefix in vec(prop::sample::select(vec![0u8, 1, 0x7f, 0xfe, 0xff]), 0..4),
+        key in vec(prop::sample::select(vec![0u8, 1, 0x7f, 0xfe, 0xff]), 0..6),
+    ) {
+        // etcd's range: `[key, range_end)`, with range_end "\0" meaning "no end".
+        let (start, end) = prefix_range(&prefix);
+        let inside = key.as_slice() >= start.as_ref() && (end.as_ref() == b"\0" || key.as_slice() < end.as_ref());
+        let starts = key.starts_with(&prefix) && !(prefix.is_empty() && key.is_empty());
+        prop_assert_eq!(inside, starts, "prefix {:?} range [{:?}, {:?}) key {:?}", prefix, start, end, key);
+        prop_assert_eq!(Range::prefix(&prefix).range_end, end.clone());
+        prop_assert_eq!(DeleteRange::prefix(&prefix).key, start);
+    }
+
     #[test]
     fn fuzz_roundtrip_property(data in vec(any::<u8>(), 0..2048)) {
         fuzzing::roundtrip(&data);
