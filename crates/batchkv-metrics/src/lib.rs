@@ -27,8 +27,79 @@ mod server;
 
 pub use crate::server::{MetricsServer, ServeError, serve};
 
-/// The operations whose latency and outcome are measured.
-pub const OPS: [&str; 7] = ["put", "range", "delete", "txn", "lease", "compact", "watch"];
+/// An operation whose latency and outcome are measured: the `op` label of the `batchkv_ops_total`,
+/// `batchkv_op_duration_seconds` and `batchkv_op_latency_quantile_seconds` series. An enum, so a
+/// label outside this set cannot be recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpLabel {
+    /// A put.
+    Put,
+    /// A range read (or a get).
+    Range,
+    /// A delete range.
+    Delete,
+    /// A txn.
+    Txn,
+    /// A lease grant or revoke.
+    Lease,
+    /// A compaction.
+    Compact,
+    /// A watch registered.
+    Watch,
+}
+
+impl OpLabel {
+    /// Every label, in exposition order.
+    pub const ALL: [OpLabel; 7] = [
+        OpLabel::Put,
+        OpLabel::Range,
+        OpLabel::Delete,
+        OpLabel::Txn,
+        OpLabel::Lease,
+        OpLabel::Compact,
+        OpLabel::Watch,
+    ];
+
+    /// The label's value in the exposition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpLabel::Put => "put",
+            OpLabel::Range => "range",
+            OpLabel::Delete => "delete",
+            OpLabel::Txn => "txn",
+            OpLabel::Lease => "lease",
+            OpLabel::Compact => "compact",
+            OpLabel::Watch => "watch",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A background task of the store whose failures are counted in
+/// `batchkv_maintenance_errors_total{task}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MaintenanceTask {
+    /// Revoking an expired lease.
+    LeaseRevoke,
+    /// An automatic compaction.
+    Compact,
+    /// Syncing the WAL (`Wal` durability).
+    WalSync,
+}
+
+impl MaintenanceTask {
+    /// The label's value in the exposition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceTask::LeaseRevoke => "lease_revoke",
+            MaintenanceTask::Compact => "compact",
+            MaintenanceTask::WalSync => "wal_sync",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
@@ -44,6 +115,11 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NameLabels {
     name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -173,6 +249,8 @@ pub struct Metrics {
     leases: Gauge,
     watchers: Gauge,
     events: Counter,
+    // Background tasks.
+    maintenance_errors: Family<TaskLabels, Counter>,
     last_wal_syncs: AtomicU64,
 }
 
@@ -195,7 +273,7 @@ impl Metrics {
             ops: Family::default(),
             op_seconds: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             op_quantiles: Family::default(),
-            percentiles: OPS
+            percentiles: OpLabel::ALL
                 .iter()
                 .map(|_| {
                     // 1 µs .. 100 s, 3 significant digits.
@@ -232,6 +310,7 @@ impl Metrics {
             leases: Gauge::default(),
             watchers: Gauge::default(),
             events: Counter::default(),
+            maintenance_errors: Family::default(),
             last_wal_syncs: AtomicU64::new(0),
         };
         m.register();
@@ -370,26 +449,29 @@ impl Metrics {
         r.register("mvcc_leases", "Leases", self.leases.clone());
         r.register("mvcc_watchers", "Watchers", self.watchers.clone());
         r.register("mvcc_events", "Watch events published", self.events.clone());
-    }
-
-    fn op_index(op: &str) -> usize {
-        OPS.iter().position(|o| *o == op).unwrap_or(0)
+        r.register(
+            "maintenance_errors",
+            "Failures of the store's background tasks, by task (lease_revoke, compact, wal_sync)",
+            self.maintenance_errors.clone(),
+        );
     }
 
     /// One operation answered after `took`.
-    pub fn record_op(&self, op: &'static str, ok: bool, took: Duration) {
+    pub fn record_op(&self, op: OpLabel, ok: bool, took: Duration) {
         let outcome = if ok { "ok" } else { "error" };
         self.ops
             .get_or_create(&OutcomeLabels {
-                op: op.into(),
+                op: op.as_str().into(),
                 outcome: outcome.into(),
             })
             .inc();
         self.op_seconds
-            .get_or_create(&OpLabels { op: op.into() })
+            .get_or_create(&OpLabels {
+                op: op.as_str().into(),
+            })
             .observe(took.as_secs_f64());
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
-        if let Ok(mut h) = self.percentiles[Self::op_index(op)].lock() {
+        if let Ok(mut h) = self.percentiles[op.index()].lock() {
             h.saturating_record(micros);
         }
         self.window.add(Instant::now());
@@ -467,9 +549,18 @@ impl Metrics {
         }
     }
 
-    /// Latency percentiles of `op` (one of [`OPS`]).
-    pub fn latency(&self, op: &str) -> LatencySummary {
-        let Ok(h) = self.percentiles[Self::op_index(op)].lock() else {
+    /// One failure of a background task (it logs the error itself).
+    pub fn record_maintenance_error(&self, task: MaintenanceTask) {
+        self.maintenance_errors
+            .get_or_create(&TaskLabels {
+                task: task.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// Latency percentiles of `op`.
+    pub fn latency(&self, op: OpLabel) -> LatencySummary {
+        let Ok(h) = self.percentiles[op.index()].lock() else {
             return LatencySummary::default();
         };
         let d = |q: f64| Duration::from_micros(h.value_at_quantile(q));
@@ -502,7 +593,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         self.throughput.set(self.throughput());
         self.success_ratio.set(self.success_ratio());
-        for op in OPS {
+        for op in OpLabel::ALL {
             let s = self.latency(op);
             if s.count == 0 {
                 continue;
@@ -515,7 +606,7 @@ impl Metrics {
             ] {
                 self.op_quantiles
                     .get_or_create(&QuantileLabels {
-                        op: op.into(),
+                        op: op.as_str().into(),
                         quantile: q.into(),
                     })
                     .set(v.as_secs_f64());

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batchkv_metrics::{Metrics, StateSample, serve};
+use batchkv_metrics::{Metrics, OpLabel, StateSample, serve};
 
 fn parse(text: &str) -> prometheus_parse::Scrape {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -31,9 +31,13 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 fn exposition_parses_and_carries_what_was_recorded() {
     let m = Metrics::new();
     for i in 0..100u64 {
-        m.record_op("put", i % 10 != 0, Duration::from_micros(100 + i * 10));
+        m.record_op(
+            OpLabel::Put,
+            i % 10 != 0,
+            Duration::from_micros(100 + i * 10),
+        );
     }
-    m.record_op("range", true, Duration::from_micros(50));
+    m.record_op(OpLabel::Range, true, Duration::from_micros(50));
     m.record_batch(
         64,
         8_000,
@@ -105,7 +109,7 @@ fn exposition_parses_and_carries_what_was_recorded() {
             assert!(sample.metric.ends_with("_total"), "{}", sample.metric);
         }
     }
-    let l = m.latency("put");
+    let l = m.latency(OpLabel::Put);
     assert_eq!(l.count, 100);
     assert!(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.max);
 }
@@ -123,7 +127,7 @@ fn http(addr: std::net::SocketAddr, request: &str) -> String {
 #[test]
 fn the_endpoint_serves_metrics_and_health_and_refuses_the_rest() {
     let m = Arc::new(Metrics::new());
-    m.record_op("put", true, Duration::from_micros(10));
+    m.record_op(OpLabel::Put, true, Duration::from_micros(10));
     let render = Arc::clone(&m);
     let server = serve("127.0.0.1:0", move || render.encode()).expect("serve");
     let addr = server.addr();

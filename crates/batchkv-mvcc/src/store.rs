@@ -260,7 +260,18 @@ impl Mvcc {
             status: CompactionStatus::default(),
             listener: None,
         };
+        let started = std::time::Instant::now();
         m.recover()?;
+        tracing::info!(
+            path = %m.engine.path().display(),
+            revision = m.current,
+            compacted = m.compacted,
+            applied_index = m.applied,
+            keys = m.index.len(),
+            leases = m.leases.leases.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "mvcc opened; index rebuilt from storage"
+        );
         Ok(m)
     }
 

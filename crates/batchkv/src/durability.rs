@@ -1,10 +1,12 @@
 //! Durability modes, and the WAL syncer of [`Durability::Wal`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use batchkv_engine::{Engine, WriteMode};
+use batchkv_metrics::{MaintenanceTask, Metrics};
 
 /// What an acknowledged write survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,15 +90,32 @@ pub(crate) struct WalSync {
     state: Mutex<State>,
     wake: Condvar,
     config: AutoFlushConfig,
+    /// The store's count of background failures (shared with the maintenance thread).
+    errors: Arc<AtomicU64>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl WalSync {
-    pub(crate) fn new(config: AutoFlushConfig) -> Arc<Self> {
+    pub(crate) fn new(
+        config: AutoFlushConfig,
+        errors: Arc<AtomicU64>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
         Arc::new(WalSync {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             config,
+            errors,
+            metrics,
         })
+    }
+
+    fn failed(&self, error: &batchkv_engine::EngineError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.record_maintenance_error(MaintenanceTask::WalSync);
+        }
+        tracing::error!(%error, "WAL sync failed; acknowledged writes since the last sync are not yet durable against a power loss");
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -135,9 +154,11 @@ impl WalSync {
                 st.stats.bytes_synced += pending;
                 st.stats.last_sync = start.elapsed();
             }
-            Err(_) => {
+            Err(e) => {
                 st.stats.errors += 1;
                 st.unsynced += pending;
+                drop(st);
+                self.failed(e);
             }
         }
         r
@@ -194,10 +215,22 @@ impl WalSync {
                     st.stats.bytes_synced += pending;
                     st.stats.last_sync = start.elapsed();
                 }
-                Err(_) => {
+                Err(e) => {
                     st.stats.errors += 1;
                     st.unsynced += pending;
                     st.first_unsynced.get_or_insert_with(Instant::now);
+                    drop(st);
+                    self.failed(&e);
+                    // Retry after one interval, not at once: the byte trigger still holds and
+                    // would otherwise spin on a failing sync.
+                    st = self.lock();
+                    if !st.stop {
+                        st = self
+                            .wake
+                            .wait_timeout(st, self.config.interval.max(Duration::from_millis(1)))
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
                 }
             }
         }

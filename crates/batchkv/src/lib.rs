@@ -36,12 +36,39 @@ mod pipeline;
 mod store;
 mod txn;
 
+// Every type that appears in a public signature of the facade, re-exported flat (as `bytes`
+// does), so a user who depends on `batchkv` alone can name them all.
+
+/// Byte strings: keys and values (`bytes::Bytes`).
+pub use bytes::Bytes;
+
+// The ops (batchkv-codec).
 pub use batchkv_codec::{
-    Compare, CompareOp, CompareTarget, DeleteRange, Op, Put, Range, SortOrder, SortTarget, Txn,
+    Compact, Compare, CompareOp, CompareTarget, DeleteRange, InvalidOp, InvalidReason, LeaseGrant,
+    LeaseRevoke, MAX_TXN_DEPTH, Op, OpKind, Put, Range, SortOrder, SortTarget, Txn, prefix_end,
+    prefix_range,
 };
+// Answers, errors, watch, leases, retention, the state machine's settings (batchkv-mvcc).
 pub use batchkv_mvcc::{
-    AutoCompaction, EventKind, KeyValue, OpError, OpResponse, WatchEvent, WatchRequest,
-    WatchResponse, Watcher,
+    AutoCompaction, CompactResponse, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
+    DEFAULT_MIN_LEASE_TTL, DEFAULT_WATCH_BUFFER, DeleteRangeResponse, EventKind, KeyValue,
+    LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, MAX_LEASE_TTL, MvccConfig, MvccError,
+    OpError, OpResponse, PutResponse, RangeResponse, Revision, TxnResponse, WatchEvent,
+    WatchRequest, WatchResponse, Watcher,
+};
+// Group commit (batchkv-batcher).
+pub use batchkv_batcher::{
+    AdaptiveBatchConfig, AdaptiveBatchResult, BatchConfig, ChunkRecord, Stats as BatcherStats,
+    WaitPolicy,
+};
+// RocksDB's settings, statistics and errors (batchkv-engine).
+pub use batchkv_engine::{
+    CfStats, Codec, Compression, EngineConfig, EngineError, EngineStats, Profile, StatusKind,
+    Tickers, Tuning, WriteMode,
+};
+// Metrics (batchkv-metrics).
+pub use batchkv_metrics::{
+    LatencySummary, MaintenanceTask, Metrics, MetricsServer, OpLabel, StateSample,
 };
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};

@@ -1,7 +1,7 @@
 //! [`Store`] and [`StoreBuilder`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use batchkv_codec::{
     Compact, DeleteRange, InvalidReason, LeaseGrant, LeaseRevoke, Op, Put, Range, Txn,
 };
 use batchkv_engine::{Engine, EngineConfig, EngineStats, Profile, Tuning};
-use batchkv_metrics::{Metrics, MetricsServer, StateSample};
+use batchkv_metrics::{MaintenanceTask, Metrics, MetricsServer, OpLabel, StateSample};
 use batchkv_mvcc::{
     AutoCompaction, AutoCompactor, CompactResponse, DeleteRangeResponse, KeyValue,
     LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, Mvcc, MvccConfig, OpError,
@@ -140,14 +140,19 @@ impl StoreBuilder {
         let next_index = mvcc.applied_index() + 1;
         let compacted = mvcc.compacted_revision().unwrap_or(-1);
         let mvcc = Arc::new(RwLock::new(mvcc));
+        let metrics = self.metrics.then(|| Arc::new(Metrics::new()));
+        let maintenance_errors = Arc::new(AtomicU64::new(0));
         let wal = match self.durability {
-            Durability::Wal { flush } => Some(WalSync::new(flush)),
+            Durability::Wal { flush } => Some(WalSync::new(
+                flush,
+                Arc::clone(&maintenance_errors),
+                metrics.clone(),
+            )),
             _ => None,
         };
         let log = self
             .log
             .unwrap_or_else(|| Box::new(LocalLog::starting_at(next_index)));
-        let metrics = self.metrics.then(|| Arc::new(Metrics::new()));
         let core = Arc::new(Core::new(
             Arc::clone(&mvcc),
             log,
@@ -184,6 +189,7 @@ impl StoreBuilder {
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             closed: AtomicBool::new(false),
             metrics,
+            maintenance_errors,
         });
         let mut threads = Vec::new();
         if let Some(w) = &wal {
@@ -215,6 +221,8 @@ struct Inner {
     stop: Arc<(Mutex<bool>, Condvar)>,
     closed: AtomicBool,
     metrics: Option<Arc<Metrics>>,
+    /// Failures of the maintenance thread and the WAL syncer, since open.
+    maintenance_errors: Arc<AtomicU64>,
 }
 
 impl Inner {
@@ -293,15 +301,33 @@ fn spawn_maintenance(
                     let m = store.mvcc();
                     (m.expired_leases(now), m.current_revision())
                 };
-                // Revoked through the pipeline, like any write: every replica applies it.
+                // Revoked through the pipeline, like any write: every replica applies it. A
+                // failed revoke is logged and counted; the lease is still expired, so the next
+                // tick tries it again.
                 for id in expired {
                     match store.lease_revoke(id) {
-                        Ok(_) | Err(StoreError::Op(OpError::LeaseNotFound { .. })) => {}
-                        Err(_) => break,
+                        Ok(r) => tracing::debug!(
+                            lease = id,
+                            revision = r.revision,
+                            "revoked an expired lease"
+                        ),
+                        // Revoked by someone else meanwhile.
+                        Err(StoreError::Op(OpError::LeaseNotFound { .. })) => {}
+                        Err(StoreError::Closed) => return,
+                        Err(e) => store.maintenance_failed(MaintenanceTask::LeaseRevoke, &e),
                     }
                 }
                 if let Some(rev) = compactor.as_mut().and_then(|c| c.poll(now, current)) {
-                    let _ = store.compact(rev);
+                    match store.compact(rev) {
+                        Ok(_) => tracing::info!(revision = rev, "auto-compacted"),
+                        // A manual compaction went further meanwhile: nothing to do.
+                        Err(StoreError::Op(OpError::Compacted { .. })) => {
+                            tracing::debug!(revision = rev, "auto-compaction: already compacted");
+                        }
+                        Err(StoreError::Closed) => return,
+                        // The compactor asks for a later revision at its next interval.
+                        Err(e) => store.maintenance_failed(MaintenanceTask::Compact, &e),
+                    }
                 }
             }
         })
@@ -327,6 +353,10 @@ pub struct StoreStats {
     pub flush: Option<FlushStats>,
     /// RocksDB.
     pub engine: EngineStats,
+    /// Failures of the background tasks (lease expiry, auto-compaction, WAL sync) since open;
+    /// each is logged (`tracing`) and, with metrics on, counted in
+    /// `batchkv_maintenance_errors_total`.
+    pub maintenance_errors: u64,
 }
 
 /// The largest chunk a bulk load commits as one entry (the codec's op limit is far above).
@@ -375,13 +405,55 @@ impl Store {
     ///
     /// # Errors
     /// As [`StoreBuilder::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// store.close()?;
+    /// drop(store); // the files stay locked until the last handle is gone
+    /// let again = Store::open(dir.path())?; // reopens with everything acknowledged
+    /// assert_eq!(again.get("k")?.map(|kv| kv.value), Some("v".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         StoreBuilder::new(path.as_ref()).open()
     }
 
     /// A builder for everything else.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use batchkv::{AutoFlushConfig, BatchConfig, Durability, Profile, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::builder(dir.path())
+    ///     .durability(Durability::Wal { flush: AutoFlushConfig::default() })
+    ///     .batch(BatchConfig { max_ops: 256, ..BatchConfig::default() })
+    ///     .profile(Profile::WriteHeavy)
+    ///     .lease_check_interval(Duration::from_millis(100))
+    ///     .metrics(true)
+    ///     .open()?;
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder(path: impl Into<PathBuf>) -> StoreBuilder {
         StoreBuilder::new(path)
+    }
+
+    /// Logs and counts a failure of a background task (the task goes on).
+    fn maintenance_failed(&self, task: MaintenanceTask, error: &StoreError) {
+        self.inner
+            .maintenance_errors
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.inner.metrics {
+            m.record_maintenance_error(task);
+        }
+        tracing::warn!(task = task.as_str(), %error, "store maintenance failed; it goes on");
     }
 
     pub(crate) fn mvcc(&self) -> RwLockReadGuard<'_, Mvcc> {
@@ -393,6 +465,19 @@ impl Store {
     /// # Errors
     /// etcd's errors for the op; [`StoreError::Storage`] if its entry failed to commit;
     /// [`StoreError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{Op, OpResponse, Put};
+    ///
+    /// match store.submit(Op::Put(Put::new("k", "v")))? {
+    ///     OpResponse::Put(r) => assert_eq!(r.revision, 2),
+    ///     other => panic!("a put answered {other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit(&self, op: Op) -> Result<OpResponse> {
         let Some(m) = &self.inner.metrics else {
             return self.submit_inner(op);
@@ -429,6 +514,15 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// let r = store.put("greeting", "hello")?;
+    /// assert_eq!(r.revision, 2); // a new store is at revision 1
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<PutResponse> {
         self.put_with(Put::new(key, value))
     }
@@ -437,6 +531,18 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Put;
+    ///
+    /// store.put("k", "v1")?;
+    /// let r = store.put_with(Put { prev_kv: true, ..Put::new("k", "v2") })?;
+    /// assert_eq!(r.prev_kv.map(|kv| kv.value), Some("v1".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put_with(&self, put: Put) -> Result<PutResponse> {
         match self.submit(Op::Put(put))? {
             OpResponse::Put(r) => Ok(r),
@@ -448,11 +554,22 @@ impl Store {
     ///
     /// # Errors
     /// A storage error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let kv = store.get("k")?.expect("just put");
+    /// assert_eq!((kv.value.as_ref(), kv.version), (&b"v"[..], 1));
+    /// assert!(store.get("missing")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<KeyValue>> {
         let start = Instant::now();
         let r = self.mvcc().get(key.as_ref()).map_err(StoreError::from);
         if let Some(m) = &self.inner.metrics {
-            m.record_op("range", r.is_ok(), start.elapsed());
+            m.record_op(OpLabel::Range, r.is_ok(), start.elapsed());
         }
         r
     }
@@ -461,11 +578,25 @@ impl Store {
     ///
     /// # Errors
     /// etcd's errors (compacted, future revision, empty key); a storage error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Range;
+    ///
+    /// for k in ["app/a", "app/b", "other"] {
+    ///     store.put(k, "v")?;
+    /// }
+    /// let r = store.range(&Range { limit: 1, ..Range::prefix("app/") })?;
+    /// assert_eq!((r.kvs.len(), r.count, r.more), (1, 2, true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn range(&self, r: &Range) -> Result<RangeResponse> {
         let start = Instant::now();
         let resp = self.mvcc().range(r).map_err(StoreError::from);
         if let Some(m) = &self.inner.metrics {
-            m.record_op("range", resp.is_ok(), start.elapsed());
+            m.record_op(OpLabel::Range, resp.is_ok(), start.elapsed());
         }
         resp
     }
@@ -474,6 +605,16 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// assert_eq!(store.delete("k")?.deleted, 1);
+    /// assert_eq!(store.delete("k")?.deleted, 0); // nothing to delete: no new revision
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete(&self, key: impl Into<Bytes>) -> Result<DeleteRangeResponse> {
         self.delete_range(DeleteRange::key(key))
     }
@@ -482,6 +623,19 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::DeleteRange;
+    ///
+    /// store.put("tmp/1", "v")?;
+    /// store.put("tmp/2", "v")?;
+    /// let r = store.delete_range(DeleteRange { prev_kv: true, ..DeleteRange::prefix("tmp/") })?;
+    /// assert_eq!((r.deleted, r.prev_kvs.len()), (2, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete_range(&self, d: DeleteRange) -> Result<DeleteRangeResponse> {
         match self.submit(Op::DeleteRange(d))? {
             OpResponse::DeleteRange(r) => Ok(r),
@@ -493,6 +647,23 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{Compare, CompareOp, CompareTarget, Op, Put, Txn};
+    ///
+    /// // Create "lock" only if it does not exist (its create revision is 0).
+    /// let if_absent = Txn {
+    ///     compares: vec![Compare::new("lock", CompareOp::Equal, CompareTarget::CreateRevision(0))],
+    ///     success: vec![Op::Put(Put::new("lock", "me"))],
+    ///     failure: vec![],
+    /// };
+    /// assert!(store.txn(if_absent.clone())?.succeeded);
+    /// assert!(!store.txn(if_absent)?.succeeded);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn txn(&self, t: Txn) -> Result<TxnResponse> {
         match self.submit(Op::Txn(t))? {
             OpResponse::Txn(r) => Ok(r),
@@ -504,6 +675,20 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{OpError, Range, StoreError};
+    ///
+    /// let first = store.put("k", "v1")?.revision;
+    /// store.put("k", "v2")?;
+    /// store.compact(first + 1)?;
+    /// let old = store.range(&Range { revision: first, ..Range::key("k") });
+    /// assert!(matches!(old, Err(StoreError::Op(OpError::Compacted { .. }))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn compact(&self, revision: i64) -> Result<CompactResponse> {
         match self.submit(Op::Compact(Compact { revision }))? {
             OpResponse::Compact(r) => Ok(r),
@@ -515,6 +700,18 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Put;
+    ///
+    /// let lease = store.lease_grant(0, 30)?; // id 0: the store picks one
+    /// store.put_with(Put { lease: lease.id, ..Put::new("session", "alive") })?;
+    /// assert_eq!(store.lease_time_to_live(lease.id, true).keys, vec!["session"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse> {
         match self.submit(Op::LeaseGrant(LeaseGrant { id, ttl }))? {
             OpResponse::LeaseGrant(r) => Ok(r),
@@ -526,6 +723,20 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Put;
+    ///
+    /// let lease = store.lease_grant(0, 30)?;
+    /// store.put_with(Put { lease: lease.id, ..Put::new("a", "1") })?;
+    /// store.put_with(Put { lease: lease.id, ..Put::new("b", "1") })?;
+    /// store.lease_revoke(lease.id)?; // both keys go, at one revision
+    /// assert!(store.get("a")?.is_none() && store.get("b")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         match self.submit(Op::LeaseRevoke(LeaseRevoke { id }))? {
             OpResponse::LeaseRevoke(r) => Ok(r),
@@ -537,6 +748,16 @@ impl Store {
     ///
     /// # Errors
     /// Lease not found.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// let lease = store.lease_grant(0, 30)?;
+    /// assert_eq!(store.lease_keep_alive(lease.id)?, 30);
+    /// assert!(store.lease_keep_alive(lease.id + 1).is_err()); // lease not found
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease_keep_alive(&self, id: i64) -> Result<i64> {
         Ok(self
             .inner
@@ -547,21 +768,57 @@ impl Store {
     }
 
     /// A lease's remaining and granted TTL (and keys); TTL -1 if it does not exist.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// let lease = store.lease_grant(0, 30)?;
+    /// let ttl = store.lease_time_to_live(lease.id, false);
+    /// assert_eq!(ttl.granted_ttl, 30);
+    /// assert!(ttl.ttl > 0 && ttl.ttl <= 30);
+    /// assert_eq!(store.lease_time_to_live(12345, false).ttl, -1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLive {
         self.mvcc().time_to_live(id, keys)
     }
 
     /// Every lease id.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// let a = store.lease_grant(0, 30)?.id;
+    /// let b = store.lease_grant(0, 30)?.id;
+    /// assert_eq!(store.leases(), vec![a.min(b), a.max(b)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn leases(&self) -> Vec<i64> {
         self.mvcc().leases()
     }
 
     /// Starts a watch (see [`batchkv_mvcc::Mvcc::watch`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use std::time::Duration;
+    /// use batchkv::{EventKind, WatchRequest};
+    ///
+    /// let mut w = store.watch(WatchRequest::key("k"));
+    /// store.put("k", "v")?;
+    /// let resp = w.recv_timeout(Duration::from_secs(10))?.expect("an event");
+    /// assert_eq!(resp.events[0].kind, EventKind::Put);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn watch(&self, req: WatchRequest) -> Watcher {
         let start = Instant::now();
         let w = self.mvcc().watch(req);
         if let Some(m) = &self.inner.metrics {
-            m.record_op("watch", true, start.elapsed());
+            m.record_op(OpLabel::Watch, true, start.elapsed());
         }
         w
     }
@@ -573,6 +830,18 @@ impl Store {
 
     /// The Prometheus text exposition of the store's metrics, with its state (revision, keys,
     /// leases, watchers, queue, RocksDB figures, WAL syncs) sampled now; `None` without metrics.
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::builder(dir.path()).metrics(true).open()?;
+    /// store.put("k", "v")?;
+    /// let text = store.metrics_text().expect("metrics are on");
+    /// assert!(text.contains("batchkv_ops_total{op=\"put\",outcome=\"ok\"} 1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics_text(&self) -> Option<String> {
         let m = self.inner.metrics.as_ref()?;
         m.set_state(&self.state_sample());
@@ -649,6 +918,16 @@ impl Store {
     }
 
     /// The current revision.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// assert_eq!(store.current_revision(), 1);
+    /// store.put("k", "v")?;
+    /// assert_eq!(store.current_revision(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn current_revision(&self) -> i64 {
         self.mvcc().current_revision()
     }
@@ -658,6 +937,18 @@ impl Store {
     ///
     /// # Errors
     /// The engine's checkpoint errors (e.g. `dir` exists).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let copy = dir.path().join("copy");
+    /// store.checkpoint(&copy)?;
+    /// let from_copy = batchkv::Store::open(&copy)?;
+    /// assert!(from_copy.get("k")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
         self.inner
             .engine
@@ -684,6 +975,16 @@ impl Store {
     ///
     /// # Errors
     /// The engine's statistics errors.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let s = store.stats()?;
+    /// assert_eq!((s.revision, s.indexed_keys, s.batcher.items), (2, 1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> Result<StoreStats> {
         let engine = self
             .inner
@@ -700,6 +1001,7 @@ impl Store {
             batcher: self.inner.batcher.stats(),
             flush: self.inner.wal.as_ref().map(|w| w.stats()),
             engine,
+            maintenance_errors: self.inner.maintenance_errors.load(Ordering::Relaxed),
         })
     }
 
@@ -709,6 +1011,18 @@ impl Store {
     ///
     /// # Errors
     /// [`BulkError`] with the committed count.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Bytes;
+    ///
+    /// let puts = (0..10_000).map(|i| (Bytes::from(format!("key/{i:05}")), Bytes::from("v")));
+    /// let report = store.bulk_load(puts, 1_000)?;
+    /// assert_eq!((report.committed, report.entries), (10_000, 10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bulk_load<I>(&self, puts: I, chunk: usize) -> Result<BulkReport, BulkError>
     where
         I: IntoIterator<Item = (Bytes, Bytes)>,
@@ -799,6 +1113,19 @@ impl Store {
         Ok(report)
     }
 
+    /// Makes every storage write after the next `successful` ones fail (an injected engine
+    /// error), until [`Store::clear_injected_failures`]: for tests of failure handling.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_write_failures_after(&self, successful: u64) {
+        self.inner.engine.inject_write_failures_after(successful);
+    }
+
+    /// Stops injecting failures.
+    #[cfg(feature = "fault-injection")]
+    pub fn clear_injected_failures(&self) {
+        self.inner.engine.clear_injected_failures();
+    }
+
     /// Closes the store: every queued write is applied and answered, the threads stop, and the
     /// data is made durable as the mode promises (`Wal`: synced; `None`: memtables flushed).
     /// Dropping the last handle does the same. Later writes answer [`StoreError::Closed`];
@@ -807,6 +1134,19 @@ impl Store {
     ///
     /// # Errors
     /// The final sync or flush failed.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::StoreError;
+    ///
+    /// store.put("k", "v")?;
+    /// store.close()?;
+    /// assert!(matches!(store.put("k", "w"), Err(StoreError::Closed)));
+    /// assert!(store.get("k")?.is_some()); // reads still work
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) -> Result<()> {
         self.inner.close()
     }
@@ -826,14 +1166,14 @@ fn check_bulk_put(op: &Op, max_request: usize) -> Option<OpError> {
 }
 
 /// The metrics label of an op.
-fn op_label(op: &Op) -> &'static str {
+fn op_label(op: &Op) -> OpLabel {
     match op {
-        Op::Put(_) => "put",
-        Op::DeleteRange(_) => "delete",
-        Op::Txn(_) => "txn",
-        Op::Range(_) => "range",
-        Op::LeaseGrant(_) | Op::LeaseRevoke(_) => "lease",
-        Op::Compact(_) => "compact",
+        Op::Put(_) => OpLabel::Put,
+        Op::DeleteRange(_) => OpLabel::Delete,
+        Op::Txn(_) => OpLabel::Txn,
+        Op::Range(_) => OpLabel::Range,
+        Op::LeaseGrant(_) | Op::LeaseRevoke(_) => OpLabel::Lease,
+        Op::Compact(_) => OpLabel::Compact,
     }
 }
 

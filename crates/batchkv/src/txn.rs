@@ -111,6 +111,26 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] after the last attempt; what `f` returns; the commit's errors.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("alice", 100u64.to_be_bytes().to_vec())?;
+    /// store.put("bob", 0u64.to_be_bytes().to_vec())?;
+    /// let balance = |v: Option<batchkv::Bytes>| {
+    ///     v.and_then(|b| b.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes)
+    /// };
+    /// // Move 30 from alice to bob: both writes or neither, retried if either key changes.
+    /// store.transaction(|tx| {
+    ///     let (a, b) = (balance(tx.get("alice")?), balance(tx.get("bob")?));
+    ///     tx.put("alice", (a - 30).to_be_bytes().to_vec());
+    ///     tx.put("bob", (b + 30).to_be_bytes().to_vec());
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(balance(store.get("bob")?.map(|kv| kv.value)), 30);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn transaction<T>(&self, f: impl FnMut(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
         self.transaction_with_attempts(DEFAULT_TXN_ATTEMPTS, f)
     }

@@ -378,3 +378,49 @@ fn optimistic_transfers_keep_the_total() {
         .expect_err("conflict");
     assert!(matches!(err, StoreError::Conflict { attempts: 3 }), "{err}");
 }
+
+#[test]
+fn maintenance_counts_a_failed_revoke_and_keeps_going() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .lease_check_interval(Duration::from_millis(20))
+        .mvcc(|c| c.min_lease_ttl(1))
+        .metrics(true)
+        .open()
+        .expect("open");
+    let g = store.lease_grant(0, 1).expect("grant");
+    store
+        .put_with(Put {
+            lease: g.id,
+            ..Put::new("x", "v")
+        })
+        .expect("put");
+    // Every write fails from now on: the expired lease's revoke cannot commit.
+    store.inject_write_failures_after(0);
+    let start = Instant::now();
+    while store.stats().expect("stats").maintenance_errors < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the failing revoke was never counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.leases(), vec![g.id], "nothing was revoked");
+    assert!(store.get("x").expect("get").is_some());
+    let text = store.metrics_text().expect("metrics on");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("batchkv_maintenance_errors_total{task=\"lease_revoke\"}")),
+        "{text}"
+    );
+    // Storage works again: the same thread, still running, revokes the lease.
+    store.clear_injected_failures();
+    while store.get("x").expect("get").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the lease was never revoked after the fault cleared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.leases().is_empty());
+}
