@@ -799,7 +799,7 @@ impl Store {
         self.mvcc().leases()
     }
 
-    /// Starts a watch (see [`batchkv_mvcc::Mvcc::watch`]).
+    /// Starts a watch: history from `req`'s start revision, then live events (see [`Watcher`]).
     ///
     /// # Examples
     /// ```
@@ -1130,7 +1130,7 @@ impl Store {
     /// data is made durable as the mode promises (`Wal`: synced; `None`: memtables flushed).
     /// Dropping the last handle does the same. Later writes answer [`StoreError::Closed`];
     /// reads still work. The database's files stay locked until the last handle and every
-    /// [`batchkv_mvcc::Watcher`] are dropped.
+    /// [`Watcher`] are dropped.
     ///
     /// # Errors
     /// The final sync or flush failed.

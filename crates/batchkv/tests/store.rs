@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use batchkv::BatchConfig;
 use batchkv::{
     AutoFlushConfig, Compare, CompareOp, CompareTarget, DeleteRange, Durability, OpError, Put,
     Range, Store, StoreError, Txn, WatchRequest,
 };
-use batchkv_batcher::BatchConfig;
 use bytes::Bytes;
 
 fn all() -> Range {
