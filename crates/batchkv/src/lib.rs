@@ -28,7 +28,6 @@
 
 #![warn(missing_docs)]
 
-pub mod cli;
 mod durability;
 mod error;
 mod log;
