@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use batchkv_codec::{decode_entry, encode_entry, fuzzing};
+use batchkv_testkit::Rng;
 use bytes::BytesMut;
 
 fn proto_dir() -> PathBuf {
@@ -87,15 +88,9 @@ fn protoc_decodes_what_batchkv_encodes() {
 fn protoc_reads_random_entries_field_for_field() {
     // A fixed-seed stream of fuzzer-style inputs: deterministic, and wide enough to touch every
     // op type, txn nesting, compares and ranges.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..40 {
-        let data: Vec<u8> = (0..2048).map(|_| next() as u8).collect();
+        let data = rng.bytes(2048);
         let mut u = arbitrary::Unstructured::new(&data);
         let ops = fuzzing::arbitrary_ops(&mut u, 30).expect("enough input for one op");
         let mut buf = BytesMut::new();

@@ -3,9 +3,7 @@
 //! and the lock held by another process.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use batchkv_batcher::AdaptiveBatchConfig;
@@ -13,6 +11,7 @@ use batchkv_engine::{
     Cf, Codec, Compression, Engine, EngineConfig, EngineError, KeyRange, Mutation, Profile, Tuning,
     WriteMode, list_checkpoints, prefix_end, restore_from_checkpoint,
 };
+use batchkv_testkit::{ChildProcess, child_env, temp_dir};
 
 fn open(path: &Path) -> Engine {
     Engine::open(EngineConfig::new(path).column_families(["kv", "meta"])).expect("open")
@@ -34,7 +33,7 @@ fn all(engine: &Engine, cf: Cf) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 #[test]
 fn data_survives_reopen_in_every_column_family() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     {
         let e = open(dir.path());
         let kv = e.cf("kv").expect("kv");
@@ -64,7 +63,7 @@ fn data_survives_reopen_in_every_column_family() {
 
 #[test]
 fn reads_ranges_prefixes_and_snapshots() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     let keys: [&[u8]; 7] = [b"a", b"ab", b"abc", b"ab\xff", b"ac", b"b", b"\xff\xff"];
@@ -127,7 +126,7 @@ fn reads_ranges_prefixes_and_snapshots() {
 
 #[test]
 fn staged_batches_commit_atomically_or_not_at_all() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     let mut b = e.batch_with_capacity_bytes(4096);
@@ -179,7 +178,7 @@ fn staged_batches_commit_atomically_or_not_at_all() {
 
 #[test]
 fn mono_chunked_and_adaptive_write_everything() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     let r = e
@@ -238,7 +237,7 @@ fn mono_chunked_and_adaptive_write_everything() {
 
 #[test]
 fn partial_failures_report_exactly_what_committed_and_resume_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     let ops = puts(kv, 0..1000, "v");
@@ -310,7 +309,7 @@ fn partial_failures_report_exactly_what_committed_and_resume_cleanly() {
 
 #[test]
 fn stats_report_properties_and_tickers() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     let ops: Vec<Mutation> = (0..20_000)
@@ -351,7 +350,7 @@ fn stats_report_properties_and_tickers() {
         "{text}"
     );
 
-    let no_stats = tempfile::tempdir().expect("tempdir");
+    let no_stats = temp_dir();
     let e = Engine::open(EngineConfig::new(no_stats.path()).tuning(Tuning {
         statistics: false,
         ..Tuning::default()
@@ -362,8 +361,8 @@ fn stats_report_properties_and_tickers() {
 
 #[test]
 fn checkpoints_restore_equal_contents_including_wal_less_writes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
+    let root = temp_dir();
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
     e.write_batch_with_options(&puts(kv, 0..500, "wal"), WriteMode::WAL)
@@ -409,7 +408,7 @@ fn checkpoints_restore_equal_contents_including_wal_less_writes() {
 
 #[test]
 fn bad_configuration_gets_a_typed_error_naming_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let base = EngineConfig::new(dir.path().join("db"));
     let bad = |f: fn(&mut Tuning)| {
         let mut t = Tuning::default();
@@ -502,7 +501,7 @@ fn profiles_and_codecs_open_and_round_trip() {
         Profile::ReadHeavy,
         Profile::LowMemory,
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = temp_dir();
         let e = Engine::open(EngineConfig::new(dir.path()).profile(profile)).expect("open");
         e.write_batch_with_options(&puts(Cf::DEFAULT, 0..100, "p"), WriteMode::WAL)
             .expect("write");
@@ -510,7 +509,7 @@ fn profiles_and_codecs_open_and_round_trip() {
         assert_eq!(all(&e, Cf::DEFAULT).len(), 100, "{profile:?}");
     }
     for codec in [Codec::None, Codec::Lz4, Codec::Snappy, Codec::Zstd] {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = temp_dir();
         let e = Engine::open(EngineConfig::new(dir.path()).tuning(Tuning {
             compression: Compression::Uniform(codec),
             ..Tuning::default()
@@ -532,7 +531,7 @@ fn profiles_and_codecs_open_and_round_trip() {
 
 #[test]
 fn shared_across_threads() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = Arc::new(open(dir.path()));
     let kv = e.cf("kv").expect("kv");
     let handles: Vec<_> = (0..4)
@@ -555,7 +554,7 @@ fn shared_across_threads() {
 
 /// A `Cf` from an engine with more column families than `e`: out of range for `e`.
 fn unknown_cf(e: &Engine) -> Cf {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let names: Vec<String> = (0..=e.column_families().len())
         .map(|i| format!("cf{i}"))
         .collect();
@@ -569,43 +568,20 @@ fn unknown_cf(e: &Engine) -> Cf {
 
 const CHILD: &str = "BATCHKV_ENGINE_TEST_CHILD";
 
-fn spawn_child(test: &str, dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child")
-}
-
-fn wait_for_line(child: &mut std::process::Child, want: &str) {
-    let out = child.stdout.as_mut().expect("piped");
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(want) => return,
-            Some(Ok(_)) => continue,
-            other => panic!("child ended before printing {want:?}: {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn second_process_gets_the_lock_error() {
-    if let Some(dir) = std::env::var_os(CHILD) {
+    if let Some(dir) = child_env(CHILD) {
         // Child: hold the database open until killed.
         let _e = open(Path::new(&dir));
         println!("CHILD-OPEN");
         std::thread::sleep(std::time::Duration::from_secs(120));
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = spawn_child("second_process_gets_the_lock_error", dir.path());
-    wait_for_line(&mut child, "CHILD-OPEN");
+    let dir = temp_dir();
+    let mut child = ChildProcess::test("second_process_gets_the_lock_error", CHILD, dir.path());
+    child.wait_for_line("CHILD-OPEN");
     let err = Engine::open(EngineConfig::new(dir.path())).expect_err("locked by the child");
-    child.kill().expect("kill child");
-    child.wait().expect("reap child");
+    child.kill();
     assert!(matches!(err, EngineError::Locked { .. }), "{err}");
     assert!(
         err.to_string()
@@ -622,7 +598,7 @@ fn second_process_gets_the_lock_error() {
 
 #[test]
 fn crash_keeps_wal_writes_and_loses_unflushed_wal_less_writes() {
-    if let Some(dir) = std::env::var_os(CHILD) {
+    if let Some(dir) = child_env(CHILD) {
         // Child: write in each mode, report, and wait to be killed (no clean close).
         let e = open(Path::new(&dir));
         let kv = e.cf("kv").expect("kv");
@@ -642,14 +618,14 @@ fn crash_keeps_wal_writes_and_loses_unflushed_wal_less_writes() {
         std::thread::sleep(std::time::Duration::from_secs(120));
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = spawn_child(
+    let dir = temp_dir();
+    let mut child = ChildProcess::test(
         "crash_keeps_wal_writes_and_loses_unflushed_wal_less_writes",
+        CHILD,
         dir.path(),
     );
-    wait_for_line(&mut child, "CHILD-WROTE");
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap child");
+    child.wait_for_line("CHILD-WROTE");
+    child.kill();
 
     let e = open(dir.path());
     let kv = e.cf("kv").expect("kv");
@@ -729,7 +705,7 @@ mod model {
         /// Staged batches, large writes and reopens agree with a BTreeMap per column family.
         #[test]
         fn engine_matches_a_btreemap(steps in prop::collection::vec(step(), 1..80)) {
-            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = temp_dir();
             let mut engine = Some(open(dir.path()));
             let mut model: Model = [BTreeMap::new(), BTreeMap::new()];
             let mut pending: Vec<Staged> = Vec::new();
@@ -796,7 +772,7 @@ mod model {
 
 #[test]
 fn no_slowdown_writes_normally_when_nothing_stalls() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let e = open(dir.path());
     // no_slowdown on an unstalled database writes normally.
     let mut b = e.begin_batch();

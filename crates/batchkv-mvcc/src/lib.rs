@@ -5,14 +5,18 @@
 //! prepare-batch-notify: each op is checked and prepared against the state the ops before it
 //! left, all writes of the entry go into one engine batch together with the new revision and
 //! the applied index, the batch commits once, and only then does the in-memory index change,
-//! do events go out and do results come back. Behaviour (revisions, txn, ranges, errors,
-//! compaction) is etcd 3.4's, checked against a real etcd server (docs/ETCD-COMPAT.md).
+//! do events go out and do results come back. The three phases are also callable one by one,
+//! their order enforced by their types ([`Mvcc::prepare`] → [`Prepared`] / [`PreparedEntry`],
+//! [`Mvcc::commit_prepared`] → [`CommittedEntry`], [`Mvcc::finish`] → [`Applied`]), so a caller
+//! can commit without holding the store exclusively. Behaviour (revisions, txn, ranges, errors,
+//! compaction, leases, watch) is etcd 3.4's, checked against a real etcd server
+//! (docs/ETCD-COMPAT.md).
 //!
 //! Storage (docs/FORMAT.md): the `kv` column family maps each revision to the record written
 //! at it; the `meta` column family holds the current and compacted revisions and the applied
-//! index. The in-memory [`TreeIndex`] (key → generations of revisions, as etcd's) is rebuilt
-//! on open; it makes a point read one index lookup and one RocksDB get, and a range read
-//! O(log n + k) plus one multi-get.
+//! index; the `lease` column family the granted leases. The in-memory tree index (key →
+//! generations of revisions, as etcd's `treeIndex`) is rebuilt on open; it makes a point read
+//! one index lookup and one RocksDB get, and a range read O(log n + k) plus one multi-get.
 //!
 //! ```
 //! use batchkv_codec::{Op, Put, Range};
@@ -28,8 +32,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Leases and watch arrive with the next issue: until then a put naming a lease is refused
-//! with etcd's "requested lease not found", and events go to one [`Mvcc::set_event_listener`].
+//! Leases: [`Op::LeaseGrant`] and [`Op::LeaseRevoke`] are ops of entries like any other; expiry
+//! is decided outside `apply` (the caller polls [`Mvcc::expired_leases`] and proposes revokes),
+//! so every replica applies the same entries to the same result. Watch: [`Mvcc::watch`] returns
+//! a [`Watcher`] that replays history from storage, then follows live events, and never slows
+//! `apply` down. Retention: [`Mvcc::prune_old_versions`] and [`AutoCompactor`] (etcd's
+//! auto-compaction modes, as a policy the caller polls).
 
 #![warn(missing_docs)]
 
@@ -49,7 +57,6 @@ mod watch;
 pub use batchkv_codec::Op;
 
 pub use crate::error::{MvccError, OpError};
-pub use crate::key_index::{Found, Generation, KeyIndex, KeyIndexError};
 pub use crate::kv::{Event, EventKind, KeyValue};
 pub use crate::lease::{DEFAULT_MIN_LEASE_TTL, LeaseTimeToLive, MAX_LEASE_TTL};
 pub use crate::response::{
@@ -59,9 +66,8 @@ pub use crate::response::{
 pub use crate::retention::{AutoCompaction, AutoCompactor};
 pub use crate::revision::Revision;
 pub use crate::store::{
-    Applied, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
+    Applied, CommittedEntry, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, LEASE_CF, META_CF, Mvcc, MvccConfig,
-    PruneReport,
+    Prepared, PreparedEntry, PruneReport,
 };
-pub use crate::tree_index::{KeySpan, RangeResult, TreeIndex};
 pub use crate::watch::{DEFAULT_WATCH_BUFFER, WatchEvent, WatchRequest, WatchResponse, Watcher};

@@ -47,3 +47,30 @@ impl fmt::Display for Revision {
         write!(f, "{}.{}", self.main, self.sub)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Revision;
+
+    #[test]
+    fn revision_bytes_sort_like_revisions() {
+        let revs = [
+            Revision::new(0, 0),
+            Revision::new(1, 0),
+            Revision::new(1, 1),
+            Revision::new(2, 0),
+            Revision::new(256, 0),
+            Revision::new(i64::MAX, 7),
+        ];
+        for w in revs.windows(2) {
+            assert!(w[0].to_bytes() < w[1].to_bytes(), "{} < {}", w[0], w[1]);
+        }
+        for r in revs {
+            assert_eq!(Revision::from_bytes(&r.to_bytes()), Some(r));
+        }
+        assert_eq!(Revision::from_bytes(b"short"), None);
+        let mut bad = Revision::new(1, 2).to_bytes();
+        bad[8] = b'x';
+        assert_eq!(Revision::from_bytes(&bad), None);
+    }
+}

@@ -124,23 +124,116 @@ pub struct Applied {
     pub revision: i64,
     /// One result per op, in order (empty when skipped).
     pub results: Vec<Result<OpResponse, OpError>>,
-    /// Events the entry published (0 when nobody listens or watches).
+    /// Events the entry made. Through [`Mvcc::apply`] 0 when nobody listened or watched (they
+    /// are not even built); through the phases every event, since [`Mvcc::prepare`] builds them
+    /// in case a watcher registers before [`Mvcc::finish`].
     pub events: usize,
 }
 
-/// An entry prepared by [`Mvcc::prepare`]: its staged writes, and what [`Mvcc::finish`] needs
-/// once they are committed.
+/// What [`Mvcc::prepare`] made of an entry: the first of the three apply phases.
+///
+/// [`Mvcc::apply`] is prepare, commit and finish in one call, holding the store exclusively.
+/// A caller that wants reads to go on during the commit's fsync runs the phases itself:
+///
+/// 1. [`Mvcc::prepare`] (`&self`, e.g. under a read lock) checks every op and stages the
+///    entry's writes; it changes nothing. An entry at or below the applied index comes back as
+///    [`Prepared::Skipped`], already answered; otherwise as [`Prepared::Ready`].
+/// 2. [`Mvcc::commit_prepared`] (no store access at all, only the shared [`Engine`]) writes the
+///    [`PreparedEntry`] as one batch and returns a [`CommittedEntry`], the only proof of a commit.
+/// 3. [`Mvcc::finish`] (`&mut self`, e.g. under the write lock) takes that [`CommittedEntry`]
+///    and moves the in-memory state: index, revision, applied index, leases, events.
+///
+/// The types enforce the order: only a commit makes a `CommittedEntry`, and only a
+/// `CommittedEntry` can be finished. What they cannot enforce is one entry at a time: prepare
+/// the next entry only after the previous one is finished (or dropped after a failed commit),
+/// on the same store, in index order. The facade holds its log lock across all three.
+///
+/// ```
+/// use std::sync::RwLock;
+///
+/// use batchkv_codec::{Op, Put};
+/// use batchkv_mvcc::{Mvcc, MvccConfig, Prepared};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = RwLock::new(Mvcc::open(MvccConfig::new(dir.path()))?);
+/// let (engine, mode) = {
+///     let s = store.read().expect("not poisoned");
+///     (s.shared_engine(), s.config().write_mode)
+/// };
+/// let ops = [Op::Put(Put::new("k", "v"))];
+/// // Bind the result first: the read guard must be gone before `write()` below.
+/// let prepared = store.read().expect("not poisoned").prepare(1, &ops)?;
+/// let applied = match prepared {
+///     Prepared::Skipped(applied) => applied,
+///     Prepared::Ready(entry) => {
+///         let committed = Mvcc::commit_prepared(&engine, entry, mode)?;
+///         store.write().expect("not poisoned").finish(committed)
+///     }
+/// };
+/// assert_eq!((applied.index, applied.revision), (1, 2));
+/// // A replay of the same index is answered without a commit.
+/// let again = store.read().expect("not poisoned").prepare(1, &ops)?;
+/// assert!(matches!(again, Prepared::Skipped(a) if a.skipped && a.results.is_empty()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
+#[must_use = "a prepared entry must be committed and finished, or its skip answered"]
+// Made once per entry and matched at once: boxing `Ready` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Prepared {
+    /// The entry is at or below the applied index (a replay): nothing to commit; this is its
+    /// answer (`skipped` set, no results).
+    Skipped(Applied),
+    /// The entry is prepared: commit it with [`Mvcc::commit_prepared`], then [`Mvcc::finish`].
+    Ready(PreparedEntry),
+}
+
+/// An entry prepared by [`Mvcc::prepare`] and not yet written: its one staged batch (records,
+/// revision, applied index) and what [`Mvcc::finish`] will apply in memory. Dropping it
+/// abandons the entry; nothing of it is on disk or in memory. See [`Prepared`].
+#[derive(Debug)]
+#[must_use = "a prepared entry does nothing until it is committed"]
 pub struct PreparedEntry {
-    /// The entry's one batch (records, revision, applied index), not yet written.
-    pub batch: StagedBatch,
-    /// The rest, for [`Mvcc::finish`].
-    pub rest: PreparedRest,
+    batch: StagedBatch,
+    pending: Pending,
+}
+
+impl PreparedEntry {
+    /// The entry's log index.
+    pub fn index(&self) -> u64 {
+        self.pending.index
+    }
+
+    /// The revision the store will be at once the entry is finished.
+    pub fn revision(&self) -> i64 {
+        self.pending.rev
+    }
+}
+
+/// An entry whose batch [`Mvcc::commit_prepared`] wrote: on disk, not yet in memory. Only a
+/// successful commit makes one; hand it to [`Mvcc::finish`] on the store that prepared it.
+/// See [`Prepared`].
+#[derive(Debug)]
+#[must_use = "a committed entry must be finished, or memory falls behind disk"]
+pub struct CommittedEntry {
+    pending: Pending,
+}
+
+impl CommittedEntry {
+    /// The entry's log index.
+    pub fn index(&self) -> u64 {
+        self.pending.index
+    }
+
+    /// The revision the store will be at once the entry is finished.
+    pub fn revision(&self) -> i64 {
+        self.pending.rev
+    }
 }
 
 /// What [`Mvcc::finish`] applies in memory after the commit.
 #[derive(Debug)]
-pub struct PreparedRest {
+struct Pending {
     index: u64,
     results: Vec<Result<OpResponse, OpError>>,
     changes: Vec<crate::apply::Change>,
@@ -148,6 +241,8 @@ pub struct PreparedRest {
     rev: i64,
     compact: Option<i64>,
     lease_changes: LeaseChanges,
+    /// The applied index when the entry was prepared: `finish` checks it is still so.
+    base_applied: u64,
 }
 
 /// Receives the events of every committed entry, in order.
@@ -372,7 +467,7 @@ impl Mvcc {
                     } else if !key_lease.is_empty() {
                         key_lease.remove(rec.key);
                     }
-                    let history = |e: crate::KeyIndexError| MvccError::History {
+                    let history = |e: crate::key_index::KeyIndexError| MvccError::History {
                         path: path.clone(),
                         key: String::from_utf8_lossy(rec.key).into_owned(),
                         revision: rev,
@@ -566,28 +661,23 @@ impl Mvcc {
         // Exclusive: no watcher can register before `finish`, so events are built only if
         // someone listens now.
         let collect = self.listener.is_some() || self.hub.has_watchers();
-        let prepared = match self.prepare_inner(index, ops, collect)? {
-            Ok(p) => p,
-            Err(skipped) => return Ok(skipped),
-        };
-        self.engine
-            .commit_staged(prepared.batch, self.config.write_mode)?;
-        Ok(self.finish(prepared.rest))
+        match self.prepare_inner(index, ops, collect)? {
+            Prepared::Skipped(applied) => Ok(applied),
+            Prepared::Ready(entry) => {
+                let committed = Mvcc::commit_prepared(&self.engine, entry, self.config.write_mode)?;
+                Ok(self.finish(committed))
+            }
+        }
     }
 
-    /// The first third of [`Mvcc::apply`], for callers that commit without holding the store
-    /// exclusively (the facade prepares under a read lock, commits with no lock, so reads go on
-    /// during the fsync, and finishes under the write lock). It changes nothing: prepares
-    /// every op of entry `index` and stages its writes. `Err(applied)` is a skipped replay.
-    /// Entries must be prepared, committed and finished one at a time, in order.
+    /// The first phase of [`Mvcc::apply`], for callers that commit without holding the store
+    /// exclusively (see [`Prepared`] for the protocol): prepares every op of entry `index` and
+    /// stages its writes, changing nothing. An entry at or below the applied index is
+    /// [`Prepared::Skipped`] (replay).
     ///
     /// # Errors
     /// A storage read failed while preparing.
-    pub fn prepare(
-        &self,
-        index: u64,
-        ops: &[Op],
-    ) -> Result<Result<PreparedEntry, Applied>, MvccError> {
+    pub fn prepare(&self, index: u64, ops: &[Op]) -> Result<Prepared, MvccError> {
         // A watcher may register between this and `finish`: always build the events.
         self.prepare_inner(index, ops, true)
     }
@@ -597,9 +687,9 @@ impl Mvcc {
         index: u64,
         ops: &[Op],
         collect_events: bool,
-    ) -> Result<Result<PreparedEntry, Applied>, MvccError> {
+    ) -> Result<Prepared, MvccError> {
         if index <= self.applied {
-            return Ok(Err(Applied {
+            return Ok(Prepared::Skipped(Applied {
                 index,
                 skipped: true,
                 revision: self.current,
@@ -654,9 +744,9 @@ impl Mvcc {
         if let Some(at) = compact {
             batch.put(self.meta_cf, META_COMPACTED, &at.to_be_bytes())?;
         }
-        Ok(Ok(PreparedEntry {
+        Ok(Prepared::Ready(PreparedEntry {
             batch: batch.into_staged(),
-            rest: PreparedRest {
+            pending: Pending {
                 index,
                 results,
                 changes,
@@ -664,27 +754,39 @@ impl Mvcc {
                 rev,
                 compact,
                 lease_changes,
+                base_applied: self.applied,
             },
         }))
     }
 
-    /// Commits a prepared entry's batch with the store's write mode (what [`Mvcc::apply`]
-    /// does between [`Mvcc::prepare`] and [`Mvcc::finish`]); needs only the shared engine.
+    /// The second phase of [`Mvcc::apply`] (see [`Prepared`]): writes a prepared entry's one
+    /// batch with `mode` (normally the store's [`MvccConfig::write_mode`]). It needs only the
+    /// shared engine ([`Mvcc::shared_engine`]), not the store, so no lock of the store is held
+    /// during the write and its fsync.
     ///
     /// # Errors
-    /// The write failed: nothing of the entry is on disk; drop the rest, call nothing else.
+    /// The write failed: nothing of the entry is on disk, and the entry is gone (prepare it
+    /// again to retry); the store's memory is untouched.
     pub fn commit_prepared(
         engine: &Engine,
-        batch: StagedBatch,
+        entry: PreparedEntry,
         mode: WriteMode,
-    ) -> Result<(), MvccError> {
-        Ok(engine.commit_staged(batch, mode)?)
+    ) -> Result<CommittedEntry, MvccError> {
+        let PreparedEntry { batch, pending } = entry;
+        engine.commit_staged(batch, mode)?;
+        Ok(CommittedEntry { pending })
     }
 
-    /// The last third of [`Mvcc::apply`], after the batch committed: the index, revision,
-    /// applied index, leases and compaction change, events go out, the results come back.
-    pub fn finish(&mut self, p: PreparedRest) -> Applied {
-        let PreparedRest {
+    /// The last phase of [`Mvcc::apply`] (see [`Prepared`]), after the commit: the index,
+    /// revision, applied index, leases and compaction change, events go out, and the entry's
+    /// answer comes back.
+    ///
+    /// # Panics
+    /// If another entry was finished on this store since `entry` was prepared (entries must go
+    /// through the phases one at a time): its changes were computed against a state that is
+    /// gone, and applying them would put memory out of step with disk.
+    pub fn finish(&mut self, entry: CommittedEntry) -> Applied {
+        let Pending {
             index,
             results,
             changes,
@@ -692,7 +794,13 @@ impl Mvcc {
             rev,
             compact,
             lease_changes,
-        } = p;
+            base_applied,
+        } = entry.pending;
+        assert_eq!(
+            base_applied, self.applied,
+            "entry {index} was prepared on another state: entries must be prepared, committed \
+             and finished one at a time"
+        );
         // Committed: now, and only now, the in-memory state and the watchers learn of it.
         for c in &changes {
             let r = if c.tombstone {

@@ -9,7 +9,7 @@ use crate::revision::Revision;
 
 /// The keys a range read covers, in etcd's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeySpan<'a> {
+pub(crate) enum KeySpan<'a> {
     /// Exactly `key` (etcd: empty `range_end`).
     One(&'a [u8]),
     /// Every key from `key` on (etcd: `range_end` = `\0`).
@@ -20,7 +20,7 @@ pub enum KeySpan<'a> {
 
 impl<'a> KeySpan<'a> {
     /// etcd's encoding: an empty `range_end` is one key, `\0` is every key from `key` on.
-    pub fn etcd(key: &'a [u8], range_end: &'a [u8]) -> Self {
+    pub(crate) fn etcd(key: &'a [u8], range_end: &'a [u8]) -> Self {
         match range_end {
             [] => KeySpan::One(key),
             [0] => KeySpan::From(key),
@@ -43,50 +43,46 @@ impl<'a> KeySpan<'a> {
 
 /// What a range read found: up to `limit` keys in key order, and how many matched in all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RangeResult {
+pub(crate) struct RangeResult {
     /// The keys (at most `limit`, when a limit is given), with what each looked like.
-    pub keys: Vec<(Vec<u8>, Found)>,
+    pub(crate) keys: Vec<(Vec<u8>, Found)>,
     /// Every key that matched, whatever the limit (etcd's `count`).
-    pub count: usize,
+    pub(crate) count: usize,
     /// The highest pruning floor above `at` among the keys of the span (0: none): the read
     /// cannot be answered, their history at `at` is gone.
-    pub pruned: i64,
+    pub(crate) pruned: i64,
 }
 
 impl RangeResult {
-    /// Whether the limit cut the result (etcd's `more`).
-    pub fn more(&self) -> bool {
+    /// Whether the limit cut the result (etcd's `more`; reads compute it from the count).
+    #[cfg(test)]
+    pub(crate) fn more(&self) -> bool {
         self.count > self.keys.len()
     }
 }
 
 /// The index of every key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TreeIndex {
+pub(crate) struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
 }
 
 impl TreeIndex {
     /// An empty index.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TreeIndex::default()
     }
 
     /// Keys with any history left.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    /// Whether no key has history left.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// Records a put of `key` at `rev`.
     ///
     /// # Errors
     /// As [`KeyIndex::put`].
-    pub fn put(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
+    pub(crate) fn put(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
         match self.keys.get_mut(key) {
             Some(ki) => ki.put(rev),
             None => {
@@ -102,33 +98,11 @@ impl TreeIndex {
     ///
     /// # Errors
     /// [`KeyIndexError::NotLive`] if the key does not exist; as [`KeyIndex::tombstone`].
-    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
+    pub(crate) fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
         self.keys
             .get_mut(key)
             .ok_or(KeyIndexError::NotLive)?
             .tombstone(rev)
-    }
-
-    /// Rebuilding from storage: see [`KeyIndex::restore`].
-    ///
-    /// # Errors
-    /// As [`KeyIndex::restore`].
-    pub fn restore(
-        &mut self,
-        key: &[u8],
-        created: Revision,
-        modified: Revision,
-        version: i64,
-    ) -> Result<(), KeyIndexError> {
-        match self.keys.get_mut(key) {
-            Some(ki) => ki.restore(created, modified, version),
-            None => {
-                let mut ki = KeyIndex::new();
-                ki.restore(created, modified, version)?;
-                self.keys.insert(key.to_vec(), ki);
-                Ok(())
-            }
-        }
     }
 
     /// Rebuilding from storage, one record at a time in revision order, with one search of the
@@ -137,7 +111,7 @@ impl TreeIndex {
     ///
     /// # Errors
     /// As [`KeyIndex::put`] and [`KeyIndex::restore`].
-    pub fn replay(
+    pub(crate) fn replay(
         &mut self,
         key: &[u8],
         rev: Revision,
@@ -162,23 +136,18 @@ impl TreeIndex {
         }
     }
 
-    /// Whether `key` is live now.
-    pub fn is_live(&self, key: &[u8]) -> bool {
-        self.keys.get(key).is_some_and(KeyIndex::is_live)
-    }
-
     /// Whether storage must keep the value of `key` at `rev`.
-    pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
+    pub(crate) fn holds(&self, key: &[u8], rev: Revision) -> bool {
         self.keys.get(key).is_some_and(|ki| ki.holds(rev))
     }
 
     /// The pruning floor of `key` (0: none; see [`KeyIndex::prune`]).
-    pub fn floor(&self, key: &[u8]) -> i64 {
+    pub(crate) fn floor(&self, key: &[u8]) -> i64 {
         self.keys.get(key).map_or(0, KeyIndex::floor)
     }
 
     /// Restores a floor on open; keys without history are skipped.
-    pub fn set_floor(&mut self, key: &[u8], floor: i64) {
+    pub(crate) fn set_floor(&mut self, key: &[u8], floor: i64) {
         if let Some(ki) = self.keys.get_mut(key) {
             ki.set_floor(floor);
         }
@@ -186,7 +155,7 @@ impl TreeIndex {
 
     /// Keeps the newest `keep` revisions of every key ([`KeyIndex::prune`]). Returns the keys
     /// pruned with their new floors, and the revisions whose records storage may delete.
-    pub fn prune(&mut self, keep: usize) -> (Vec<(Vec<u8>, i64)>, Vec<Revision>) {
+    pub(crate) fn prune(&mut self, keep: usize) -> (Vec<(Vec<u8>, i64)>, Vec<Revision>) {
         let mut floors = Vec::new();
         let mut removed = Vec::new();
         for (key, ki) in &mut self.keys {
@@ -198,13 +167,13 @@ impl TreeIndex {
     }
 
     /// `key` as of revision `at`.
-    pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
+    pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<Found> {
         self.keys.get(key)?.get(at)
     }
 
     /// The keys of `span` that existed at revision `at`, in key order; at most `limit` of them
     /// (0: no limit), with the total count.
-    pub fn range(&self, span: KeySpan<'_>, at: i64, limit: usize) -> RangeResult {
+    pub(crate) fn range(&self, span: KeySpan<'_>, at: i64, limit: usize) -> RangeResult {
         let mut out = RangeResult::default();
         if span.is_empty() {
             return out;
@@ -226,12 +195,180 @@ impl TreeIndex {
     /// Compacts every key at `at`; keys with nothing left leave the index. Returns the
     /// revisions whose values storage must keep: every other stored revision at or below `at`
     /// may be deleted.
-    pub fn compact(&mut self, at: i64) -> BTreeSet<Revision> {
+    pub(crate) fn compact(&mut self, at: i64) -> BTreeSet<Revision> {
         let mut keep = BTreeSet::new();
         self.keys.retain(|_, ki| {
             ki.compact(at, &mut keep);
             !ki.is_empty()
         });
         keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tree index against a model: per-key histories replayed, ranges filtered by hand.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::{KeySpan, TreeIndex};
+    use crate::key_index::Found;
+    use crate::revision::Revision;
+
+    /// One change per revision: (key, true for a put / false for a delete).
+    type History = Vec<(Vec<u8>, bool)>;
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(b'a'..b'e', 1..3)
+    }
+
+    /// Replays `history` (revision i + 2 for entry i, as a fresh etcd starts at 1) up to `at`.
+    fn model(history: &History, at: i64) -> BTreeMap<Vec<u8>, Found> {
+        let mut state: BTreeMap<Vec<u8>, Found> = BTreeMap::new();
+        for (i, (k, put)) in history.iter().enumerate() {
+            let rev = Revision::new(i as i64 + 2, 0);
+            if rev.main > at {
+                break;
+            }
+            if *put {
+                let f = match state.get(k) {
+                    Some(f) => Found {
+                        modified: rev,
+                        version: f.version + 1,
+                        ..*f
+                    },
+                    None => Found {
+                        modified: rev,
+                        created: rev,
+                        version: 1,
+                    },
+                };
+                state.insert(k.clone(), f);
+            } else {
+                state.remove(k);
+            }
+        }
+        state
+    }
+
+    fn in_span(k: &[u8], span: KeySpan<'_>) -> bool {
+        match span {
+            KeySpan::One(x) => k == x,
+            KeySpan::From(x) => k >= x,
+            KeySpan::Between(x, e) => k >= x && k < e,
+        }
+    }
+
+    /// A valid history: deletes only of live keys.
+    fn history() -> impl Strategy<Value = History> {
+        prop::collection::vec((key(), prop::bool::weighted(0.7)), 1..60).prop_map(|steps| {
+            let mut live = BTreeSet::new();
+            steps
+                .into_iter()
+                .map(|(k, put)| {
+                    let put = put || !live.contains(&k);
+                    if put {
+                        live.insert(k.clone());
+                    } else {
+                        live.remove(&k);
+                    }
+                    (k, put)
+                })
+                .collect()
+        })
+    }
+
+    fn check_ranges(
+        index: &TreeIndex,
+        history: &History,
+        from_rev: i64,
+        spans: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), TestCaseError> {
+        let last = history.len() as i64 + 1;
+        for at in from_rev..=last + 1 {
+            let state = model(history, at);
+            for (key, end) in spans {
+                let span = KeySpan::etcd(key, end);
+                for limit in [0, 1, 3] {
+                    let want: Vec<(Vec<u8>, Found)> = state
+                        .iter()
+                        .filter(|(k, _)| in_span(k, span))
+                        .map(|(k, f)| (k.clone(), *f))
+                        .collect();
+                    let got = index.range(span, at, limit);
+                    prop_assert_eq!(got.count, want.len(), "count of {:?} at {}", span, at);
+                    let shown = if limit == 0 {
+                        want.len()
+                    } else {
+                        limit.min(want.len())
+                    };
+                    prop_assert_eq!(
+                        &got.keys[..],
+                        &want[..shown],
+                        "{:?} at {} limit {}",
+                        span,
+                        at,
+                        limit
+                    );
+                    prop_assert_eq!(got.more(), shown < want.len());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn ranges_at_every_revision_match_the_model(
+            history in history(),
+            spans in prop::collection::vec((key(), prop_oneof![Just(vec![]), Just(vec![0u8]), key()]), 1..5),
+            compact_at in 0i64..70,
+        ) {
+            let mut index = TreeIndex::new();
+            for (i, (k, put)) in history.iter().enumerate() {
+                let rev = Revision::new(i as i64 + 2, 0);
+                if *put {
+                    index.put(k, rev).expect("put");
+                } else {
+                    index.tombstone(k, rev).expect("delete");
+                }
+            }
+            check_ranges(&index, &history, 0, &spans)?;
+
+            let keep = index.compact(compact_at);
+            let at_compact = model(&history, compact_at);
+            let expected: BTreeSet<Revision> = at_compact.values().map(|f| f.modified).collect();
+            prop_assert_eq!(keep, expected, "storage keeps exactly what reads at {} see", compact_at);
+            check_ranges(&index, &history, compact_at, &spans)?;
+            // Keys dead at the end and last changed at or before the compaction are gone.
+            let end = model(&history, i64::MAX);
+            let last_change: BTreeMap<&Vec<u8>, i64> = history
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k, i as i64 + 2))
+                .collect();
+            let remaining = last_change
+                .iter()
+                .filter(|(k, last)| end.contains_key(**k) || **last > compact_at)
+                .count();
+            prop_assert_eq!(index.len(), remaining);
+        }
+    }
+
+    #[test]
+    fn etcd_range_end_conventions() {
+        assert_eq!(KeySpan::etcd(b"a", b""), KeySpan::One(b"a"));
+        assert_eq!(KeySpan::etcd(b"a", b"\0"), KeySpan::From(b"a"));
+        assert_eq!(KeySpan::etcd(b"a", b"c"), KeySpan::Between(b"a", b"c"));
+        let mut index = TreeIndex::new();
+        index.put(b"b", Revision::new(2, 0)).expect("put");
+        // An empty or inverted range matches nothing, as in etcd.
+        assert_eq!(index.range(KeySpan::Between(b"c", b"a"), 2, 0).count, 0);
+        assert_eq!(index.range(KeySpan::From(b"a"), 2, 0).count, 1);
+        assert!(index.tombstone(b"zz", Revision::new(3, 0)).is_err());
     }
 }

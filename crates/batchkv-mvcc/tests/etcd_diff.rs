@@ -31,13 +31,15 @@ use std::time::Instant;
 
 use batchkv_codec::{
     Compact, Compare, CompareOp, CompareTarget, DeleteRange, Op, Put, Range, SortOrder, SortTarget,
-    Txn,
+    Txn, prefix_range,
 };
 use batchkv_engine::WriteMode;
 use batchkv_mvcc::{Mvcc, MvccConfig};
 use bytes::Bytes;
 
-use crate::etcd::{Answer, Etcd, Resp, Rng, Shape, env_u64, shell_words};
+use batchkv_testkit::{Etcd, Rng, env_u64, shell_words};
+
+use crate::etcd::{Answer, Resp, Shape};
 
 const DEFAULT_SEED: u64 = 0x00e7_cd00_2024;
 const DEFAULT_OPS: usize = 2000;
@@ -92,11 +94,12 @@ impl End {
         match self {
             End::One => (k, Bytes::new()),
             End::To(e) => (k, Bytes::copy_from_slice(e.as_bytes())),
-            // WithPrefix / WithFromKey on the empty key: the whole key space.
-            End::Prefix | End::FromKey if key.is_empty() => {
+            // WithPrefix, the empty prefix (the whole key space) included.
+            End::Prefix => prefix_range(key.as_bytes()),
+            // WithFromKey on the empty key: the whole key space.
+            End::FromKey if key.is_empty() => {
                 (Bytes::from_static(b"\0"), Bytes::from_static(b"\0"))
             }
-            End::Prefix => (k, prefix_end(key.as_bytes())),
             End::FromKey => (k, Bytes::from_static(b"\0")),
         }
     }
@@ -109,17 +112,6 @@ impl End {
             End::FromKey => "from-key",
         }
     }
-}
-
-fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end.into();
-        }
-    }
-    Bytes::from_static(b"\0")
 }
 
 /// A quoted word of a txn line (etcdctl unquotes with Go's strconv.Unquote).
@@ -567,7 +559,7 @@ struct Ours {
 
 impl Ours {
     fn open() -> Ours {
-        let dir = tempfile::tempdir().expect("a temp dir for the store");
+        let dir = batchkv_testkit::temp_dir();
         let store = Mvcc::open(MvccConfig::new(dir.path()).write_mode(WriteMode::WAL))
             .expect("open a new store");
         Ours {
@@ -630,7 +622,7 @@ impl Harness {
     /// Runs `op` through etcdctl.
     fn run_etcd(&self, op: &GenOp) -> Answer {
         let (args, stdin, shape) = op.etcdctl();
-        let out = self.etcd.ctl(&args, stdin.as_deref());
+        let out = self.etcd.ctl_json(&args, stdin.as_deref());
         etcd::etcds(&out, shape)
     }
 }

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use batchkv_codec::{
     Compact, Compare, CompareOp, CompareTarget, DeleteRange, LeaseGrant, LeaseRevoke, Op, Put,
-    Range, Txn,
+    Range, Txn, prefix_range,
 };
 use batchkv_engine::WriteMode;
 use batchkv_mvcc::{
@@ -56,7 +56,9 @@ use batchkv_mvcc::{
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::etcd::{Answer, CtlOutput, Etcd, Kv, Resp, Rng, Shape, env_u64, shell_words};
+use batchkv_testkit::{CtlOutput, Etcd, Rng, env_u64, shell_words};
+
+use crate::etcd::{Answer, Kv, Resp, Shape};
 
 const DEFAULT_SEED: u64 = 0x1ea5_e0f0_2024;
 /// Random ops of the replay history (each is one etcdctl call, ~20 ms).
@@ -89,17 +91,6 @@ enum End {
     Prefix,
 }
 
-fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end.into();
-        }
-    }
-    Bytes::from_static(b"\0")
-}
-
 impl End {
     /// The request's key and range_end as clientv3 builds them ("" with a prefix: everything).
     fn key_range(&self, key: &str) -> (Bytes, Bytes) {
@@ -107,8 +98,7 @@ impl End {
         match self {
             End::One => (k, Bytes::new()),
             End::To(e) => (k, Bytes::copy_from_slice(e.as_bytes())),
-            End::Prefix if key.is_empty() => (Bytes::from_static(b"\0"), Bytes::from_static(b"\0")),
-            End::Prefix => (k, prefix_end(key.as_bytes())),
+            End::Prefix => prefix_range(key.as_bytes()),
         }
     }
 
@@ -527,7 +517,8 @@ impl EtcdWatch {
         }
         args.extend(span.words());
         let mut child = etcd
-            .command()
+            .etcdctl()
+            .args(["-w", "json"])
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -721,7 +712,7 @@ struct Ours {
 impl Ours {
     /// A new store; `lazy_compaction`: storage is compacted only by [`Mvcc::compact_step`].
     fn open(lazy_compaction: bool) -> Ours {
-        let dir = tempfile::tempdir().expect("a temp dir for the store");
+        let dir = batchkv_testkit::temp_dir();
         let mut config = MvccConfig::new(dir.path()).write_mode(WriteMode::WAL);
         if lazy_compaction {
             config = config.compaction_batch(0);
@@ -811,7 +802,7 @@ impl Both {
             Some(i) => format!("etcdctl {} <<EOF\n{i}EOF", shell_words(args)),
         };
         let _ = writeln!(self.log, "# step {}\n{line}", self.steps);
-        self.etcd.ctl(args, stdin.map(str::as_bytes))
+        self.etcd.ctl_json(args, stdin.map(str::as_bytes))
     }
 
     /// Runs `step` on etcd and queues it for our next entry; etcd's answer.

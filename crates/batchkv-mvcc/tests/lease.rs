@@ -1,27 +1,18 @@
 //! Leases: grant, attach, detach, revoke at one revision, persistence, and expiry driven from
 //! outside `apply` by a small loop, as the facade will run it.
 
-use std::path::Path;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use batchkv_codec::{DeleteRange, LeaseGrant, LeaseRevoke, Op, Put, Range};
 use batchkv_engine::WriteMode;
 use batchkv_mvcc::{Event, EventKind, Mvcc, MvccConfig, MvccError, OpError, OpResponse};
+use batchkv_testkit::temp_dir;
 use bytes::Bytes;
 
-fn open(dir: &Path) -> Mvcc {
-    Mvcc::open(MvccConfig::new(dir).write_mode(WriteMode::WAL)).expect("open store")
-}
-
-fn one(store: &mut Mvcc, op: impl Into<Op>) -> Result<OpResponse, OpError> {
-    let index = store.applied_index() + 1;
-    store
-        .apply(index, &[op.into()])
-        .expect("entry commits")
-        .results
-        .remove(0)
-}
+use crate::common::{one, open};
 
 fn grant(store: &mut Mvcc, id: i64, ttl: i64) -> (i64, i64) {
     match one(store, LeaseGrant { id, ttl }).expect("grant") {
@@ -52,7 +43,7 @@ fn keys(store: &Mvcc, id: i64) -> Vec<Bytes> {
 
 #[test]
 fn grant_attach_detach_and_revoke_at_one_revision() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&events);
@@ -152,7 +143,7 @@ fn grant_attach_detach_and_revoke_at_one_revision() {
 
 #[test]
 fn one_entry_sees_its_own_lease_changes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let applied = s
         .apply(
@@ -177,7 +168,7 @@ fn one_entry_sees_its_own_lease_changes() {
 
 #[test]
 fn leases_survive_a_reopen_with_their_keys_and_a_fresh_deadline() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     {
         let mut s = open(dir.path());
         grant(&mut s, 3, 100);
@@ -208,7 +199,7 @@ fn leases_survive_a_reopen_with_their_keys_and_a_fresh_deadline() {
 
 #[test]
 fn expiry_is_decided_outside_apply_and_driven_by_a_loop() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = Mvcc::open(
         MvccConfig::new(dir.path())
             .write_mode(WriteMode::WAL)
@@ -253,7 +244,7 @@ fn expiry_is_decided_outside_apply_and_driven_by_a_loop() {
 
 #[test]
 fn a_failed_revoke_changes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     grant(&mut s, 9, 60);
     one(&mut s, leased("a", 9)).expect("put");

@@ -510,7 +510,7 @@ proptest! {
 
     #[test]
     fn store_agrees_with_the_model(steps in prop::collection::vec(step(), 1..40)) {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = batchkv_testkit::temp_dir();
         let mut store = open(dir.path());
         let mut model = Model::new();
         let mut log: Vec<String> = Vec::new();

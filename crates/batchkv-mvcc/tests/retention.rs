@@ -2,26 +2,18 @@
 //! reads below what it kept fail as after a compaction, also after a reopen; auto compaction
 //! drives real compactions.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use batchkv_codec::{Compact, DeleteRange, Op, Put, Range};
-use batchkv_engine::{KeyRange, WriteMode};
-use batchkv_mvcc::{
-    AutoCompaction, AutoCompactor, Mvcc, MvccConfig, MvccError, OpError, WatchRequest,
-};
+use batchkv_engine::KeyRange;
+use batchkv_mvcc::{AutoCompaction, AutoCompactor, Mvcc, MvccError, OpError, WatchRequest};
+use batchkv_testkit::temp_dir;
 use bytes::Bytes;
 
-fn open(dir: &Path) -> Mvcc {
-    Mvcc::open(MvccConfig::new(dir).write_mode(WriteMode::WAL)).expect("open store")
-}
-
-fn apply(store: &mut Mvcc, op: Op) {
-    let index = store.applied_index() + 1;
-    let a = store.apply(index, &[op]).expect("entry");
-    assert!(a.results[0].is_ok(), "{:?}", a.results);
-}
+use crate::common::{apply_ok, open};
 
 /// Stored records per key (puts and deletes), from the `kv` column family.
 fn records_per_key(store: &Mvcc) -> BTreeMap<Bytes, Vec<i64>> {
@@ -50,20 +42,20 @@ fn compacted(e: MvccError) -> i64 {
 
 #[test]
 fn prune_keeps_exactly_the_newest_versions_and_refuses_reads_below_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     // hot: 10 versions; warm: 3; cold: 1; gone: put, put, delete, put.
     for i in 0..10 {
-        apply(&mut s, Op::Put(Put::new("hot", format!("h{i}")))); // 2, 4, 6, then 8..=14
+        apply_ok(&mut s, [Op::Put(Put::new("hot", format!("h{i}")))]); // 2, 4, 6, then 8..=14
         if i < 3 {
-            apply(&mut s, Op::Put(Put::new("warm", format!("w{i}"))));
+            apply_ok(&mut s, [Op::Put(Put::new("warm", format!("w{i}")))]);
         }
     }
-    apply(&mut s, Op::Put(Put::new("cold", "c"))); // 15
-    apply(&mut s, Op::Put(Put::new("gone", "1"))); // 16
-    apply(&mut s, Op::Put(Put::new("gone", "2"))); // 17
-    apply(&mut s, Op::DeleteRange(DeleteRange::key("gone"))); // 18
-    apply(&mut s, Op::Put(Put::new("gone", "3"))); // 19
+    apply_ok(&mut s, [Op::Put(Put::new("cold", "c"))]); // 15
+    apply_ok(&mut s, [Op::Put(Put::new("gone", "1"))]); // 16
+    apply_ok(&mut s, [Op::Put(Put::new("gone", "2"))]); // 17
+    apply_ok(&mut s, [Op::DeleteRange(DeleteRange::key("gone"))]); // 18
+    apply_ok(&mut s, [Op::Put(Put::new("gone", "3"))]); // 19
     let latest_before = s
         .range(&Range {
             range_end: Bytes::from_static(b"\0"),
@@ -154,16 +146,16 @@ fn prune_keeps_exactly_the_newest_versions_and_refuses_reads_below_them() {
 
 #[test]
 fn auto_compaction_drives_real_compactions() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let t0 = Instant::now();
     let mut policy = AutoCompactor::new(AutoCompaction::Revision(20), -1);
     let mut compactions = Vec::new();
     for i in 0..200 {
-        apply(&mut s, Op::Put(Put::new(format!("k{}", i % 5), "v")));
+        apply_ok(&mut s, [Op::Put(Put::new(format!("k{}", i % 5), "v"))]);
         // Simulated clock: a minute per entry.
         if let Some(rev) = policy.poll(t0 + Duration::from_secs(60 * i), s.current_revision()) {
-            apply(&mut s, Op::Compact(Compact { revision: rev }));
+            apply_ok(&mut s, [Op::Compact(Compact { revision: rev })]);
             compactions.push(rev);
         }
     }

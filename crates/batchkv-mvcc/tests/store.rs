@@ -1,9 +1,9 @@
 //! The store's behaviour case by case: etcd's documented sequences, txn rules and errors,
 //! compaction (logical and physical), recovery, a failing commit, and a crash.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use batchkv_codec::{
@@ -12,24 +12,13 @@ use batchkv_codec::{
 };
 use batchkv_engine::{KeyRange, WriteMode};
 use batchkv_mvcc::{
-    Event, EventKind, KeyValue, Mvcc, MvccConfig, MvccError, OpError, OpResponse, Revision,
+    Event, EventKind, KeyValue, Mvcc, MvccConfig, MvccError, OpError, OpResponse, Prepared,
+    Revision,
 };
+use batchkv_testkit::{ChildProcess, child_env, temp_dir};
 use bytes::Bytes;
 
-fn open(dir: &Path) -> Mvcc {
-    Mvcc::open(MvccConfig::new(dir).write_mode(WriteMode::WAL)).expect("open store")
-}
-
-/// Applies one op as its own entry (the next index) and returns its result.
-fn one(store: &mut Mvcc, op: impl Into<Op>) -> Result<OpResponse, OpError> {
-    let index = store.applied_index() + 1;
-    let mut applied = store.apply(index, &[op.into()]).expect("entry commits");
-    applied.results.remove(0)
-}
-
-fn put(key: &str, value: &str) -> Op {
-    Op::Put(Put::new(key.to_owned(), value.to_owned()))
-}
+use crate::common::{one, open, put};
 
 fn get(store: &Mvcc, key: &str, rev: i64) -> Result<Option<KeyValue>, MvccError> {
     let r = store.range(&Range {
@@ -59,7 +48,7 @@ fn stored_records(store: &Mvcc) -> usize {
 #[test]
 fn the_documented_revision_sequence() {
     // ../shared/spec/etcd-semantics.md, "Sequence on a fresh store".
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     assert_eq!(s.current_revision(), 1);
     assert_eq!(one(&mut s, put("foo", "v1")).expect("put").revision(), 2);
@@ -135,7 +124,7 @@ fn the_documented_revision_sequence() {
 
 #[test]
 fn txn_writes_share_one_revision_and_read_their_own_writes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     one(&mut s, put("bar", "b")).expect("put");
     let t = Txn {
@@ -176,7 +165,7 @@ fn txn_writes_share_one_revision_and_read_their_own_writes() {
 
 #[test]
 fn compares_on_missing_keys_and_ranges() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let holds = |s: &mut Mvcc, c: Compare| match one(
         s,
@@ -215,7 +204,7 @@ fn compares_on_missing_keys_and_ranges() {
 
 #[test]
 fn nested_txn_compares_see_the_state_before_the_txn() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let nested = Txn {
         compares: vec![Compare::new(
@@ -247,7 +236,7 @@ fn nested_txn_compares_see_the_state_before_the_txn() {
 
 #[test]
 fn txn_rules_and_errors_are_etcds() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let txn = |success: Vec<Op>| Txn {
         compares: vec![],
@@ -369,7 +358,7 @@ fn txn_rules_and_errors_are_etcds() {
 
 #[test]
 fn an_entry_is_prepared_op_by_op_and_failures_stay_local() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let ops = vec![
         put("a", "1"),
@@ -410,7 +399,7 @@ fn an_entry_is_prepared_op_by_op_and_failures_stay_local() {
 
 #[test]
 fn ranges_limit_count_sort_and_filter() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
         one(&mut s, put(k, v)).expect("put");
@@ -479,7 +468,7 @@ fn ranges_limit_count_sort_and_filter() {
 
 #[test]
 fn compaction_keeps_what_reads_can_reach_and_removes_the_rest() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = Mvcc::open(
         MvccConfig::new(dir.path())
             .write_mode(WriteMode::WAL)
@@ -553,7 +542,7 @@ fn compaction_keeps_what_reads_can_reach_and_removes_the_rest() {
 
 #[test]
 fn an_interrupted_compaction_finishes_after_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let cfg = MvccConfig::new(dir.path())
         .write_mode(WriteMode::WAL)
         .compaction_batch(0);
@@ -575,7 +564,7 @@ fn an_interrupted_compaction_finishes_after_reopen() {
 
 #[test]
 fn events_go_out_after_the_commit_in_op_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&seen);
@@ -615,7 +604,7 @@ fn events_go_out_after_the_commit_in_op_order() {
 
 #[test]
 fn a_failed_commit_changes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let seen: Arc<Mutex<usize>> = Arc::default();
     let sink = Arc::clone(&seen);
@@ -684,8 +673,84 @@ fn a_failed_commit_changes_nothing() {
 }
 
 #[test]
+fn the_apply_phases_by_hand_answer_as_apply_does() {
+    // Two stores fed the same entries: one through `apply`, one through the three phases as the
+    // facade runs them (prepare on `&self`, commit on the shared engine, finish on `&mut self`).
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let mut whole = open(dir_a.path());
+    let mut phased = open(dir_b.path());
+    let engine = phased.shared_engine();
+    let mode = phased.config().write_mode;
+    let entries: Vec<Vec<Op>> = vec![
+        vec![put("a", "1"), put("b", "1")],
+        vec![
+            put("a", "2"),
+            Op::DeleteRange(DeleteRange::key("b")),
+            put("", "x"),
+        ],
+        vec![Op::Compact(Compact { revision: 3 })],
+    ];
+    for (i, ops) in entries.iter().enumerate() {
+        let index = i as u64 + 1;
+        let want = whole.apply(index, ops).expect("apply");
+        let entry = match phased.prepare(index, ops).expect("prepare") {
+            Prepared::Ready(entry) => entry,
+            Prepared::Skipped(a) => panic!("entry {index} skipped: {a:?}"),
+        };
+        assert_eq!((entry.index(), entry.revision()), (index, want.revision));
+        // Prepared, not committed: nothing changed yet.
+        assert_eq!(phased.applied_index(), index - 1);
+        let committed = Mvcc::commit_prepared(&engine, entry, mode).expect("commit");
+        assert_eq!(
+            (committed.index(), committed.revision()),
+            (index, want.revision)
+        );
+        assert_eq!(
+            phased.applied_index(),
+            index - 1,
+            "memory moves only in finish"
+        );
+        let got = phased.finish(committed);
+        // `events` differs by design: `prepare` always builds the events (a watcher may
+        // register before `finish`), `apply` only when someone listens.
+        assert_eq!(
+            (got.index, got.skipped, got.revision, &got.results),
+            (want.index, want.skipped, want.revision, &want.results)
+        );
+    }
+    // A replay is answered without a commit.
+    match phased.prepare(2, &entries[1]).expect("prepare") {
+        Prepared::Skipped(a) => {
+            assert!(a.skipped && a.results.is_empty());
+            assert_eq!((a.index, a.revision), (2, phased.current_revision()));
+        }
+        Prepared::Ready(_) => panic!("an applied entry was prepared again"),
+    }
+
+    // A failed commit gives no `CommittedEntry`: nothing to finish, nothing changed, and the
+    // same entry goes through once the engine works again.
+    let before = (phased.current_revision(), phased.applied_index());
+    engine.inject_write_failures_after(0);
+    let Prepared::Ready(entry) = phased.prepare(4, &[put("c", "1")]).expect("prepare") else {
+        panic!("entry 4 skipped");
+    };
+    let err = Mvcc::commit_prepared(&engine, entry, mode).expect_err("commit fails");
+    assert!(matches!(err, MvccError::Engine(_)), "{err}");
+    assert_eq!((phased.current_revision(), phased.applied_index()), before);
+    assert_eq!(get(&phased, "c", 0).expect("read"), None);
+    engine.clear_injected_failures();
+    let Prepared::Ready(entry) = phased.prepare(4, &[put("c", "1")]).expect("prepare") else {
+        panic!("entry 4 skipped");
+    };
+    let committed = Mvcc::commit_prepared(&engine, entry, mode).expect("commit");
+    let applied = phased.finish(committed);
+    assert_eq!((applied.index, applied.revision), (4, before.0 + 1));
+    assert_eq!(get(&phased, "c", 0).expect("read").expect("c").value, "1");
+}
+
+#[test]
 fn a_store_rejects_a_newer_format() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     drop(open(dir.path()));
     {
         let engine = batchkv_engine::Engine::open(
@@ -729,7 +794,7 @@ fn crash_entry(i: u64) -> Vec<Op> {
 
 #[test]
 fn a_crash_loses_no_acknowledged_entry_and_shows_no_half_entry() {
-    if let Some(dir) = std::env::var_os(CHILD) {
+    if let Some(dir) = child_env(CHILD) {
         let mut s = Mvcc::open(MvccConfig::new(Path::new(&dir))).expect("child open (SYNC)");
         for i in 1.. {
             s.apply(i, &crash_entry(i)).expect("apply");
@@ -737,32 +802,22 @@ fn a_crash_loses_no_acknowledged_entry_and_shows_no_half_entry() {
         }
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "a_crash_loses_no_acknowledged_entry_and_shows_no_half_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
+    let dir = temp_dir();
+    let mut child = ChildProcess::test(
+        "a_crash_loses_no_acknowledged_entry_and_shows_no_half_entry",
+        CHILD,
+        dir.path(),
+    );
     let mut acked = 0u64;
-    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    for line in lines {
-        let line = line.expect("line");
+    while let Some(line) = child.next_line() {
         if let Some(n) = line.strip_prefix("ACK ") {
             acked = n.parse().expect("number");
             if acked == 200 {
-                child.kill().expect("SIGKILL");
                 break;
             }
         }
     }
-    child.wait().expect("reap");
+    child.kill();
     assert_eq!(acked, 200, "the child stopped early");
     let s = open(dir.path());
     let applied = s.applied_index();

@@ -3,34 +3,19 @@
 //! watcher that does not stop `apply`, filters, progress, and nothing published for a failed
 //! commit.
 
-use std::path::Path;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use batchkv_codec::{Compact, DeleteRange, Op, Put, Txn};
-use batchkv_engine::WriteMode;
-use batchkv_mvcc::{Event, EventKind, Mvcc, MvccConfig, WatchRequest, WatchResponse, Watcher};
+use batchkv_codec::{Compact, DeleteRange, Op, Txn};
+use batchkv_mvcc::{Event, EventKind, WatchRequest, WatchResponse, Watcher};
+use batchkv_testkit::temp_dir;
 use bytes::Bytes;
 
+use crate::common::{apply_ok, open, put};
+
 const WAIT: Duration = Duration::from_secs(5);
-
-fn open(dir: &Path) -> Mvcc {
-    Mvcc::open(MvccConfig::new(dir).write_mode(WriteMode::WAL)).expect("open store")
-}
-
-fn apply(store: &mut Mvcc, ops: Vec<Op>) {
-    let index = store.applied_index() + 1;
-    let applied = store.apply(index, &ops).expect("entry commits");
-    assert!(
-        applied.results.iter().all(Result::is_ok),
-        "{:?}",
-        applied.results
-    );
-}
-
-fn put(key: &str, value: &str) -> Op {
-    Op::Put(Put::new(key.to_owned(), value.to_owned()))
-}
 
 fn next(w: &mut Watcher) -> WatchResponse {
     w.recv_timeout(WAIT)
@@ -60,9 +45,9 @@ fn all_keys() -> WatchRequest {
 
 #[test]
 fn live_events_come_one_revision_per_response_in_op_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
-    apply(&mut s, vec![put("a", "0")]);
+    apply_ok(&mut s, vec![put("a", "0")]);
     let mut w = s.watch(all_keys().with_prev_kv());
     let mut only_b = s.watch(WatchRequest::key("b"));
     let t = Txn {
@@ -74,7 +59,7 @@ fn live_events_come_one_revision_per_response_in_op_order() {
         ],
         failure: vec![],
     };
-    apply(&mut s, vec![put("a", "1"), Op::Txn(t)]);
+    apply_ok(&mut s, vec![put("a", "1"), Op::Txn(t)]);
     let r = next(&mut w);
     assert_eq!(r.revision, 3);
     assert_eq!(
@@ -114,19 +99,19 @@ fn live_events_come_one_revision_per_response_in_op_order() {
 
 #[test]
 fn replay_from_history_then_live_without_gap_or_duplicate() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     for i in 0..50 {
-        apply(&mut s, vec![put(&format!("k{}", i % 7), &i.to_string())]);
+        apply_ok(&mut s, vec![put(&format!("k{}", i % 7), &i.to_string())]);
     }
-    apply(
+    apply_ok(
         &mut s,
         vec![Op::DeleteRange(DeleteRange::range("k2", "k5"))],
     );
     let mut w = s.watch(all_keys().from_revision(2).with_prev_kv());
     let mut above = s.watch(all_keys().from_revision(s.current_revision() + 3));
     for i in 50..60 {
-        apply(&mut s, vec![put(&format!("k{}", i % 7), &i.to_string())]);
+        apply_ok(&mut s, vec![put(&format!("k{}", i % 7), &i.to_string())]);
     }
     let mut revs = Vec::new();
     let mut events = 0;
@@ -149,12 +134,12 @@ fn replay_from_history_then_live_without_gap_or_duplicate() {
 
 #[test]
 fn compaction_cancels_watches_that_start_below_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     for i in 0..10 {
-        apply(&mut s, vec![put("k", &i.to_string())]);
+        apply_ok(&mut s, vec![put("k", &i.to_string())]);
     }
-    apply(&mut s, vec![Op::Compact(Compact { revision: 6 })]);
+    apply_ok(&mut s, vec![Op::Compact(Compact { revision: 6 })]);
     while !s.compact_step(100).expect("step") {}
     let mut below = s.watch(WatchRequest::key("k").from_revision(5));
     let r = next(&mut below);
@@ -173,7 +158,7 @@ fn compaction_cancels_watches_that_start_below_it() {
 
 #[test]
 fn a_stuck_watcher_does_not_stop_apply_and_catches_up_later() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let mut stuck = s.watch(WatchRequest {
         buffer: 2,
@@ -181,7 +166,7 @@ fn a_stuck_watcher_does_not_stop_apply_and_catches_up_later() {
     });
     // Far more entries than its buffer holds; nobody reads. apply must not wait.
     for i in 0..2_000 {
-        apply(
+        apply_ok(
             &mut s,
             vec![
                 put(&format!("k{}", i % 50), "v"),
@@ -199,7 +184,7 @@ fn a_stuck_watcher_does_not_stop_apply_and_catches_up_later() {
         expect += 1;
     }
     // And it follows live events again.
-    apply(&mut s, vec![put("late", "1")]);
+    apply_ok(&mut s, vec![put("late", "1")]);
     assert_eq!(next(&mut stuck).events[0].kv.mod_revision, 4_002);
 }
 
@@ -207,13 +192,13 @@ fn a_stuck_watcher_does_not_stop_apply_and_catches_up_later() {
 /// the store's events from its start on, in order, once.
 #[test]
 fn no_event_is_lost_or_repeated_across_the_switch_under_concurrent_writes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let log: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&log);
     s.set_event_listener(move |e| sink.lock().expect("lock").extend_from_slice(e));
     for i in 0..300 {
-        apply(&mut s, vec![put(&format!("k{}", i % 13), &i.to_string())]);
+        apply_ok(&mut s, vec![put(&format!("k{}", i % 13), &i.to_string())]);
     }
     const ENTRIES: usize = 1_500;
     let final_rev = 301 + 2 * ENTRIES as i64;
@@ -288,7 +273,7 @@ fn no_event_is_lost_or_repeated_across_the_switch_under_concurrent_writes() {
         .collect();
     let writer = std::thread::spawn(move || {
         for i in 0..ENTRIES {
-            apply(
+            apply_ok(
                 &mut s,
                 vec![
                     put(&format!("k{}", i % 13), "w"),
@@ -327,7 +312,7 @@ fn no_event_is_lost_or_repeated_across_the_switch_under_concurrent_writes() {
 
 #[test]
 fn filters_progress_and_cancel() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
     let mut no_put = s.watch(WatchRequest {
         no_put: true,
@@ -343,8 +328,8 @@ fn filters_progress_and_cancel() {
     });
     let cancelled = s.watch(all_keys());
     cancelled.cancel();
-    apply(&mut s, vec![put("a", "1")]);
-    apply(&mut s, vec![Op::DeleteRange(DeleteRange::key("a"))]);
+    apply_ok(&mut s, vec![put("a", "1")]);
+    apply_ok(&mut s, vec![Op::DeleteRange(DeleteRange::key("a"))]);
     assert_eq!(next(&mut no_put).events[0].kind, EventKind::Delete);
     assert_eq!(next(&mut no_delete).events[0].kind, EventKind::Put);
     assert_eq!(no_put.try_recv().expect("try"), None);
@@ -362,7 +347,7 @@ fn filters_progress_and_cancel() {
             .expect("recv"),
         None
     );
-    apply(&mut s, vec![put("b", "2")]);
+    apply_ok(&mut s, vec![put("b", "2")]);
     let r = next(&mut no_delete);
     assert_eq!(
         summary(&r),
@@ -372,9 +357,9 @@ fn filters_progress_and_cancel() {
 
 #[test]
 fn closing_the_store_ends_blocked_watchers() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut s = open(dir.path());
-    apply(&mut s, vec![put("a", "1")]);
+    apply_ok(&mut s, vec![put("a", "1")]);
     let mut w = s.watch(WatchRequest::key("a").from_revision(2));
     let waiter = std::thread::spawn(move || {
         let mut got = 0;

@@ -9,7 +9,7 @@ use batchkv_metrics::Metrics;
 
 use batchkv_batcher::{BatchItem, Sink};
 use batchkv_codec::{Encoder, Op, decode_entry};
-use batchkv_mvcc::{Applied, Mvcc, OpResponse};
+use batchkv_mvcc::{Applied, Mvcc, OpResponse, Prepared};
 use bytes::BytesMut;
 
 use crate::durability::WalSync;
@@ -89,13 +89,13 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .prepare(index, &decoded.ops)?;
         let applied = match prepared {
-            Err(skipped) => skipped,
-            Ok(p) => {
-                Mvcc::commit_prepared(&self.engine, p.batch, self.write_mode)?;
+            Prepared::Skipped(applied) => applied,
+            Prepared::Ready(entry) => {
+                let committed = Mvcc::commit_prepared(&self.engine, entry, self.write_mode)?;
                 self.mvcc
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .finish(p.rest)
+                    .finish(committed)
             }
         };
         drop(log);

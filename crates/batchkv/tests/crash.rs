@@ -5,14 +5,14 @@
 //! one per put); and the in-memory key index agrees with the records on disk.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use batchkv::{AutoFlushConfig, Durability, Range, Store};
 use batchkv_engine::{KeyRange, WriteMode};
 use batchkv_mvcc::{Mvcc, MvccConfig};
+use batchkv_testkit::{ChildProcess, Rng, child_env, temp_dir};
 use bytes::Bytes;
 
 const CHILD: &str = "BATCHKV_CRASH_CHILD";
@@ -53,17 +53,6 @@ fn child(dir: &Path, mode: &str, cycle: &str) {
         .collect();
     for t in threads {
         let _ = t.join();
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -123,42 +112,26 @@ fn verify(dir: &Path, acked: &HashSet<String>, must_keep: bool, what: &str) -> u
 }
 
 fn run_mode(mode: &str, must_keep: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = temp_dir();
     let mut rng = Rng(0x5eed_0000 ^ (mode.len() as u64 * 7919));
     let mut total_acked = 0;
     let mut keys = 0;
     for cycle in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "kill_children_in_every_durability_mode",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(
-                CHILD,
-                format!("{}|{mode}|c{cycle:03}", dir.path().display()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let out = child.stdout.take().expect("piped");
+        let mut child = ChildProcess::test(
+            "kill_children_in_every_durability_mode",
+            CHILD,
+            format!("{}|{mode}|c{cycle:03}", dir.path().display()),
+        );
+        let lines = child.take_lines();
         let reader = std::thread::spawn(move || {
-            let mut acked = HashSet::new();
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(k) = line.strip_prefix("ACK ") {
-                    acked.insert(k.to_owned());
-                }
-            }
-            acked
+            lines
+                .filter_map(|line| line.strip_prefix("ACK ").map(str::to_owned))
+                .collect::<HashSet<String>>()
         });
-        // Kill at a random moment after the child started writing (0-150 ms in).
+        // Kill at a random moment after the child started writing (20-170 ms in).
         let start = Instant::now();
-        std::thread::sleep(Duration::from_millis(20 + rng.below(150)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        std::thread::sleep(Duration::from_millis(20 + rng.below(150) as u64));
+        child.kill();
         let acked = reader.join().expect("reader");
         assert!(start.elapsed() < Duration::from_secs(30));
         total_acked += acked.len();
@@ -177,7 +150,8 @@ fn run_mode(mode: &str, must_keep: bool) {
 
 #[test]
 fn kill_children_in_every_durability_mode() {
-    if let Ok(spec) = std::env::var(CHILD) {
+    if let Some(spec) = child_env(CHILD) {
+        let spec = spec.to_str().expect("the parent passes UTF-8");
         let mut parts = spec.splitn(3, '|');
         let dir = parts.next().expect("dir");
         let mode = parts.next().expect("mode");

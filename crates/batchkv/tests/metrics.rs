@@ -4,12 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use batchkv::{Durability, Range, Store};
+use batchkv_testkit::free_port;
 use bytes::Bytes;
 
 fn workload(store: &Store, n: usize) {
@@ -101,14 +102,6 @@ fn every_dashboard_metric_exists_in_the_exposition() {
     let plain = Store::open(dir.path().join("plain")).expect("open");
     assert!(plain.metrics_text().is_none());
     assert!(plain.serve_metrics("127.0.0.1:0").is_err());
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -10,6 +10,7 @@ use batchkv::{
     AutoFlushConfig, Compare, CompareOp, CompareTarget, DeleteRange, Durability, OpError, Put,
     Range, Store, StoreError, Txn, WatchRequest,
 };
+use batchkv_testkit::Rng;
 use bytes::Bytes;
 
 fn all() -> Range {
@@ -322,11 +323,9 @@ fn optimistic_transfers_keep_the_total() {
             let s = store.clone();
             let conflicts = Arc::clone(&conflicts);
             std::thread::spawn(move || {
-                let mut x = 0x9e37_79b9_u64 ^ t;
+                let mut rng = Rng(0x9e37_79b9_u64 ^ t);
                 for _ in 0..150 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = rng.next();
                     let from = format!("acct{}", x % accounts);
                     let to = format!("acct{}", (x / 7) % accounts);
                     let amount = x % 50;

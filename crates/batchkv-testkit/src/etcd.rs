@@ -1,0 +1,349 @@
+//! A real etcd 3.4 on loopback: one member for the differential tests, or an N-member cluster
+//! (the replicated comparisons). Each member gets free loopback ports and a data dir in one
+//! temp dir; the cluster gets a token of its own, so no member can join another test's cluster.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::net::free_port_list;
+
+/// What a machine without etcd is told.
+pub const INSTALL_HINT: &str = "etcd-server and etcd-client are required: `cargo xtask doctor` \
+     installs them (apt-get install -y etcd-server etcd-client)";
+
+/// How long a cluster gets to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts to start, for when a free port was taken by someone else before etcd bound it.
+const START_ATTEMPTS: usize = 3;
+/// Lines of a member's log shown when it fails.
+const LOG_TAIL: usize = 40;
+
+/// Fails (never skips) when `binary` is missing or broken.
+fn require(binary: &str, version_arg: &str) {
+    match Command::new(binary)
+        .arg(version_arg)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "`{binary} {version_arg}` failed ({}): {}\n{INSTALL_HINT}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            panic!("`{binary}` is not on PATH. {INSTALL_HINT}")
+        }
+        Err(e) => panic!("cannot run `{binary}`: {e}. {INSTALL_HINT}"),
+    }
+}
+
+/// One etcd process.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    /// `127.0.0.1:port`, as etcdctl's `--endpoints` takes it.
+    endpoint: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Member {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(LOG_TAIL).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A running etcd 3.4: one member ([`Etcd::start`]) or a cluster ([`Etcd::start_cluster`]),
+/// on free loopback ports, healthy when returned; every member is killed when it is dropped
+/// (also when the test panics), then the data dirs are removed.
+///
+/// ```no_run
+/// let etcd = batchkv_testkit::Etcd::start_cluster(3);
+/// assert!(etcd.ctl(&["put", "k", "v"], None).ok);
+/// let got = etcd.ctl_json(&["get", "k"], None);
+/// assert!(got.stdout.contains("\"count\":1"));
+/// ```
+#[derive(Debug)]
+pub struct Etcd {
+    members: Vec<Member>,
+    // Last: removed after the processes are gone.
+    _dir: tempfile::TempDir,
+}
+
+/// What one etcdctl call printed.
+#[derive(Clone, Debug)]
+pub struct CtlOutput {
+    /// Exit status was 0.
+    pub ok: bool,
+    /// Standard output (the answer; JSON with `-w json`).
+    pub stdout: String,
+    /// Standard error (`Error: ...` and a JSON warn log line on failure).
+    pub stderr: String,
+}
+
+impl Etcd {
+    /// Starts a single-member etcd and waits until `etcdctl endpoint health` says it is healthy.
+    ///
+    /// # Panics
+    /// If `etcd` or `etcdctl` is missing (the message names `cargo xtask doctor`), or etcd does
+    /// not become healthy (the message has the end of its log).
+    pub fn start() -> Etcd {
+        Etcd::start_cluster(1)
+    }
+
+    /// Starts a cluster of `members` etcd processes on loopback and waits until every member is
+    /// healthy (which needs a leader, so the cluster is formed).
+    ///
+    /// # Panics
+    /// As [`Etcd::start`]; also if `members` is 0.
+    pub fn start_cluster(members: usize) -> Etcd {
+        assert!(members > 0, "an etcd cluster needs at least one member");
+        require("etcd", "--version");
+        require("etcdctl", "version");
+        let mut last_failure = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match Etcd::try_start(members) {
+                Ok(etcd) => return etcd,
+                Err(e) => last_failure = e,
+            }
+        }
+        panic!("etcd did not start ({START_ATTEMPTS} attempts); the last failure: {last_failure}");
+    }
+
+    fn try_start(n: usize) -> Result<Etcd, String> {
+        let dir = crate::temp_dir();
+        let ports = free_port_list(3 * n);
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        // Member i: client port 3i, peer port 3i+1, metrics port 3i+2.
+        let initial_cluster = (0..n)
+            .map(|i| format!("m{i}={}", url(ports[3 * i + 1])))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = unique_token();
+        let mut etcd = Etcd {
+            members: Vec::with_capacity(n),
+            _dir: dir,
+        };
+        for i in 0..n {
+            let name = format!("m{i}");
+            let (client, peer, metrics) = (
+                url(ports[3 * i]),
+                url(ports[3 * i + 1]),
+                url(ports[3 * i + 2]),
+            );
+            let log = etcd._dir.path().join(format!("{name}.log"));
+            let out = File::create(&log).expect("create an etcd log file");
+            let err = out.try_clone().expect("clone an etcd log file handle");
+            let data = etcd._dir.path().join(format!("{name}.data"));
+            let child = Command::new("etcd")
+                .arg(format!("--name={name}"))
+                .arg(format!("--data-dir={}", data.display()))
+                .arg(format!("--listen-client-urls={client}"))
+                .arg(format!("--advertise-client-urls={client}"))
+                .arg(format!("--listen-peer-urls={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .arg(format!("--initial-cluster={initial_cluster}"))
+                .arg("--initial-cluster-state=new")
+                .arg(format!("--initial-cluster-token={token}"))
+                .arg(format!("--listen-metrics-urls={metrics}"))
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start etcd: {e}. {INSTALL_HINT}"));
+            etcd.members.push(Member {
+                name,
+                endpoint: format!("127.0.0.1:{}", ports[3 * i]),
+                child,
+                log,
+            });
+        }
+        etcd.wait_healthy()?;
+        Ok(etcd)
+    }
+
+    /// Polls every member until each answers `endpoint health`; `Err` if one exits meanwhile
+    /// (a port taken: worth another attempt).
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let mut healthy = vec![false; self.members.len()];
+        loop {
+            for (i, m) in self.members.iter_mut().enumerate() {
+                if let Some(status) = m.child.try_wait().expect("poll an etcd process") {
+                    return Err(format!(
+                        "etcd member {} exited with {status} before it became healthy; its log ({}):\n{}",
+                        m.name,
+                        m.log.display(),
+                        m.log_tail()
+                    ));
+                }
+                if healthy[i] {
+                    continue;
+                }
+                let health = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={}", m.endpoint))
+                    .args([
+                        "--dial-timeout=1s",
+                        "--command-timeout=1s",
+                        "endpoint",
+                        "health",
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run etcdctl endpoint health");
+                if health.status.success() {
+                    healthy[i] = true;
+                } else if started.elapsed() > HEALTH_TIMEOUT {
+                    panic!(
+                        "etcd member {} at {} was not healthy after {HEALTH_TIMEOUT:?} (last: {}); its log ({}):\n{}",
+                        m.name,
+                        m.endpoint,
+                        String::from_utf8_lossy(&health.stderr).trim(),
+                        m.log.display(),
+                        m.log_tail()
+                    );
+                }
+            }
+            if healthy.iter().all(|&h| h) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The number of members.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The first member's client endpoint, `127.0.0.1:port` (the one endpoint of a single
+    /// member).
+    pub fn endpoint(&self) -> &str {
+        &self.members[0].endpoint
+    }
+
+    /// Every member's client endpoint, in member order.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.members.iter().map(|m| m.endpoint.as_str()).collect()
+    }
+
+    /// The end of member `i`'s log.
+    ///
+    /// # Panics
+    /// If there is no member `i`.
+    pub fn log_tail(&self, i: usize) -> String {
+        self.members[i].log_tail()
+    }
+
+    /// `etcdctl` (ETCDCTL_API=3) aimed at every member, arguments still to add: for commands
+    /// that run long (`watch`) or need their own options.
+    pub fn etcdctl(&self) -> Command {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")));
+        cmd
+    }
+
+    /// Runs `etcdctl --command-timeout=30s <args>` against every member, feeding `stdin` if
+    /// given, and returns what it printed.
+    ///
+    /// # Panics
+    /// If etcdctl cannot be run.
+    pub fn ctl<S: AsRef<OsStr>>(&self, args: &[S], stdin: Option<&[u8]>) -> CtlOutput {
+        let mut cmd = self.etcdctl();
+        cmd.arg("--command-timeout=30s").args(args);
+        run(cmd, stdin)
+    }
+
+    /// [`Etcd::ctl`] with `-w json`: etcd's answer as JSON on stdout.
+    ///
+    /// # Panics
+    /// If etcdctl cannot be run.
+    pub fn ctl_json<S: AsRef<OsStr>>(&self, args: &[S], stdin: Option<&[u8]>) -> CtlOutput {
+        let mut cmd = self.etcdctl();
+        cmd.args(["-w", "json", "--command-timeout=30s"]).args(args);
+        run(cmd, stdin)
+    }
+}
+
+fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run etcdctl");
+    let output = std::thread::scope(|s| {
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // etcdctl may exit before reading everything; a broken pipe is then expected.
+            s.spawn(move || {
+                let _ = pipe.write_all(data);
+            });
+        }
+        child.wait_with_output().expect("wait for etcdctl")
+    });
+    CtlOutput {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A cluster token no other cluster on this machine has.
+fn unique_token() -> String {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "batchkv-testkit-{}-{}-{nanos}",
+        std::process::id(),
+        STARTED.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.child.kill();
+        }
+        for m in &mut self.members {
+            let _ = m.child.wait();
+        }
+    }
+}
+
+/// `args` as one shell line (for the replayable scripts tests print): plain words as they are,
+/// anything else single-quoted.
+///
+/// ```
+/// let args = ["put".to_string(), "a b".to_string(), "--prev-kv".to_string()];
+/// assert_eq!(batchkv_testkit::shell_words(&args), "put 'a b' --prev-kv");
+/// ```
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=-_.:,/".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
