@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use batchkv_batcher::{BatchConfig, Batcher, WaitPolicy};
+use batchkv_benches::rows::BatcherRow;
 
 mod common;
 
@@ -211,30 +212,27 @@ fn main() {
     if runs.is_empty() {
         return;
     }
-    let (csv, md) = report(&runs, quick);
+    let (rows, md) = report(&runs, quick);
     print!("\n{md}");
-    common::write_report("batcher.csv", &csv);
+    common::write_rows(&rows);
     common::write_report("batcher.md", &md);
 }
 
-fn report(runs: &[Run], quick: bool) -> (String, String) {
-    let mut csv =
-        String::from("sink,policy,producers,ops,secs,ops_per_s,p50_us,p99_us,mean_batch\n");
-    for r in runs {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{:.3},{:.1},{:.1},{:.1},{:.2}",
-            r.sink.name(),
-            policy_name(r.policy),
-            r.producers,
-            r.ops,
-            r.secs,
-            r.throughput(),
-            r.p50_us,
-            r.p99_us,
-            r.mean_batch
-        );
-    }
+fn report(runs: &[Run], quick: bool) -> (Vec<BatcherRow>, String) {
+    let rows = runs
+        .iter()
+        .map(|r| BatcherRow {
+            sink: r.sink.name().to_owned(),
+            policy: policy_name(r.policy),
+            producers: r.producers,
+            ops: r.ops,
+            secs: r.secs,
+            ops_per_s: r.throughput(),
+            p50_us: r.p50_us,
+            p99_us: r.p99_us,
+            mean_batch: r.mean_batch,
+        })
+        .collect();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -290,5 +288,5 @@ fn report(runs: &[Run], quick: bool) -> (String, String) {
             );
         }
     }
-    (csv, md)
+    (rows, md)
 }

@@ -1,13 +1,14 @@
 //! Codec benchmarks: encode and decode of 1, 100 and 1000-op entries (16-byte keys, 100-byte
 //! values), the fallback decoder against a direct prost decode of the same bytes, and LZ4.
 //!
-//! `cargo xtask bench codec` runs them and writes the report; `cargo bench -p batchkv-benches
-//! --bench codec` runs them alone.
+//! `cargo xtask bench codec` runs them and writes the report; `cargo bench --workspace --bench
+//! codec --profile release` runs them alone.
 
 use std::hint::black_box;
 
 mod common;
 
+use batchkv_benches::rows::CodecSizeRow;
 use batchkv_codec::{
     Compression, Decoder, Encoder, Limits, Op, Put, decode_entry, encode_entry, wire,
 };
@@ -142,7 +143,7 @@ fn compression(c: &mut Criterion) {
 /// Entry sizes, printed and written to the report directory (criterion measures only time).
 fn sizes() {
     let lz4 = Encoder::new(Limits::default(), Compression::Lz4 { min_bytes: 4096 });
-    let mut csv = String::from("ops,values,plain_bytes,lz4_bytes,ratio\n");
+    let mut rows = Vec::new();
     for compressible in [true, false] {
         let ops = ops(1000, compressible);
         let plain = encoded(&ops, &Encoder::default()).len();
@@ -156,12 +157,15 @@ fn sizes() {
             "codec sizes: 1000 ops, {label} values: {plain} bytes plain, {packed} bytes lz4 ({:.2}x)",
             plain as f64 / packed as f64
         );
-        csv.push_str(&format!(
-            "1000,{label},{plain},{packed},{:.3}\n",
-            plain as f64 / packed as f64
-        ));
+        rows.push(CodecSizeRow {
+            ops: 1000,
+            values: label.to_owned(),
+            plain_bytes: plain,
+            lz4_bytes: packed,
+            ratio: plain as f64 / packed as f64,
+        });
     }
-    common::write_report("codec-sizes.csv", &csv);
+    common::write_rows(&rows);
 }
 
 criterion_group!(benches, encode, decode, compression);

@@ -7,14 +7,19 @@
 //! 3. reads: random point reads (block cache hit and miss), full scan, 1,000-key range scans.
 //!
 //! A custom harness (repetitions, RSD and CSV, as the reference system reported them).
-//! `cargo xtask bench engine` runs it; `BATCHKV_BENCH_QUICK=1` makes it small. Results go to
-//! stdout and, with `BATCHKV_REPORT_DIR`, to `engine-*.csv` and the section `engine.md`.
+//! `cargo xtask bench engine` runs it; `BATCHKV_BENCH_QUICK=1` makes it small. The adaptive
+//! writes take the reference system's overrides from the environment, `ADAPT_WINDOW`,
+//! `ADAPT_DOWN_PCT` and `ADAPT_TARGET_RSD` (the engine library reads none: this harness parses
+//! them with `AdaptiveBatchConfig::with_env_from`, and stops on a bad value, naming it). Results
+//! go to stdout and, with `BATCHKV_REPORT_DIR`, to `engine-*.csv` and the section `engine.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use batchkv_batcher::rsd_pct;
+use batchkv_batcher::{AdaptiveBatchConfig, ConfigError, rsd_pct};
+use batchkv_benches::claims::{ClaimId, claim};
+use batchkv_benches::rows;
 use batchkv_engine::{
     Cf, Codec, Compression, Engine, EngineConfig, KeyRange, Mutation, Tuning, WriteMode,
 };
@@ -82,6 +87,12 @@ impl WriteRow {
     }
 }
 
+/// The adaptive writes' configuration for `ops` operations: the engine's defaults with the
+/// `ADAPT_*` overrides of the environment applied.
+fn adaptive_config(ops: usize) -> Result<AdaptiveBatchConfig, ConfigError> {
+    AdaptiveBatchConfig::default_for(ops).with_env_from(|k| std::env::var(k).ok())
+}
+
 fn writes(reps: usize, sizes: &[usize]) -> Vec<WriteRow> {
     let mut rows = Vec::new();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
@@ -127,7 +138,12 @@ fn writes(reps: usize, sizes: &[usize]) -> Vec<WriteRow> {
                             let r = match strategy {
                                 "mono" => engine.write_batch_with_options(&ops, mode),
                                 "chunked-5000" => engine.write_batch_chunked(&ops, CHUNK, mode),
-                                _ => engine.write_batch_adaptive(&ops, mode),
+                                _ => engine.write_batch_adaptive_with_config(
+                                    &ops,
+                                    adaptive_config(ops.len())
+                                        .expect("the overrides were checked at the start"),
+                                    mode,
+                                ),
                             }
                             .expect("engine write");
                             row.chunks = r.chunks;
@@ -371,6 +387,11 @@ fn main() {
     {
         return;
     }
+    // A bad override stops the run before anything is measured.
+    if let Err(e) = adaptive_config(100_000) {
+        eprintln!("engine: {e}");
+        std::process::exit(2);
+    }
     let quick = common::quick();
     let (reps, sizes, comp_n, read_n, lookups): (usize, &[usize], usize, usize, usize) = if quick {
         (2, &[100, 1_000, 10_000, 100_000], 50_000, 50_000, 20_000)
@@ -382,66 +403,59 @@ fn main() {
     let r = reads(read_n, lookups);
     let md = report(&w, &c, &r, reps, comp_n, read_n, quick);
     print!("\n{md}");
-    let mut wcsv =
-        String::from("mode,size,strategy,ops_per_s_mean,rsd_pct,reps,chunks,final_chunk\n");
-    for x in &w {
-        let _ = writeln!(
-            wcsv,
-            "{},{},{},{:.1},{:.2},{},{},{}",
-            x.mode,
-            x.size,
-            x.strategy,
-            x.mean(),
-            x.rsd(),
-            x.ops_per_s.len(),
-            x.chunks,
-            x.final_chunk
-        );
-    }
+    let write_rows: Vec<rows::EngineWriteRow> = w
+        .iter()
+        .map(|x| rows::EngineWriteRow {
+            mode: x.mode.to_owned(),
+            size: x.size,
+            strategy: x.strategy.to_owned(),
+            ops_per_s_mean: x.mean(),
+            rsd_pct: x.rsd(),
+            reps: x.ops_per_s.len(),
+            chunks: x.chunks,
+            final_chunk: x.final_chunk,
+        })
+        .collect();
     // The adaptive controller at work: chunk sizes over time, for the plots.
-    let mut acsv = String::from("mode,size,chunk,start_ms,elapsed_ms,len,ops_per_s\n");
+    let mut chunk_rows = Vec::new();
     for x in &w {
         let mut start = 0.0;
-        for (i, (len, ms, ops)) in x.trace.iter().enumerate() {
-            let _ = writeln!(
-                acsv,
-                "{},{},{i},{start:.3},{ms:.3},{len},{ops:.1}",
-                x.mode, x.size
-            );
+        for (i, &(len, ms, ops)) in x.trace.iter().enumerate() {
+            chunk_rows.push(rows::AdaptiveChunkRow {
+                mode: x.mode.to_owned(),
+                size: x.size,
+                chunk: i,
+                start_ms: start,
+                elapsed_ms: ms,
+                len,
+                ops_per_s: ops,
+            });
             start += ms;
         }
     }
-    let mut ccsv = String::from("codec,ops_per_s,compression_ratio,disk_bytes\n");
-    for x in &c {
-        let _ = writeln!(
-            ccsv,
-            "{},{:.1},{:.3},{}",
-            x.codec.as_str(),
-            x.ops_per_s,
-            x.ratio,
-            x.disk_bytes
-        );
-    }
-    let mut rcsv = String::from("read,engine_ops_per_s,raw_ops_per_s,ratio\n");
-    for x in &r {
-        let _ = writeln!(
-            rcsv,
-            "{},{:.1},{:.1},{:.3}",
-            x.what,
-            x.engine_ops_per_s,
-            x.raw_ops_per_s,
-            x.engine_ops_per_s / x.raw_ops_per_s
-        );
-    }
-    for (name, text) in [
-        ("engine-writes.csv", wcsv),
-        ("engine-adaptive.csv", acsv),
-        ("engine-compression.csv", ccsv),
-        ("engine-reads.csv", rcsv),
-        ("engine.md", md),
-    ] {
-        common::write_report(name, &text);
-    }
+    let compression_rows: Vec<rows::CompressionRow> = c
+        .iter()
+        .map(|x| rows::CompressionRow {
+            codec: x.codec.as_str().to_owned(),
+            ops_per_s: x.ops_per_s,
+            compression_ratio: x.ratio,
+            disk_bytes: x.disk_bytes,
+        })
+        .collect();
+    let read_rows: Vec<rows::EngineReadRow> = r
+        .iter()
+        .map(|x| rows::EngineReadRow {
+            read: x.what.to_owned(),
+            engine_ops_per_s: x.engine_ops_per_s,
+            raw_ops_per_s: x.raw_ops_per_s,
+            ratio: x.engine_ops_per_s / x.raw_ops_per_s,
+        })
+        .collect();
+    common::write_rows(&write_rows);
+    common::write_rows(&chunk_rows);
+    common::write_rows(&compression_rows);
+    common::write_rows(&read_rows);
+    common::write_report("engine.md", &md);
 }
 
 fn report(
@@ -548,24 +562,40 @@ fn report(
         md,
         "| reference claim (their machine) | same configuration here |\n|---|---|"
     );
+    // The claims that name a batch write: the same write here (the 50K-op one at 100K ops,
+    // the nearest size this harness writes).
+    for id in [
+        ClaimId::ChunkedNoWal10k,
+        ClaimId::AdaptiveNoWal100k,
+        ClaimId::AdaptiveWal50k,
+    ] {
+        let c = claim(id);
+        let at = c.write.expect("these claims name their write");
+        let ops = if SIZES.contains(&at.ops) {
+            at.ops
+        } else {
+            100_000
+        };
+        let _ = writeln!(
+            md,
+            "| {}: {} | {}{} ({}) |",
+            c.figure(),
+            c.what,
+            if ops == at.ops {
+                String::new()
+            } else {
+                format!("{}K ops: ", ops / 1000)
+            },
+            find(at.mode, ops, at.strategy),
+            at.strategy
+        );
+    }
+    let range = claim(ClaimId::WalRange);
     let _ = writeln!(
         md,
-        "| 754K ops/s: 10K ops, WAL off, chunked, RSD 0.26% | {} (chunked 5000) |",
-        find("no-wal", 10_000, "chunked-5000")
-    );
-    let _ = writeln!(
-        md,
-        "| 860K ops/s: 100K ops, WAL off, adaptive, RSD 25% | {} |",
-        find("no-wal", 100_000, "adaptive")
-    );
-    let _ = writeln!(
-        md,
-        "| 646K ops/s: 50K ops, WAL on, adaptive, RSD 12% | 100K ops: {} |",
-        find("wal", 100_000, "adaptive")
-    );
-    let _ = writeln!(
-        md,
-        "| 227K-254K ops/s with WAL on | 10K ops, Mono: {}; 100K ops, Mono: {} |",
+        "| {}: {} | 10K ops, Mono: {}; 100K ops, Mono: {} |",
+        range.figure(),
+        range.what,
         find("wal", 10_000, "mono"),
         find("wal", 100_000, "mono")
     );
@@ -576,7 +606,8 @@ fn report(
         .fold(f64::INFINITY, f64::min);
     let _ = writeln!(
         md,
-        "| target: batch write >= 200K ops/s | slowest engine strategy with WAL on: {slowest_wal:.0} ops/s |"
+        "| target: {} | slowest engine strategy with WAL on: {slowest_wal:.0} ops/s |",
+        claim(ClaimId::BatchWriteTarget).what
     );
     if let Some(x) = w
         .iter()
@@ -584,13 +615,15 @@ fn report(
     {
         let _ = writeln!(
             md,
-            "| target: 100K-op batch < 0.5 s | {:.3} s (WAL on, Mono) |",
+            "| target: {} | {:.3} s (WAL on, Mono) |",
+            claim(ClaimId::Batch100kTarget).what,
             100_000.0 / x.mean()
         );
     }
     let _ = writeln!(
         md,
-        "| target: RSD < 15% | the RSD columns above, over {reps} repetitions of whole writes |"
+        "| target: {} | the RSD columns above, over {reps} repetitions of whole writes |",
+        claim(ClaimId::RsdTarget).what
     );
     let _ = writeln!(
         md,

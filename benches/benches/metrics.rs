@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use batchkv::{AutoFlushConfig, Durability, Store};
 use batchkv_batcher::rsd_pct;
+use batchkv_benches::rows::MetricsRow;
 use bytes::Bytes;
 
 mod common;
@@ -98,10 +99,16 @@ fn main() {
     let _ = writeln!(md, "\nwith / without: **{ratio:.3}**\n");
     print!("{md}");
     common::write_report("metrics.md", &md);
-    common::write_report(
-        "metrics.csv",
-        &format!(
-            "case,puts_per_sec,rsd_pct\nwithout,{m_off:.0},{rsd_off:.2}\nwith,{m_on:.0},{rsd_on:.2}\n"
-        ),
-    );
+    common::write_rows(&[
+        MetricsRow {
+            case: "without".to_owned(),
+            puts_per_sec: m_off,
+            rsd_pct: rsd_off,
+        },
+        MetricsRow {
+            case: "with".to_owned(),
+            puts_per_sec: m_on,
+            rsd_pct: rsd_on,
+        },
+    ]);
 }

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use batchkv_batcher::rsd_pct;
+use batchkv_benches::rows::{MvccMetric, MvccRow, MvccSide};
 use batchkv_codec::{DeleteRange, LeaseGrant, LeaseRevoke, Op, Put, Range};
 use batchkv_engine::{Engine, EngineConfig, KeyRange, Tuning, WriteMode};
 use batchkv_mvcc::{KV_CF, META_CF, Mvcc, MvccConfig, OpResponse, WatchRequest, Watcher};
@@ -198,11 +199,12 @@ enum Side {
 impl Side {
     const ALL: [Side; 3] = [Side::Rocks, Side::Engine, Side::Mvcc];
 
-    fn label(self) -> &'static str {
+    /// The side in `mvcc.csv`.
+    fn row_side(self) -> MvccSide {
         match self {
-            Side::Rocks => "raw-rocksdb",
-            Side::Engine => "raw-engine",
-            Side::Mvcc => "mvcc",
+            Side::Rocks => MvccSide::RawRocksdb,
+            Side::Engine => MvccSide::RawEngine,
+            Side::Mvcc => MvccSide::Mvcc,
         }
     }
 }
@@ -1379,65 +1381,90 @@ fn main() {
     md.push_str(&revoke_report(&p, &revoke));
     print!("\n{md}");
     println!("mvcc: {:.1} s in all", started.elapsed().as_secs_f64());
-    let mut csv = String::from("case,side,metric,median,rsd_pct,samples\n");
-    let mut line = |case: &str, side: &str, metric: &str, s: &Samples| {
-        let _ = writeln!(
-            csv,
-            "{case},{side},{metric},{:.3},{:.2},{}",
-            s.median(),
-            s.rsd(),
-            s.0.len()
-        );
+    let mut rows = Vec::new();
+    let mut line = |case: &str, side: MvccSide, metric: MvccMetric, s: &Samples| {
+        rows.push(MvccRow {
+            case: case.to_owned(),
+            side,
+            metric,
+            median: s.median(),
+            rsd_pct: s.rsd(),
+            samples: s.0.len(),
+        });
     };
     for r in &apply {
         for side in Side::ALL {
-            line(&r.case(), side.label(), "ops_per_s", r.get(side));
+            line(&r.case(), side.row_side(), MvccMetric::OpsPerS, r.get(side));
         }
     }
     for r in &reads {
-        let metric = format!("{}_per_op", r.unit.replace('µ', "u"));
-        line(r.case, "mvcc", &metric, &r.mvcc);
-        let reference = if r.reference.contains("engine") {
-            "raw-engine"
-        } else {
-            "raw-rocksdb"
+        let metric = match r.unit {
+            "ns" => MvccMetric::NsPerOp,
+            "µs" => MvccMetric::UsPerOp,
+            other => unreachable!("reads are timed in ns or µs, not {other}"),
         };
-        line(r.case, reference, &metric, &r.raw);
+        line(r.case, MvccSide::Mvcc, metric, &r.mvcc);
+        let reference = if r.reference.contains("engine") {
+            MvccSide::RawEngine
+        } else {
+            MvccSide::RawRocksdb
+        };
+        line(r.case, reference, metric, &r.raw);
     }
     if let Some(r) = &reopen {
-        for metric in [
-            "open_s",
-            "engine_open_s",
-            "scan_s",
-            "records",
-            "keys",
-            "block_cache_bytes",
+        for (name, metric) in [
+            ("open_s", MvccMetric::OpenS),
+            ("engine_open_s", MvccMetric::EngineOpenS),
+            ("scan_s", MvccMetric::ScanS),
+            ("records", MvccMetric::Records),
+            ("keys", MvccMetric::Keys),
+            ("block_cache_bytes", MvccMetric::BlockCacheBytes),
         ] {
-            line("mvcc/reopen", "mvcc", metric, &r.samples(metric));
+            line("mvcc/reopen", MvccSide::Mvcc, metric, &r.samples(name));
         }
-        line("mvcc/reopen", "mvcc", "rss_growth_mib", &r.rss_growth_mib());
         line(
             "mvcc/reopen",
-            "mvcc",
-            "build_ops_per_s",
+            MvccSide::Mvcc,
+            MvccMetric::RssGrowthMib,
+            &r.rss_growth_mib(),
+        );
+        line(
+            "mvcc/reopen",
+            MvccSide::Mvcc,
+            MvccMetric::BuildOpsPerS,
             &Samples(vec![r.build_ops_per_s]),
         );
     }
     for r in &watch {
         let case = r.case.case();
-        line(&case, "mvcc", "ops_per_s", &r.puts_per_s);
-        line(&case, "mvcc", "cpu_cores", &r.cores);
-        line(&case, "mvcc", "apply_thread_cpu", &r.apply_cpu);
+        line(&case, MvccSide::Mvcc, MvccMetric::OpsPerS, &r.puts_per_s);
+        line(&case, MvccSide::Mvcc, MvccMetric::CpuCores, &r.cores);
+        line(
+            &case,
+            MvccSide::Mvcc,
+            MvccMetric::ApplyThreadCpu,
+            &r.apply_cpu,
+        );
         if !r.drain_ms.0.is_empty() {
-            line(&case, "mvcc", "drain_ms", &r.drain_ms);
+            line(&case, MvccSide::Mvcc, MvccMetric::DrainMs, &r.drain_ms);
         }
         if !r.catch_up_per_s.0.is_empty() {
-            line(&case, "mvcc", "catch_up_events_per_s", &r.catch_up_per_s);
+            line(
+                &case,
+                MvccSide::Mvcc,
+                MvccMetric::CatchUpEventsPerS,
+                &r.catch_up_per_s,
+            );
         }
     }
     for r in &revoke {
-        line(r.case.case(), "mvcc", "ms", &r.ms());
-        line(r.case.case(), "mvcc", "keys_per_s", &r.keys_per_s());
+        line(r.case.case(), MvccSide::Mvcc, MvccMetric::Ms, &r.ms());
+        line(
+            r.case.case(),
+            MvccSide::Mvcc,
+            MvccMetric::KeysPerS,
+            &r.keys_per_s(),
+        );
     }
     if !(apply.is_empty()
         && reads.is_empty()
@@ -1445,7 +1472,7 @@ fn main() {
         && watch.is_empty()
         && revoke.is_empty())
     {
-        common::write_report("mvcc.csv", &csv);
+        common::write_rows(&rows);
         common::write_report("mvcc.md", &md);
     }
 }

@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use batchkv::{AutoFlushConfig, Durability, Store, StoreError};
 use batchkv_batcher::{BatchConfig, BatchItem, Batcher, FlushTrigger, Shutdown, rsd_pct};
+use batchkv_benches::claims::{ClaimId, claim};
+use batchkv_benches::fmt::rate;
+use batchkv_benches::rows::{StoreMetric, StoreRow};
 use batchkv_codec::{Encoder, Op, Put, decode_entry};
 use batchkv_engine::{Tuning, WriteMode};
 use batchkv_mvcc::{Mvcc, MvccConfig};
@@ -41,9 +44,6 @@ mod common;
 
 use common::{Rng, key, median};
 
-/// The reference system's optimistic-transaction figures (an in-memory MVCC).
-const REF_TPS_LOW: f64 = 187_000.0;
-const REF_TPS_HIGH: f64 = 85_000.0;
 /// Accounts of the two contention levels, and each one's opening balance.
 const LOW_ACCOUNTS: usize = 10_000;
 const HIGH_ACCOUNTS: usize = 10;
@@ -569,12 +569,15 @@ impl TxnRow {
         )
     }
 
+    /// The reference system's optimistic-transaction figure at this contention (an in-memory
+    /// MVCC).
     fn reference(&self) -> f64 {
-        if self.accounts >= 1_000 {
-            REF_TPS_LOW
+        claim(if self.accounts >= 1_000 {
+            ClaimId::TxnLowContention
         } else {
-            REF_TPS_HIGH
-        }
+            ClaimId::TxnHighContention
+        })
+        .value
     }
 
     /// Calls that gave up (`Conflict` after every attempt).
@@ -1193,7 +1196,7 @@ fn main() {
     let md = report(&p, quick, &r, secs);
     print!("\n{md}");
     println!("store: {secs:.1} s in all");
-    common::write_report("store.csv", &csv(&r));
+    common::write_rows(&rows(&r));
     common::write_report("store.md", &md);
 }
 
@@ -1345,98 +1348,119 @@ fn codec_cases(p: &Params, vals: &[Bytes], r: &mut Results) {
     }
 }
 
-fn csv(r: &Results) -> String {
-    let mut c = String::from("case,round,metric,value\n");
+fn rows(r: &Results) -> Vec<StoreRow> {
+    let mut rows = Vec::new();
     // `round`: the round of the raw and put cases, the run of an e2e side, else 0.
-    let mut line = |case: &str, round: usize, metric: &str, v: f64| {
-        let _ = writeln!(c, "{case},{round},{metric},{v:.3}");
+    let mut line = |case: &str, round: usize, metric: StoreMetric, value: f64| {
+        rows.push(StoreRow {
+            case: case.to_owned(),
+            round,
+            metric,
+            value,
+        });
     };
     for x in &r.raw {
         let (case, k) = (x.case.as_str(), x.round);
-        line(case, k, "ops_per_s", x.w.rate());
-        line(case, k, "cpu_us_per_op", x.w.cpu_us().0 + x.w.cpu_us().1);
-        line(case, k, "p50_ns", x.w.pct(0.5));
-        line(case, k, "p99_ns", x.w.pct(0.99));
-        line(case, k, "others_cores", x.w.others());
+        line(case, k, StoreMetric::OpsPerS, x.w.rate());
+        line(
+            case,
+            k,
+            StoreMetric::CpuUsPerOp,
+            x.w.cpu_us().0 + x.w.cpu_us().1,
+        );
+        line(case, k, StoreMetric::P50Ns, x.w.pct(0.5));
+        line(case, k, StoreMetric::P99Ns, x.w.pct(0.99));
+        line(case, k, StoreMetric::OthersCores, x.w.others());
     }
     for x in &r.puts {
         let (case, k) = (x.case(), x.round);
-        line(&case, k, "ops_per_s", x.w.rate());
-        line(&case, k, "p50_ns", x.w.pct(0.5));
-        line(&case, k, "p99_ns", x.w.pct(0.99));
-        line(&case, k, "mean_batch", x.b.mean_batch());
-        line(&case, k, "lingered_pct", x.b.lingered_pct());
-        line(&case, k, "wal_syncs", x.b.wal_syncs as f64);
-        line(&case, k, "cpu_user_us_per_op", x.w.cpu_us().0);
-        line(&case, k, "cpu_sys_us_per_op", x.w.cpu_us().1);
-        line(&case, k, "others_cores", x.w.others());
+        line(&case, k, StoreMetric::OpsPerS, x.w.rate());
+        line(&case, k, StoreMetric::P50Ns, x.w.pct(0.5));
+        line(&case, k, StoreMetric::P99Ns, x.w.pct(0.99));
+        line(&case, k, StoreMetric::MeanBatch, x.b.mean_batch());
+        line(&case, k, StoreMetric::LingeredPct, x.b.lingered_pct());
+        line(&case, k, StoreMetric::WalSyncs, x.b.wal_syncs as f64);
+        line(&case, k, StoreMetric::CpuUserUsPerOp, x.w.cpu_us().0);
+        line(&case, k, StoreMetric::CpuSysUsPerOp, x.w.cpu_us().1);
+        line(&case, k, StoreMetric::OthersCores, x.w.others());
     }
     for x in &r.txns {
         let case = x.case();
-        line(&case, 0, "committed_tps", x.w.rate());
-        line(&case, 0, "attempts", x.w.attempts as f64);
-        line(&case, 0, "conflict_rate", x.conflict_rate());
-        line(&case, 0, "aborted", x.aborted() as f64);
-        line(&case, 0, "p50_ns", x.w.pct(0.5));
-        line(&case, 0, "p99_ns", x.w.pct(0.99));
-        line(&case, 0, "mean_batch", x.b.mean_batch());
+        line(&case, 0, StoreMetric::CommittedTps, x.w.rate());
+        line(&case, 0, StoreMetric::Attempts, x.w.attempts as f64);
+        line(&case, 0, StoreMetric::ConflictRate, x.conflict_rate());
+        line(&case, 0, StoreMetric::Aborted, x.aborted() as f64);
+        line(&case, 0, StoreMetric::P50Ns, x.w.pct(0.5));
+        line(&case, 0, StoreMetric::P99Ns, x.w.pct(0.99));
+        line(&case, 0, StoreMetric::MeanBatch, x.b.mean_batch());
         line(
             &case,
             0,
-            "cpu_us_per_commit",
+            StoreMetric::CpuUsPerCommit,
             x.w.cpu_us().0 + x.w.cpu_us().1,
         );
-        line(&case, 0, "others_cores", x.w.others());
+        line(&case, 0, StoreMetric::OthersCores, x.w.others());
     }
     for x in &r.reads {
         let case = x.case();
-        line(&case, 0, "get_p50_ns", x.pct(0.5));
-        line(&case, 0, "get_p90_ns", x.pct(0.9));
-        line(&case, 0, "get_p99_ns", x.pct(0.99));
-        line(&case, 0, "get_over_100us_pct", x.slow_pct());
-        line(&case, 0, "reads", x.lat_ns.len() as f64);
+        line(&case, 0, StoreMetric::GetP50Ns, x.pct(0.5));
+        line(&case, 0, StoreMetric::GetP90Ns, x.pct(0.9));
+        line(&case, 0, StoreMetric::GetP99Ns, x.pct(0.99));
+        line(&case, 0, StoreMetric::GetOver100usPct, x.slow_pct());
+        line(&case, 0, StoreMetric::Reads, x.lat_ns.len() as f64);
     }
     for x in &r.codec {
         let case = format!("store/codec/roundtrip/{}", x.ops);
-        line(&case, 0, "encode_ns", x.encode_ns);
-        line(&case, 0, "decode_ns", x.decode_ns);
-        line(&case, 0, "roundtrip_ns_per_op", x.per_op());
-        line(&case, 0, "entry_bytes", x.bytes as f64);
+        line(&case, 0, StoreMetric::EncodeNs, x.encode_ns);
+        line(&case, 0, StoreMetric::DecodeNs, x.decode_ns);
+        line(&case, 0, StoreMetric::RoundtripNsPerOp, x.per_op());
+        line(&case, 0, StoreMetric::EntryBytes, x.bytes as f64);
     }
     for x in &r.apply {
         let case = format!("store/codec/apply/{}", x.mode.label());
-        line(&case, 0, "direct_puts_per_s", x.puts as f64 / x.direct_s);
         line(
             &case,
             0,
-            "pipeline_puts_per_s",
+            StoreMetric::DirectPutsPerS,
+            x.puts as f64 / x.direct_s,
+        );
+        line(
+            &case,
+            0,
+            StoreMetric::PipelinePutsPerS,
             x.puts as f64 / x.pipeline_s,
         );
-        line(&case, 0, "codec_share", x.share());
+        line(&case, 0, StoreMetric::CodecShare, x.share());
         line(
             &case,
             0,
-            "codec_ns_per_put",
+            StoreMetric::CodecNsPerPut,
             1e9 * x.codec_s / x.puts as f64,
         );
     }
     for x in &r.e2e {
         let case = format!("store/codec/e2e/{}/{}", x.mode.label(), x.threads);
-        for (side, ws) in [("direct", &x.direct), ("codec", &x.codec)] {
+        for (puts, cpu, ws) in [
+            (
+                StoreMetric::DirectPutsPerS,
+                StoreMetric::DirectCpuUsPerPut,
+                &x.direct,
+            ),
+            (
+                StoreMetric::CodecPutsPerS,
+                StoreMetric::CodecCpuUsPerPut,
+                &x.codec,
+            ),
+        ] {
             for (k, w) in ws.iter().enumerate() {
-                line(&case, k, &format!("{side}_puts_per_s"), w.rate());
-                line(
-                    &case,
-                    k,
-                    &format!("{side}_cpu_us_per_put"),
-                    w.cpu_us().0 + w.cpu_us().1,
-                );
+                line(&case, k, puts, w.rate());
+                line(&case, k, cpu, w.cpu_us().0 + w.cpu_us().1);
             }
         }
-        line(&case, 0, "codec_share_throughput", x.rate_share());
-        line(&case, 0, "codec_share_cpu", x.cpu_share());
+        line(&case, 0, StoreMetric::CodecShareThroughput, x.rate_share());
+        line(&case, 0, StoreMetric::CodecShareCpu, x.cpu_share());
     }
-    c
+    rows
 }
 
 fn command(quick: bool) -> String {
@@ -1645,11 +1669,13 @@ fn report(p: &Params, quick: bool, r: &Results, secs: f64) -> String {
             "Each transaction reads two distinct random accounts and writes both (moving 1) through \
              `Store::transaction` (at most {} attempts); committed TPS counts transactions that \
              committed in the window; conflict rate = failed attempts / attempts. The reference \
-             system's figures (187K TPS at low contention, 85K at high) come from an in-memory MVCC \
+             system's figures ({} TPS at low contention, {} at high) come from an in-memory MVCC \
              with no log and no disk; the headline here is `Wal` (written to RocksDB's WAL on every \
              commit, fsynced in the background), with `Sync` beside it. After each case the balances \
              are checked to sum to the opening total.\n",
-            batchkv::DEFAULT_TXN_ATTEMPTS
+            batchkv::DEFAULT_TXN_ATTEMPTS,
+            rate(claim(ClaimId::TxnLowContention).value),
+            rate(claim(ClaimId::TxnHighContention).value),
         );
         let _ = writeln!(
             md,

@@ -1,12 +1,13 @@
 //! `cargo xtask bench`: runs the bench suite in `benches/` step by step under a progress bar,
-//! RocksDB's own `db_bench` where it is installed, and writes the report.
+//! RocksDB's own `db_bench` where it is installed, then the `batchkv-report` binary of `benches/`,
+//! which writes the report from the run's CSV files and prints the summary.
 //!
-//! The report goes to `target/batchkv-report/` in the workspace (or `$BATCHKV_REPORT_DIR`):
-//! `report.md`, the CSV files each harness writes there, `benchmarks.csv` (criterion),
-//! `db_bench.csv`, `timings.csv`, the PNG plots, and `bench.log` with every step's output.
+//! Everything goes to `target/batchkv-report/` in the workspace (or `$BATCHKV_REPORT_DIR`): the
+//! CSV files each harness writes there, `benchmarks.csv` (criterion), `db_bench.csv`,
+//! `timings.csv` and `run.txt` (written here, with the row types of `batchkv_benches::rows`),
+//! `bench.log` with every step's output; then `report.md`, `ratios.csv` and the PNG plots.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -15,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use batchkv_benches::rows::{CriterionRow, DbBenchRow, TimingRow};
+use batchkv_benches::table;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::Data;
 use crate::util::{Cargo, bench_targets, root, section, target_dir};
-use crate::{plot, report};
 
 pub struct Options {
     pub quick: bool,
@@ -56,6 +57,9 @@ impl Options {
         let mut c = String::from("cargo xtask bench");
         if self.quick {
             c.push_str(" --quick");
+        }
+        if self.report_only {
+            c.push_str(" --report-only");
         }
         if let Some(f) = &self.filter {
             c.push(' ');
@@ -102,46 +106,35 @@ pub fn run(opts: &Options) -> Result<()> {
                 dir.display()
             );
         }
+        // The report binary is built with the bench targets; build it (a no-op when the last
+        // run built it) with the same command, so its dependencies resolve as theirs do.
+        cargo_bench(None).args(["--no-run", "--quiet"]).run()?;
     } else {
         run_suite(opts, &dir)?;
     }
-    let data = Data::read(&dir)?;
-    if data.criterion.is_empty() && sections_present(&dir)? == 0 && data.db_bench.is_empty() {
-        bail!(
-            "no benchmark results in {} (does the filter match anything?)",
-            dir.display()
-        );
-    }
-    let plots = plot::all(&dir, &data);
-    let summary = report::write(&dir, &data, &plots)?;
-    if opts.filter.is_some() {
-        // A filtered run is someone looking at one harness: show its own sections in full.
-        for (_, text) in report::sections(&dir)? {
-            println!("\n{text}");
-        }
-    }
-    println!("\n{summary}");
-    println!(
-        "bench: report in {} ({} plots{}); done in {:.0} s",
-        dir.join("report.md").display(),
-        plots.iter().filter(|p| p.skipped.is_none()).count(),
-        match plots.iter().filter(|p| p.skipped.is_some()).count() {
-            0 => String::new(),
-            n => format!(", {n} skipped: see report.md"),
-        },
-        started.elapsed().as_secs_f64()
-    );
+    // A filtered run is someone looking at one harness: show its own sections in full.
+    report(&dir, opts.filter.is_some())?;
+    println!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn sections_present(dir: &Path) -> Result<usize> {
-    Ok(std::fs::read_dir(dir)?
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.ends_with(".md") && n != "report.md"
-        })
-        .count())
+/// Runs `batchkv-report` on `dir`: report.md, ratios.csv, the plots and the summary.
+fn report(dir: &Path, sections: bool) -> Result<()> {
+    let exe = target_dir()?
+        .join("release")
+        .join(format!("batchkv-report{}", std::env::consts::EXE_SUFFIX));
+    let mut cmd = Command::new(&exe);
+    cmd.arg(dir);
+    if sections {
+        cmd.arg("--sections");
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("start {}", exe.display()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", exe.display());
+    }
+    Ok(())
 }
 
 /// Runs every step into a fresh `dir`, writing `benchmarks.csv`, `db_bench.csv`,
@@ -170,9 +163,9 @@ fn run_suite(opts: &Options, dir: &Path) -> Result<()> {
     );
     let mut timings: Vec<(String, f64)> = Vec::new();
 
-    // Build every bench target first, so that the steps below time runs, not compiles. The
-    // release profile and the whole workspace, as `test` and `clippy` use: dependencies resolve
-    // to the same features and build once.
+    // Build every bench target first (and with them the package's binaries: the report), so
+    // that the steps below time runs, not compiles. The release profile and the whole workspace,
+    // as `test` and `clippy` use: dependencies resolve to the same features and build once.
     let build = cargo_bench(None)
         .args(["--no-run"])
         .env("BATCHKV_REPORT_DIR", dir);
@@ -243,12 +236,15 @@ fn run_suite(opts: &Options, dir: &Path) -> Result<()> {
     write_criterion_csv(dir, &results)?;
 
     let total = started.elapsed().as_secs_f64();
-    let mut t = String::from("step,seconds\n");
-    for (step, secs) in &timings {
-        writeln!(t, "{step},{secs:.1}")?;
-    }
-    writeln!(t, "total,{total:.1}")?;
-    write(dir.join("timings.csv"), &t)?;
+    let mut t: Vec<TimingRow> = timings
+        .into_iter()
+        .map(|(step, seconds)| TimingRow { step, seconds })
+        .collect();
+    t.push(TimingRow {
+        step: "total".to_owned(),
+        seconds: total,
+    });
+    table::write(dir, &t)?;
     let run = format!(
         "command={}\nquick={}\nfilter={}\nmachine={}\ndb_bench={}\ndb_bench_assertions={}\n\
          finished_unix={}\n",
@@ -484,7 +480,7 @@ fn db_bench_runs(progress: &Progress, dir: &Path, quick: bool) -> Result<bool> {
     };
     let scratch = std::env::temp_dir().join(format!("batchkv-db_bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("create {}", scratch.display()))?;
-    let mut csv = String::from("mode,batch,num,ops_per_s,micros_per_op\n");
+    let mut rows = Vec::new();
     let mut assertions = false;
     for &(mode, batch, num) in cases {
         progress.bar.set_message(format!(
@@ -525,10 +521,16 @@ fn db_bench_runs(progress: &Progress, dir: &Path, quick: bool) -> Result<bool> {
                 progress.log_path.display()
             );
         };
-        writeln!(csv, "{mode},{batch},{num},{ops:.1},{micros:.3}")?;
+        rows.push(DbBenchRow {
+            mode: mode.to_owned(),
+            batch,
+            num,
+            ops_per_s: ops,
+            micros_per_op: micros,
+        });
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    write(dir.join("db_bench.csv"), &csv)?;
+    table::write(dir, &rows)?;
     Ok(assertions)
 }
 
@@ -545,29 +547,9 @@ fn parse_db_bench(line: &str) -> Option<(f64, f64)> {
     Some((before("ops/sec")?, before("micros/op")?))
 }
 
-#[derive(Debug)]
-struct Result1 {
-    id: String,
-    mean_ns: f64,
-    median_ns: f64,
-    std_dev_ns: f64,
-    elements: Option<f64>,
-    bytes: Option<f64>,
-}
-
-impl Result1 {
-    fn ops_per_s(&self) -> Option<f64> {
-        self.elements.map(|e| e / (self.mean_ns * 1e-9))
-    }
-
-    fn mb_per_s(&self) -> Option<f64> {
-        self.bytes.map(|b| b / (self.mean_ns * 1e-9) / 1e6)
-    }
-}
-
 /// Reads criterion's `new/benchmark.json` + `new/estimates.json` of every benchmark written
 /// since `since`.
-fn collect(dir: &Path, since: SystemTime) -> Result<Vec<Result1>> {
+fn collect(dir: &Path, since: SystemTime) -> Result<Vec<CriterionRow>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -595,7 +577,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
 }
 
-fn read_one(new_dir: &Path, since: SystemTime) -> Result<Option<Result1>> {
+fn read_one(new_dir: &Path, since: SystemTime) -> Result<Option<CriterionRow>> {
     let est_path = new_dir.join("estimates.json");
     let Ok(meta) = std::fs::metadata(&est_path) else {
         return Ok(None);
@@ -609,7 +591,11 @@ fn read_one(new_dir: &Path, since: SystemTime) -> Result<Option<Result1>> {
         .as_str()
         .context("benchmark.json has no full_id")?
         .to_owned();
-    let point = |k: &str| est[k]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+    let point = |k: &str| {
+        est[k]["point_estimate"]
+            .as_f64()
+            .with_context(|| format!("{}: no {k}.point_estimate", est_path.display()))
+    };
     let tp = &bench["throughput"];
     let num = |v: &serde_json::Value| v.as_f64();
     let (elements, bytes) = if let Some(x) = tp.get("ElementsAndBytes") {
@@ -622,44 +608,27 @@ fn read_one(new_dir: &Path, since: SystemTime) -> Result<Option<Result1>> {
                 .and_then(num),
         )
     };
-    Ok(Some(Result1 {
+    let mean_ns = point("mean")?;
+    Ok(Some(CriterionRow {
         id,
-        mean_ns: point("mean"),
-        median_ns: point("median"),
-        std_dev_ns: point("std_dev"),
+        mean_ns,
+        median_ns: point("median")?,
+        std_dev_ns: point("std_dev")?,
         elements,
         bytes,
+        ops_per_s: elements.map(|e| e / (mean_ns * 1e-9)),
+        mb_per_s: bytes.map(|b| b / (mean_ns * 1e-9) / 1e6),
     }))
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.3}")).unwrap_or_default()
-}
-
-fn write_criterion_csv(dir: &Path, results: &[Result1]) -> Result<()> {
+fn write_criterion_csv(dir: &Path, results: &[CriterionRow]) -> Result<()> {
     if results.is_empty() {
         return Ok(());
     }
-    let mut csv =
-        String::from("id,mean_ns,median_ns,std_dev_ns,elements,bytes,ops_per_s,mb_per_s\n");
-    for r in results {
-        writeln!(
-            csv,
-            "{},{:.1},{:.1},{:.1},{},{},{},{}",
-            r.id,
-            r.mean_ns,
-            r.median_ns,
-            r.std_dev_ns,
-            opt(r.elements),
-            opt(r.bytes),
-            opt(r.ops_per_s()),
-            opt(r.mb_per_s())
-        )?;
-    }
-    write(dir.join("benchmarks.csv"), &csv)
+    Ok(table::write(dir, results)?)
 }
 
-pub fn write(path: PathBuf, text: &str) -> Result<()> {
+fn write(path: PathBuf, text: &str) -> Result<()> {
     std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
 }
 

@@ -58,7 +58,7 @@ fn needs() -> Vec<Need> {
         Need {
             what: "the DejaVu Sans font",
             why: "text in the bench report's plots; without it the plots are skipped",
-            present: || Path::new(crate::plot::FONT).is_file(),
+            present: || Path::new(batchkv_benches::PLOT_FONT).is_file(),
             debian: &["fonts-dejavu-core"],
             optional: true,
         },

@@ -4,11 +4,8 @@
 //! then compiled once for tests, clippy and benches alike.
 
 mod bench;
-mod data;
 mod doctor;
 mod fuzz;
-mod plot;
-mod report;
 mod util;
 
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
-//! What the benchmark harnesses share: their command line, the report directory, and the
-//! generated data (16-byte keys, 100-byte values) and statistics helpers.
+//! What the benchmark harnesses share: their command line, the report directory (their rows are
+//! typed in the `batchkv_benches` library), and the generated data (16-byte keys, 100-byte
+//! values) and statistics helpers.
 //!
 //! Each harness uses only part of it.
 #![allow(dead_code)]
@@ -29,6 +30,19 @@ pub fn write_report(name: &str, text: &str) {
         std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), text))
     {
         eprintln!("could not write {name}: {e}");
+    }
+}
+
+/// Writes `rows` as their table's file (`T::FILE`, with the columns of `T`) into the report
+/// directory xtask names in `BATCHKV_REPORT_DIR`; does nothing when the harness runs outside
+/// xtask. A failure ends the harness with an error: the report would otherwise lack its figures.
+pub fn write_rows<T: batchkv_benches::table::Table>(rows: &[T]) {
+    let Some(dir) = std::env::var_os("BATCHKV_REPORT_DIR") else {
+        return;
+    };
+    if let Err(e) = batchkv_benches::table::write(std::path::Path::new(&dir), rows) {
+        eprintln!("could not write {}: {e}", T::FILE);
+        std::process::exit(1);
     }
 }
 

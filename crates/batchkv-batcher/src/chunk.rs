@@ -23,7 +23,7 @@ pub struct AdaptiveBatchConfig {
     pub min_chunk: usize,
     /// Largest chunk.
     pub max_chunk: usize,
-    /// Chunks per decision (`ADAPT_WINDOW`).
+    /// Chunks per decision (`ADAPT_WINDOW` in [`Self::with_env_from`]).
     pub window: usize,
     /// RSD, in percent, at or below which throughput counts as steady (`ADAPT_TARGET_RSD`).
     pub target_rsd_pct: f64,
@@ -62,20 +62,24 @@ impl AdaptiveBatchConfig {
         }
     }
 
-    /// Applies the process environment's overrides: `ADAPT_WINDOW` (a whole number),
-    /// `ADAPT_DOWN_PCT` (a fraction such as `0.30`), `ADAPT_TARGET_RSD` (percent, such as `15`).
+    /// Applies the reference system's overrides `ADAPT_WINDOW` (a whole number),
+    /// `ADAPT_DOWN_PCT` (a fraction such as `0.30`) and `ADAPT_TARGET_RSD` (percent, such as
+    /// `15`), each looked up through `get`. This library reads no environment itself: a binary
+    /// that offers the overrides passes `|k| std::env::var(k).ok()` (the engine benchmark does).
     ///
     /// # Errors
     /// [`ConfigError::Env`] for a value that does not parse, [`ConfigError::Invalid`] for one out
     /// of range; never a silent default.
-    pub fn with_env(self) -> Result<Self> {
-        self.with_env_from(|k| std::env::var(k).ok())
-    }
-
-    /// [`Self::with_env`] with the variables read through `get` (for tests and embedding).
     ///
-    /// # Errors
-    /// As [`Self::with_env`].
+    /// # Examples
+    /// ```
+    /// use batchkv_batcher::AdaptiveBatchConfig;
+    ///
+    /// let cfg = AdaptiveBatchConfig::default_for(100_000)
+    ///     .with_env_from(|k| (k == "ADAPT_WINDOW").then(|| "4".to_owned()))?;
+    /// assert_eq!(cfg.window, 4);
+    /// # Ok::<(), batchkv_batcher::ConfigError>(())
+    /// ```
     pub fn with_env_from(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Self> {
         if let Some(v) = get("ADAPT_WINDOW") {
             self.window = v.trim().parse().map_err(|_| ConfigError::Env {

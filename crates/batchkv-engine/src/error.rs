@@ -99,7 +99,7 @@ pub enum EngineError {
         /// The path.
         path: PathBuf,
     },
-    /// An invalid chunk-control configuration (including `ADAPT_*` environment overrides).
+    /// An invalid chunk-control configuration.
     #[error(transparent)]
     ChunkConfig(#[from] ConfigError),
     /// A chunked or adaptive write failed part-way: see [`PartialWrite`].

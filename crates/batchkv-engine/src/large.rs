@@ -186,23 +186,24 @@ impl Engine {
         })
     }
 
-    /// Adaptive: chunks sized by a [`ChunkController`] with defaults for this batch
-    /// ([`AdaptiveBatchConfig::default_for`]) and the `ADAPT_WINDOW`, `ADAPT_DOWN_PCT`,
-    /// `ADAPT_TARGET_RSD` environment overrides.
+    /// Adaptive: chunks sized by a [`ChunkController`] with the defaults for this batch
+    /// ([`AdaptiveBatchConfig::default_for`]). Reads no environment: to apply the reference
+    /// system's `ADAPT_*` overrides, build the configuration with
+    /// [`AdaptiveBatchConfig::with_env_from`] and call
+    /// [`Engine::write_batch_adaptive_with_config`].
     ///
     /// # Errors
-    /// As [`Engine::write_batch_adaptive_with_config`]; an unparsable override is
-    /// [`EngineError::ChunkConfig`] before anything is written.
+    /// As [`Engine::write_batch_adaptive_with_config`].
     pub fn write_batch_adaptive(&self, ops: &[Mutation], mode: WriteMode) -> Result<WriteReport> {
-        let cfg = AdaptiveBatchConfig::default_for(ops.len()).with_env()?;
+        let cfg = AdaptiveBatchConfig::default_for(ops.len());
         self.write_batch_adaptive_with_config(ops, cfg, mode)
     }
 
-    /// Adaptive with an explicit configuration (environment overrides are not applied).
+    /// Adaptive with an explicit configuration.
     ///
     /// # Errors
-    /// [`EngineError::PartialWrite`] as for chunked writes; invalid configuration or mode
-    /// before anything is written.
+    /// [`EngineError::PartialWrite`] as for chunked writes; an invalid configuration
+    /// ([`EngineError::ChunkConfig`]) or mode before anything is written.
     pub fn write_batch_adaptive_with_config(
         &self,
         ops: &[Mutation],

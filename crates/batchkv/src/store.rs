@@ -1032,21 +1032,17 @@ impl Store {
     }
 
     /// [`Store::bulk_load`] with the chunk size steered by the batcher's [`ChunkController`]
-    /// (throughput variance over a sliding window, the reference system's adaptive writes);
-    /// also returns its report.
+    /// (throughput variance over a sliding window, the reference system's adaptive writes),
+    /// configured by `config` (typically [`AdaptiveBatchConfig::default_for`] the number of
+    /// puts); also returns the controller's report. Reads no environment.
     ///
     /// # Errors
-    /// [`BulkError`] with the committed count; a bad `ADAPT_*` override.
+    /// [`BulkError`] with the committed count; an invalid `config` before anything is written.
     pub fn bulk_load_adaptive(
         &self,
         puts: Vec<(Bytes, Bytes)>,
+        config: AdaptiveBatchConfig,
     ) -> Result<(BulkReport, AdaptiveBatchResult), BulkError> {
-        let config = AdaptiveBatchConfig::default_for(puts.len())
-            .with_env()
-            .map_err(|e| BulkError {
-                committed: 0,
-                error: StoreError::Config(e.to_string()),
-            })?;
         let ctl = std::cell::RefCell::new(ChunkController::new(config).map_err(|e| BulkError {
             committed: 0,
             error: StoreError::Config(e.to_string()),

@@ -259,7 +259,10 @@ fn bulk_load_commits_in_chunks_and_reports_exactly_what_committed() {
     let puts: Vec<(Bytes, Bytes)> = (0..20_000)
         .map(|i| (Bytes::from(format!("adaptive{i:05}")), Bytes::from("v")))
         .collect();
-    let (r, adapt) = store.bulk_load_adaptive(puts).expect("adaptive bulk");
+    let config = batchkv::AdaptiveBatchConfig::default_for(puts.len());
+    let (r, adapt) = store
+        .bulk_load_adaptive(puts, config)
+        .expect("adaptive bulk");
     assert_eq!(r.committed, 20_000);
     assert_eq!(adapt.total_ops, 20_000);
     assert!(r.entries >= 2, "{} entries", r.entries);

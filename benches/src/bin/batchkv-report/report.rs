@@ -6,8 +6,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use batchkv_benches::claims::{CLAIMS, Claim, ClaimId, claim};
+use batchkv_benches::fmt::{count, rate};
+use batchkv_benches::rows::{MvccMetric, MvccSide, RatioRow, StoreMetric};
+use batchkv_benches::table;
 
-use crate::bench::write as write_file;
 use crate::data::{Data, geo_mean};
 use crate::plot::Plot;
 
@@ -72,92 +75,85 @@ impl Cmp {
     }
 }
 
-/// What a claimed figure measures.
-#[derive(Clone, Copy, PartialEq)]
-enum Unit {
-    OpsPerS,
-    Seconds,
-    Millis,
-    Times,
-}
-
-impl Unit {
-    fn fmt(self, v: f64) -> String {
-        match self {
-            Unit::OpsPerS => format!("{} ops/s", rate(v)),
-            Unit::Seconds => format!("{v:.3} s"),
-            Unit::Millis => format!("{v:.2} ms"),
-            Unit::Times => format!("{v:.2}x"),
-        }
-    }
-}
-
-/// One of the reference system's claimed figures, and the closest figure of this run.
-struct Claim {
-    claim: &'static str,
-    theirs: f64,
-    unit: Unit,
-    higher_is_better: bool,
+/// One of the reference systems' claims beside the closest figure of this run.
+struct Compared {
+    claim: &'static Claim,
     /// The figure of this run and what it is, or why there is none.
     ours: Result<(f64, String), String>,
 }
 
-impl Claim {
+impl Compared {
     /// Ours over theirs, oriented so that > 1 means batchkv does better.
     fn ratio(&self) -> Option<f64> {
         let (ours, _) = self.ours.as_ref().ok()?;
-        let r = if self.higher_is_better {
-            ours / self.theirs
-        } else {
-            self.theirs / ours
-        };
-        r.is_finite().then_some(r)
+        self.claim.ratio(*ours)
     }
 }
 
-/// Claims of the reference systems (their progress reports, on their machines, never checked)
-/// matched with the same configuration in this run where one was measured.
-fn claims(d: &Data) -> Vec<Claim> {
-    let engine = |mode: &str, size: f64, strategy: &str, label: &str| {
+/// The reference systems' claims (their progress reports, on their machines, never checked)
+/// matched with the same configuration in this run where one was measured; the claims this run
+/// has no comparable figure for are left out (see [`uncompared`]). G's write throughput is
+/// compared twice, with and without an fsync per group commit.
+fn claims(d: &Data) -> Vec<Compared> {
+    let engine = |mode: &str, size: usize, strategy: &str, label: &str| {
         d.engine(mode, size, strategy)
-            .map(|w| (w.ops_per_s, format!("{label} (RSD {:.1}%)", w.rsd_pct)))
+            .map(|w| (w.ops_per_s_mean, format!("{label} (RSD {:.1}%)", w.rsd_pct)))
             .ok_or_else(|| "not run (engine-writes.csv missing)".to_owned())
     };
-    // The reference system measured 50K-op batches; this run has 10K and 100K.
-    let wal_50k = if d.engine("wal", 50_000.0, "adaptive").is_some() {
-        engine("wal", 50_000.0, "adaptive", "50K ops, WAL on, Adaptive")
-    } else {
-        engine(
-            "wal",
-            100_000.0,
-            "adaptive",
-            "100K ops (no 50K point), WAL on, Adaptive",
-        )
+    // The engine write a claim names, or the closest this run has (the reference system
+    // measured 50K-op batches; this run has 10K and 100K).
+    let claimed_write = |id: ClaimId| {
+        let w = claim(id)
+            .write
+            .expect("the batch-write claims name their write");
+        let label = |ops: usize, note: &str| {
+            format!(
+                "{} ops{note}, {}, {}",
+                count(ops as f64),
+                mode_label(w.mode),
+                strategy_label(w.strategy)
+            )
+        };
+        if d.engine(w.mode, w.ops, w.strategy).is_some() || w.ops != 50_000 {
+            engine(w.mode, w.ops, w.strategy, &label(w.ops, ""))
+        } else {
+            engine(
+                w.mode,
+                100_000,
+                w.strategy,
+                &label(100_000, " (no 50K point)"),
+            )
+        }
     };
     let slowest_wal = d
         .engine_writes
         .iter()
         .filter(|w| w.mode == "wal" && w.strategy != "raw-mono")
-        .min_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s))
+        .min_by(|a, b| a.ops_per_s_mean.total_cmp(&b.ops_per_s_mean))
         .map(|w| {
             (
-                w.ops_per_s,
+                w.ops_per_s_mean,
                 format!(
                     "slowest WAL-on engine write: {} ops, {}",
-                    count(w.size),
+                    count(w.size as f64),
                     w.strategy
                 ),
             )
         })
         .ok_or_else(|| "not run (engine-writes.csv missing)".to_owned());
     let batch_100k = d
-        .engine("wal", 100_000.0, "mono")
-        .map(|w| (100_000.0 / w.ops_per_s, "100K ops, WAL on, Mono".to_owned()))
+        .engine("wal", 100_000, "mono")
+        .map(|w| {
+            (
+                100_000.0 / w.ops_per_s_mean,
+                "100K ops, WAL on, Mono".to_owned(),
+            )
+        })
         .ok_or_else(|| "not run (engine-writes.csv missing)".to_owned());
     let read = |what: &str, label: &str| {
         d.engine_reads
             .iter()
-            .find(|r| r.what == what)
+            .find(|r| r.read == what)
             .map(|r| (r.engine_ops_per_s, label.to_owned()))
             .ok_or_else(|| "not run (engine-reads.csv missing)".to_owned())
     };
@@ -167,13 +163,13 @@ fn claims(d: &Data) -> Vec<Claim> {
         .find(|c| c.codec == "lz4")
         .map(|c| {
             (
-                c.ratio,
+                c.compression_ratio,
                 "LZ4, metadata-like values (raw key+value / SST)".to_owned(),
             )
         })
         .ok_or_else(|| "not run (engine-compression.csv missing)".to_owned());
     // The worst p99 over the thread counts: the target is for a loaded system.
-    let p99 = best_threads(d, "store/put/sync/", "p99_ns", true)
+    let p99 = best_threads(d, "store/put/sync/", StoreMetric::P99Ns, true)
         .map(|(t, ns)| {
             (
                 ns / 1e6,
@@ -190,7 +186,7 @@ fn claims(d: &Data) -> Vec<Claim> {
             if let Some((t, tps)) = best_threads(
                 d,
                 &format!("store/txn/{level}/{mode}/"),
-                "committed_tps",
+                StoreMetric::CommittedTps,
                 true,
             ) && best.as_ref().is_none_or(|b| tps > b.0)
             {
@@ -206,121 +202,64 @@ fn claims(d: &Data) -> Vec<Claim> {
         best.ok_or_else(|| "not run (store.csv missing)".to_owned())
     };
     let put = |mode: &str, label: &str| {
-        best_threads(d, &format!("store/put/{mode}/"), "ops_per_s", true)
+        best_threads(d, &format!("store/put/{mode}/"), StoreMetric::OpsPerS, true)
             .map(|(t, v)| (v, format!("Store puts, {label}, {}", clients(t))))
             .ok_or_else(|| "not run (store.csv missing)".to_owned())
     };
-    vec![
-        Claim {
-            claim: "R: 10K-op batch, WAL off, chunked (RSD 0.26%)",
-            theirs: 754_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: engine(
-                "no-wal",
-                10_000.0,
-                "chunked-5000",
-                "10K ops, WAL off, Chunked 5000",
-            ),
-        },
-        Claim {
-            claim: "R: 100K-op batch, WAL off, adaptive (RSD 25%)",
-            theirs: 860_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: engine(
-                "no-wal",
-                100_000.0,
-                "adaptive",
-                "100K ops, WAL off, Adaptive",
-            ),
-        },
-        Claim {
-            claim: "R: 50K-op batch, WAL on, adaptive (RSD 12%)",
-            theirs: 646_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: wal_50k,
-        },
-        Claim {
-            claim: "R: WAL on, 227K-254K ops/s (top of the range)",
-            theirs: 254_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: engine("wal", 100_000.0, "mono", "100K ops, WAL on, Mono"),
-        },
-        Claim {
-            claim: "R target: batch write >= 200K ops/s",
-            theirs: 200_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: slowest_wal,
-        },
-        Claim {
-            claim: "R target: 100K-op batch < 0.5 s",
-            theirs: 0.5,
-            unit: Unit::Seconds,
-            higher_is_better: false,
-            ours: batch_100k,
-        },
-        Claim {
-            claim: "R target: random read >= 100K ops/s",
-            theirs: 100_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: read(
+    let mut out = Vec::new();
+    for c in CLAIMS {
+        let ours = match c.id {
+            ClaimId::ChunkedNoWal10k | ClaimId::AdaptiveNoWal100k | ClaimId::AdaptiveWal50k => {
+                vec![claimed_write(c.id)]
+            }
+            ClaimId::WalRange => vec![engine("wal", 100_000, "mono", "100K ops, WAL on, Mono")],
+            ClaimId::BatchWriteTarget => vec![slowest_wal.clone()],
+            ClaimId::Batch100kTarget => vec![batch_100k.clone()],
+            ClaimId::RandomReadTarget => vec![read(
                 "point-get/cache-miss",
                 "engine point gets, block cache miss",
-            ),
-        },
-        Claim {
-            claim: "R target: compression ratio >= 2x",
-            theirs: 2.0,
-            unit: Unit::Times,
-            higher_is_better: true,
-            ours: lz4,
-        },
-        Claim {
-            claim: "R target: P99 < 10 ms",
-            theirs: 10.0,
-            unit: Unit::Millis,
-            higher_is_better: false,
-            ours: p99,
-        },
-        Claim {
-            claim: "R: MVCC 187K TPS, low contention (in memory)",
-            theirs: 187_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: txn("low"),
-        },
-        Claim {
-            claim: "R: MVCC 85K TPS, high contention (in memory)",
-            theirs: 85_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: txn("high"),
-        },
-        Claim {
-            claim: "G: 100K+ writes/s (etcd-compatible, through Raft)",
-            theirs: 100_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: put("sync", "fsync per group commit"),
-        },
-        Claim {
-            claim: "G: 100K+ writes/s (etcd-compatible, through Raft)",
-            theirs: 100_000.0,
-            unit: Unit::OpsPerS,
-            higher_is_better: true,
-            ours: put("wal", "WAL without fsync"),
-        },
-    ]
+            )],
+            ClaimId::CompressionTarget => vec![lz4.clone()],
+            ClaimId::P99Target => vec![p99.clone()],
+            ClaimId::TxnLowContention => vec![txn("low")],
+            ClaimId::TxnHighContention => vec![txn("high")],
+            ClaimId::Writes => vec![
+                put("sync", "fsync per group commit"),
+                put("wal", "WAL without fsync"),
+            ],
+            ClaimId::RsdTarget
+            | ClaimId::RaftOverhead
+            | ClaimId::ConcurrentWrites
+            | ClaimId::Compaction => Vec::new(),
+        };
+        out.extend(ours.into_iter().map(|ours| Compared { claim: c, ours }));
+    }
+    out
+}
+
+/// The claims this run has no comparable figure for, with where to look instead.
+fn uncompared(compared: &[Compared]) -> Vec<String> {
+    CLAIMS
+        .iter()
+        .filter(|c| !compared.iter().any(|x| x.claim.id == c.id))
+        .map(|c| {
+            let whose = match c.id {
+                ClaimId::RsdTarget => " (see the RSD columns of the engine section)",
+                _ => "",
+            };
+            format!("{}{whose}", c.label())
+        })
+        .collect()
 }
 
 /// The thread count of `prefix<threads>` cases with the best `metric` (the highest, or the
 /// lowest), and that value.
-fn best_threads(d: &Data, prefix: &str, metric: &str, highest: bool) -> Option<(usize, f64)> {
+fn best_threads(
+    d: &Data,
+    prefix: &str,
+    metric: StoreMetric,
+    highest: bool,
+) -> Option<(usize, f64)> {
     d.store_series(prefix, metric)
         .into_iter()
         .max_by(|a, b| {
@@ -342,16 +281,19 @@ fn references(d: &Data) -> Vec<Cmp> {
         ("wal", "WAL on"),
         ("sync", "WAL + sync"),
     ] {
-        for size in [10_000.0, 100_000.0] {
+        for size in [10_000, 100_000] {
             if let (Some(m), Some(r)) = (
                 d.engine(mode, size, "mono"),
                 d.engine(mode, size, "raw-mono"),
             ) {
                 out.push(Cmp {
-                    what: format!("engine batch write, {} ops, {label}, Mono", count(size)),
-                    ours: format!("{} ops/s", rate(m.ops_per_s)),
-                    reference: format!("raw rust-rocksdb: {} ops/s", rate(r.ops_per_s)),
-                    ratio: Some(m.ops_per_s / r.ops_per_s),
+                    what: format!(
+                        "engine batch write, {} ops, {label}, Mono",
+                        count(size as f64)
+                    ),
+                    ours: format!("{} ops/s", rate(m.ops_per_s_mean)),
+                    reference: format!("raw rust-rocksdb: {} ops/s", rate(r.ops_per_s_mean)),
+                    ratio: Some(m.ops_per_s_mean / r.ops_per_s_mean),
                 });
             }
         }
@@ -372,7 +314,7 @@ fn references(d: &Data) -> Vec<Cmp> {
     }
     for r in &d.engine_reads {
         out.push(Cmp {
-            what: format!("engine reads, {}", r.what),
+            what: format!("engine reads, {}", r.read),
             ours: format!("{} ops/s", rate(r.engine_ops_per_s)),
             reference: format!("raw rust-rocksdb: {} ops/s", rate(r.raw_ops_per_s)),
             ratio: Some(r.engine_ops_per_s / r.raw_ops_per_s),
@@ -388,17 +330,23 @@ fn references(d: &Data) -> Vec<Cmp> {
         };
         let what = format!(
             "db_bench fillrandom, {}, {}",
-            if db.batch == 1.0 {
+            if db.batch == 1 {
                 "single puts".to_owned()
             } else {
-                format!("batches of {}", count(db.batch))
+                format!("batches of {}", count(db.batch as f64))
             },
             mode_label(&db.mode)
         );
-        let raw = if db.batch == 1000.0 {
-            d.store(&format!("store/raw/batch1000/{store_mode}"), "ops_per_s")
-        } else if db.batch == 1.0 {
-            d.store(&format!("store/raw/put/{store_mode}/1"), "ops_per_s")
+        let raw = if db.batch == 1000 {
+            d.store(
+                &format!("store/raw/batch1000/{store_mode}"),
+                StoreMetric::OpsPerS,
+            )
+        } else if db.batch == 1 {
+            d.store(
+                &format!("store/raw/put/{store_mode}/1"),
+                StoreMetric::OpsPerS,
+            )
         } else {
             None
         };
@@ -410,8 +358,8 @@ fn references(d: &Data) -> Vec<Cmp> {
             reference: format!("db_bench: {} ops/s", rate(db.ops_per_s)),
             ratio: raw.map(|v| v / db.ops_per_s),
         });
-        if db.batch == 1.0
-            && let Some(v) = d.store(&format!("store/put/{store_mode}/1"), "ops_per_s")
+        if db.batch == 1
+            && let Some(v) = d.store(&format!("store/put/{store_mode}/1"), StoreMetric::OpsPerS)
         {
             out.push(Cmp {
                 what: format!("{what}: the Store, 1 client"),
@@ -425,8 +373,8 @@ fn references(d: &Data) -> Vec<Cmp> {
     for entry in ["1", "100", "1000"] {
         for kind in ["insert", "update"] {
             let case = format!("mvcc/apply/{entry}/{kind}");
-            let m = d.mvcc(&case, "mvcc", "ops_per_s");
-            let r = d.mvcc(&case, "raw-rocksdb", "ops_per_s");
+            let m = d.mvcc(&case, MvccSide::Mvcc, MvccMetric::OpsPerS);
+            let r = d.mvcc(&case, MvccSide::RawRocksdb, MvccMetric::OpsPerS);
             if let (Some(m), Some(r)) = (m, r) {
                 out.push(Cmp {
                     what: format!("MVCC apply, {entry}-put entries, {kind}"),
@@ -442,8 +390,8 @@ fn references(d: &Data) -> Vec<Cmp> {
         ("mvcc/get/old", "MVCC point get, old revision"),
     ] {
         if let (Some(m), Some(r)) = (
-            d.mvcc(case, "mvcc", "ns_per_op"),
-            d.mvcc(case, "raw-rocksdb", "ns_per_op"),
+            d.mvcc(case, MvccSide::Mvcc, MvccMetric::NsPerOp),
+            d.mvcc(case, MvccSide::RawRocksdb, MvccMetric::NsPerOp),
         ) {
             out.push(Cmp {
                 what: label.to_owned(),
@@ -454,8 +402,8 @@ fn references(d: &Data) -> Vec<Cmp> {
         }
     }
     if let (Some(m), Some(r)) = (
-        d.mvcc("mvcc/range/1000", "mvcc", "us_per_op"),
-        d.mvcc("mvcc/range/1000", "raw-engine", "us_per_op"),
+        d.mvcc("mvcc/range/1000", MvccSide::Mvcc, MvccMetric::UsPerOp),
+        d.mvcc("mvcc/range/1000", MvccSide::RawEngine, MvccMetric::UsPerOp),
     ) {
         out.push(Cmp {
             what: "MVCC range of 1,000 keys".to_owned(),
@@ -466,8 +414,11 @@ fn references(d: &Data) -> Vec<Cmp> {
     }
     // The whole write pipeline (batcher, codec, MVCC, engine) over raw rust-rocksdb.
     for (mode, threads) in [("sync", 1), ("wal", 1), ("none", 1), ("sync", 64)] {
-        let ours = d.store(&format!("store/put/{mode}/{threads}"), "ops_per_s");
-        let raw = d.store(&format!("store/raw/put/{mode}/{threads}"), "ops_per_s");
+        let ours = d.store(&format!("store/put/{mode}/{threads}"), StoreMetric::OpsPerS);
+        let raw = d.store(
+            &format!("store/raw/put/{mode}/{threads}"),
+            StoreMetric::OpsPerS,
+        );
         if let (Some(o), Some(r)) = (ours, raw) {
             out.push(Cmp {
                 what: format!(
@@ -488,8 +439,8 @@ fn references(d: &Data) -> Vec<Cmp> {
     for mode in ["wal", "none"] {
         let case = format!("store/codec/apply/{mode}");
         if let (Some(p), Some(direct)) = (
-            d.store(&case, "pipeline_puts_per_s"),
-            d.store(&case, "direct_puts_per_s"),
+            d.store(&case, StoreMetric::PipelinePutsPerS),
+            d.store(&case, StoreMetric::DirectPutsPerS),
         ) {
             out.push(Cmp {
                 what: format!("MVCC apply through the codec, {}", mode_label(mode)),
@@ -503,7 +454,7 @@ fn references(d: &Data) -> Vec<Cmp> {
 }
 
 /// The few figures printed at the end of the run (and at the top of the report).
-fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
+fn summary(d: &Data, claims: &[Compared]) -> Vec<Cmp> {
     let mut out = Vec::new();
     for (mode, label) in [
         ("no-wal", "WAL off"),
@@ -511,14 +462,14 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
         ("sync", "WAL + sync"),
     ] {
         if let (Some(m), Some(r)) = (
-            d.engine(mode, 100_000.0, "mono"),
-            d.engine(mode, 100_000.0, "raw-mono"),
+            d.engine(mode, 100_000, "mono"),
+            d.engine(mode, 100_000, "raw-mono"),
         ) {
             out.push(Cmp {
                 what: format!("batch write, 100K ops, {label}"),
-                ours: format!("{} ops/s", rate(m.ops_per_s)),
-                reference: format!("raw rust-rocksdb {}", rate(r.ops_per_s)),
-                ratio: Some(m.ops_per_s / r.ops_per_s),
+                ours: format!("{} ops/s", rate(m.ops_per_s_mean)),
+                reference: format!("raw rust-rocksdb {}", rate(r.ops_per_s_mean)),
+                ratio: Some(m.ops_per_s_mean / r.ops_per_s_mean),
             });
         }
     }
@@ -530,10 +481,10 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
             ratio: Some(g),
         });
     }
-    if let Some(db) = d.db_bench("wal", 1000.0) {
+    if let Some(db) = d.db_bench("wal", 1000) {
         let raw = d
-            .store("store/raw/batch1000/wal", "ops_per_s")
-            .or_else(|| d.engine("wal", 1000.0, "raw-mono").map(|w| w.ops_per_s));
+            .store("store/raw/batch1000/wal", StoreMetric::OpsPerS)
+            .or_else(|| d.engine("wal", 1000, "raw-mono").map(|w| w.ops_per_s_mean));
         if let Some(raw) = raw {
             out.push(Cmp {
                 what: "sustained 1000-put batches, WAL on".to_owned(),
@@ -543,9 +494,15 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
             });
         }
     }
-    if let Some(m) = d.mvcc("mvcc/apply/1000/insert", "mvcc", "ops_per_s")
-        && let Some(r) = d.mvcc("mvcc/apply/1000/insert", "raw-rocksdb", "ops_per_s")
-    {
+    if let Some(m) = d.mvcc(
+        "mvcc/apply/1000/insert",
+        MvccSide::Mvcc,
+        MvccMetric::OpsPerS,
+    ) && let Some(r) = d.mvcc(
+        "mvcc/apply/1000/insert",
+        MvccSide::RawRocksdb,
+        MvccMetric::OpsPerS,
+    ) {
         out.push(Cmp {
             what: "MVCC apply, 1000-put entries".to_owned(),
             ours: format!("{} puts/s", rate(m)),
@@ -553,9 +510,9 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
             ratio: Some(m / r),
         });
     }
-    if let Some((t, v)) = best_threads(d, "store/put/sync/", "ops_per_s", true) {
-        let p99 = d.store(&format!("store/put/sync/{t}"), "p99_ns");
-        let raw64 = d.store("store/raw/put/sync/64", "ops_per_s");
+    if let Some((t, v)) = best_threads(d, "store/put/sync/", StoreMetric::OpsPerS, true) {
+        let p99 = d.store(&format!("store/put/sync/{t}"), StoreMetric::P99Ns);
+        let raw64 = d.store("store/raw/put/sync/64", StoreMetric::OpsPerS);
         out.push(Cmp {
             what: format!("Store puts, sync, {}", clients(t)),
             ours: format!(
@@ -569,12 +526,12 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
             ratio: raw64.map(|r| v / r),
         });
     }
-    let group = |p: f64| {
+    let group = |p: usize| {
         d.batcher
             .iter()
             .find(|b| b.sink == "fsync-like" && b.policy == "adaptive" && b.producers == p)
     };
-    if let (Some(one), Some(many)) = (group(1.0), group(64.0)) {
+    if let (Some(one), Some(many)) = (group(1), group(64)) {
         out.push(Cmp {
             what: "group commit, fsync-like sink, adaptive wait, 64 producers".to_owned(),
             ours: format!(
@@ -597,7 +554,7 @@ fn summary(d: &Data, claims: &[Claim]) -> Vec<Cmp> {
             ratio: Some(p.mean_ns / f.mean_ns),
         });
     }
-    let rated: Vec<f64> = claims.iter().filter_map(Claim::ratio).collect();
+    let rated: Vec<f64> = claims.iter().filter_map(Compared::ratio).collect();
     if !rated.is_empty() {
         out.push(Cmp {
             what: "reference system's claims".to_owned(),
@@ -661,8 +618,7 @@ fn text_table(rows: &[Cmp]) -> String {
 
 /// Writes `report.md` (and `ratios.csv`); returns the summary for the terminal.
 pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
-    let get = |k: &str| d.run(k).unwrap_or("");
-    let quick = get("quick") == "true";
+    let run = &d.run;
     let claims = claims(d);
     let summary = summary(d, &claims);
     let refs = references(d);
@@ -672,31 +628,30 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
     writeln!(
         md,
         "Command: `{}`{}  ",
-        get("command"),
-        if quick {
+        run.command,
+        if run.quick {
             " (smoke run: short measurements, figures are rough)"
         } else {
             ""
         }
     )?;
-    writeln!(md, "Machine: {}  ", get("machine"))?;
+    writeln!(md, "Machine: {}  ", run.machine)?;
     writeln!(
         md,
         "RocksDB `db_bench`: {}{}  ",
-        get("db_bench"),
-        if get("db_bench_assertions") == "true" {
+        run.db_bench,
+        if run.db_bench_assertions {
             " (this build has assertions enabled and warns that its benchmarks are \
              \"unnecessarily slow\": its figures are a floor for RocksDB, not its best)"
         } else {
             ""
         }
     )?;
-    if let Ok(t) = std::fs::read_to_string(dir.join("timings.csv")) {
-        let steps: Vec<String> = t
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_once(','))
-            .map(|(s, secs)| format!("{s} {secs} s"))
+    if !d.timings.is_empty() {
+        let steps: Vec<String> = d
+            .timings
+            .iter()
+            .map(|t| format!("{} {:.1} s", t.step, t.seconds))
             .collect();
         writeln!(md, "Run time: {}", steps.join(", "))?;
     }
@@ -724,40 +679,44 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
         md,
         "From the progress reports the user handed over (R: a Rust VM runtime's RocksDB layer; \
          G: an etcd-compatible store over Raft). Their figures were measured on their machines \
-         and never checked here: claims to beat, not same-run references.\n"
+         and never checked here: claims to beat, not same-run references. A claimed range is \
+         compared with its top.\n"
     )?;
     writeln!(
         md,
         "| claim | their figure | batchkv here | configuration here | ratio |\n|---|---:|---:|---|---:|"
     )?;
-    let mut ratio_csv = String::from("kind,figure,ours,reference,ratio\n");
+    let mut ratios: Vec<RatioRow> = Vec::new();
     for c in &claims {
         let (ours, config) = match &c.ours {
-            Ok((v, cfg)) => (c.unit.fmt(*v), cfg.clone()),
+            Ok((v, cfg)) => (c.claim.unit.fmt(*v), cfg.clone()),
             Err(why) => ("-".to_owned(), why.clone()),
         };
         writeln!(
             md,
-            "| {} | {}{} | {ours} | {config} | {} |",
-            c.claim,
-            if c.higher_is_better { "" } else { "< " },
-            c.unit.fmt(c.theirs),
+            "| {} | {} | {ours} | {config} | {} |",
+            c.claim.label(),
+            c.claim.figure(),
             c.ratio().map_or("-".to_owned(), |r| format!("**{r:.2}**"))
         )?;
-        if let (Some(r), Ok((v, _))) = (c.ratio(), &c.ours) {
-            writeln!(
-                ratio_csv,
-                "claim,\"{}\",{v:.3},{:.3},{r:.3}",
-                c.claim, c.theirs
-            )?;
+        if let (Some(ratio), Ok((v, _))) = (c.ratio(), &c.ours) {
+            ratios.push(RatioRow {
+                kind: "claim".to_owned(),
+                figure: c.claim.label(),
+                ours: format!("{v:.3}"),
+                reference: format!("{:.3}", c.claim.value),
+                ratio,
+            });
         }
     }
-    writeln!(
-        md,
-        "\nNo comparable figure in this run: R's \"RSD < 15%\" target (see the RSD columns of the \
-         engine section), G's Raft overhead cut of 50-99%, its concurrent write test \
-         (5.92 s -> 4.67 s for 200 ops) and its compaction time (150 -> 54 ms).\n"
-    )?;
+    let none = uncompared(&claims);
+    if !none.is_empty() {
+        writeln!(
+            md,
+            "\nNo comparable figure in this run: {}.\n",
+            none.join("; ")
+        )?;
+    }
 
     if !refs.is_empty() {
         writeln!(md, "## Against references measured in the same run\n")?;
@@ -775,12 +734,14 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
         )?;
         for c in &refs {
             writeln!(md, "{}", c.row())?;
-            if let Some(r) = c.ratio {
-                writeln!(
-                    ratio_csv,
-                    "same-run,\"{}\",\"{}\",\"{}\",{r:.3}",
-                    c.what, c.ours, c.reference
-                )?;
+            if let Some(ratio) = c.ratio {
+                ratios.push(RatioRow {
+                    kind: "same-run".to_owned(),
+                    figure: c.what.clone(),
+                    ours: c.ours.clone(),
+                    reference: c.reference.clone(),
+                    ratio,
+                });
             }
         }
         writeln!(md)?;
@@ -805,7 +766,13 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
         };
         let value = dn.mean_ns / n.mean_ns;
         writeln!(codec_rows, "| {what} | {value:.2} |")?;
-        writeln!(ratio_csv, "codec,\"{what}\",{num},{den},{value:.3}")?;
+        ratios.push(RatioRow {
+            kind: "codec".to_owned(),
+            figure: (*what).to_owned(),
+            ours: (*num).to_owned(),
+            reference: (*den).to_owned(),
+            ratio: value,
+        });
     }
     if !codec_rows.is_empty() {
         writeln!(md, "## Codec ratios (same run)\n")?;
@@ -816,7 +783,7 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
         md.push_str(&codec_rows);
         md.push('\n');
     }
-    write_file(dir.join("ratios.csv"), &ratio_csv)?;
+    table::write(dir, &ratios)?;
 
     for (_, text) in sections(dir)? {
         md.push_str(&text);
@@ -840,8 +807,19 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
             )?;
         }
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("codec-sizes.csv")) {
-        writeln!(md, "\n## Codec entry sizes (1000 ops)\n\n```\n{text}```")?;
+    if !d.codec_sizes.is_empty() {
+        writeln!(md, "\n## Codec entry sizes\n")?;
+        writeln!(
+            md,
+            "| ops | values | plain bytes | LZ4 bytes | plain / LZ4 |\n|---:|---|---:|---:|---:|"
+        )?;
+        for r in &d.codec_sizes {
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.3} |",
+                r.ops, r.values, r.plain_bytes, r.lz4_bytes, r.ratio
+            )?;
+        }
     }
     if !d.missing.is_empty() {
         writeln!(
@@ -850,7 +828,8 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
             d.missing.join(", ")
         )?;
     }
-    write_file(dir.join("report.md"), &md).context("write report.md")?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, &md).with_context(|| format!("write {}", path.display()))?;
 
     let mut out = String::from("Summary (ratio > 1: batchkv does better than the reference)\n\n");
     if summary.is_empty() {
@@ -858,7 +837,7 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
     } else {
         out.push_str(&text_table(&summary));
     }
-    let rated: Vec<&Claim> = claims.iter().filter(|c| c.ratio().is_some()).collect();
+    let rated: Vec<&Compared> = claims.iter().filter(|c| c.ratio().is_some()).collect();
     if !rated.is_empty() {
         out.push_str("\nAgainst the reference systems' claimed figures (their machines)\n\n");
         let rows: Vec<Cmp> = rated
@@ -866,9 +845,9 @@ pub fn write(dir: &Path, d: &Data, plots: &[Plot]) -> Result<String> {
             .map(|c| {
                 let (v, cfg) = c.ours.as_ref().expect("rated claims have a figure");
                 Cmp {
-                    what: c.claim.to_owned(),
-                    ours: format!("{} ({cfg})", c.unit.fmt(*v)),
-                    reference: c.unit.fmt(c.theirs),
+                    what: c.claim.label(),
+                    ours: format!("{} ({cfg})", c.claim.unit.fmt(*v)),
+                    reference: c.claim.figure(),
                     ratio: c.ratio(),
                 }
             })
@@ -906,32 +885,6 @@ fn clients(n: usize) -> String {
     format!("{n} client{}", if n == 1 { "" } else { "s" })
 }
 
-/// 1000 -> 1K, 100000 -> 100K.
-pub fn count(n: f64) -> String {
-    if n >= 1e6 && n % 1e6 == 0.0 {
-        format!("{}M", n / 1e6)
-    } else if n >= 1e3 && n % 1e3 == 0.0 {
-        format!("{}K", n / 1e3)
-    } else {
-        format!("{n}")
-    }
-}
-
-/// Ops per second, short: 754K, 1.23M.
-pub fn rate(v: f64) -> String {
-    if !v.is_finite() {
-        "-".to_owned()
-    } else if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.0}K", v / 1e3)
-    } else if v >= 1e3 {
-        format!("{:.1}K", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
 fn fmt_time(ns: f64) -> String {
     if ns >= 1e9 {
         format!("{:.3} s", ns / 1e9)
@@ -944,16 +897,11 @@ fn fmt_time(ns: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_numbers() {
-        assert_eq!(count(100_000.0), "100K");
-        assert_eq!(count(500.0), "500");
-        assert_eq!(rate(754_321.0), "754K");
-        assert_eq!(rate(1_234_567.0), "1.23M");
-        assert_eq!(rate(2_345.0), "2.3K");
+fn strategy_label(strategy: &str) -> &str {
+    match strategy {
+        "mono" => "Mono",
+        "chunked-5000" => "Chunked 5000",
+        "adaptive" => "Adaptive",
+        other => other,
     }
 }

@@ -15,10 +15,13 @@ use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::data::Data;
-use crate::report::{count, rate};
+use batchkv_benches::claims::{CLAIMS, ClaimId, claim};
+use batchkv_benches::fmt::{count, rate};
+use batchkv_benches::rows::{AdaptiveChunkRow, BatcherRow, MvccMetric, MvccSide, StoreMetric};
 
-pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+use crate::data::Data;
+
+const FONT: &str = batchkv_benches::PLOT_FONT;
 const FONT_BOLD: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 const SANS: &str = "sans-serif";
 
@@ -611,7 +614,7 @@ fn xs(panels: &[&Panel]) -> Vec<f64> {
 
 /// Debian's db_bench is built with assertions, which its own output warns make it slow.
 fn db_bench_caveat(d: &Data) -> &'static str {
-    if d.run("db_bench_assertions") == Some("true") {
+    if d.run.db_bench_assertions {
         " (Debian build, assertions on)"
     } else {
         ""
@@ -619,7 +622,7 @@ fn db_bench_caveat(d: &Data) -> &'static str {
 }
 
 fn quick_note(d: &Data) -> &'static str {
-    if d.engine_writes.iter().any(|w| w.size == 500.0) {
+    if d.engine_writes.iter().any(|w| w.size == 500) {
         ""
     } else {
         " (quick run: fewer sizes and repetitions)"
@@ -643,12 +646,13 @@ fn engine_writes(path: &Path, d: &Data) -> Result<Option<String>> {
         ("chunked-5000", "Chunked 5000", ORANGE, Mark::Line),
         ("adaptive", "Adaptive", GREEN, Mark::Line),
     ];
-    // The reference system's claims: (mode, batch size, ops/s).
-    let claims = [
-        ("no-wal", 10_000.0, 754_000.0),
-        ("no-wal", 100_000.0, 860_000.0),
-        ("wal", 50_000.0, 646_000.0),
-    ];
+    // The reference system's claims that name a batch write: (mode, batch size, ops/s).
+    let claims: Vec<(&str, f64, f64)> = CLAIMS
+        .iter()
+        .filter_map(|c| c.write.map(|w| (w.mode, w.ops as f64, c.value)))
+        .collect();
+    let range = claim(ClaimId::WalRange);
+    let range_low = range.low.expect("the WAL-on claim is a range");
     let modes = [
         ("no-wal", "WAL off"),
         ("wal", "WAL on (no fsync)"),
@@ -664,7 +668,7 @@ fn engine_writes(path: &Path, d: &Data) -> Result<Option<String>> {
                         .engine_writes
                         .iter()
                         .filter(|w| w.mode == mode && w.strategy == s)
-                        .map(|w| (w.size, w.ops_per_s))
+                        .map(|w| (w.size as f64, w.ops_per_s_mean))
                         .collect();
                     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                     Series::new(label, color, mark, pts)
@@ -674,10 +678,14 @@ fn engine_writes(path: &Path, d: &Data) -> Result<Option<String>> {
                 series.insert(
                     0,
                     Series::new(
-                        "reference system's claimed range, WAL on (227K-254K)",
+                        format!(
+                            "reference system's claimed range, WAL on ({}-{})",
+                            rate(range_low),
+                            rate(range.value)
+                        ),
                         RED,
                         Mark::Band,
-                        vec![(0.0, 227_000.0), (0.0, 254_000.0)],
+                        vec![(0.0, range_low), (0.0, range.value)],
                     ),
                 );
             }
@@ -695,7 +703,7 @@ fn engine_writes(path: &Path, d: &Data) -> Result<Option<String>> {
                         .collect(),
                 ),
             );
-            if let Some(db) = d.db_bench(mode, 1000.0) {
+            if let Some(db) = d.db_bench(mode, 1000) {
                 series.push(
                     Series::new(
                         format!(
@@ -718,7 +726,7 @@ fn engine_writes(path: &Path, d: &Data) -> Result<Option<String>> {
         })
         .collect();
     let refs: Vec<&Panel> = panels.iter().collect();
-    let mut sizes: Vec<f64> = d.engine_writes.iter().map(|w| w.size).collect();
+    let mut sizes: Vec<f64> = d.engine_writes.iter().map(|w| w.size as f64).collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     let subtitle = format!(
@@ -751,36 +759,35 @@ fn adaptive_chunks(path: &Path, d: &Data) -> Result<Option<String>> {
                 .to_owned()
         }));
     }
-    let size = d.adaptive_chunks.iter().map(|c| c.size).fold(0.0, f64::max);
+    let size = d.adaptive_chunks.iter().map(|c| c.size).max().unwrap_or(0);
     let modes = [
         ("no-wal", "WAL off", BLUE),
         ("wal", "WAL on (no fsync)", ORANGE),
         ("sync", "WAL + fsync per chunk", GREEN),
     ];
     // Steps: a chunk's value holds from its start to its end.
-    let steps = |mode: &str, f: &dyn Fn(&crate::data::AdaptiveChunk) -> f64| -> Vec<(f64, f64)> {
+    let steps = |mode: &str, f: &dyn Fn(&AdaptiveChunkRow) -> f64| -> Vec<(f64, f64)> {
         d.adaptive_chunks
             .iter()
             .filter(|c| c.mode == mode && c.size == size)
             .flat_map(|c| [(c.start_ms, f(c)), (c.start_ms + c.elapsed_ms, f(c))])
             .collect()
     };
-    let make =
-        |caption: &str, y_desc: &str, f: &dyn Fn(&crate::data::AdaptiveChunk) -> f64| Panel {
-            caption: caption.to_owned(),
-            x_desc: "time since the write began (ms)".to_owned(),
-            y_desc: y_desc.to_owned(),
-            series: modes
-                .iter()
-                .map(|&(m, label, color)| Series::new(label, color, Mark::Step, steps(m, f)))
-                .filter(|s| !s.points.is_empty())
-                .collect(),
-        };
+    let make = |caption: &str, y_desc: &str, f: &dyn Fn(&AdaptiveChunkRow) -> f64| Panel {
+        caption: caption.to_owned(),
+        x_desc: "time since the write began (ms)".to_owned(),
+        y_desc: y_desc.to_owned(),
+        series: modes
+            .iter()
+            .map(|&(m, label, color)| Series::new(label, color, Mark::Step, steps(m, f)))
+            .filter(|s| !s.points.is_empty())
+            .collect(),
+    };
     let panels = [
         make(
             "Chunk size chosen by the controller",
             "chunk size (ops)",
-            &|c| c.len,
+            &|c| c.len as f64,
         ),
         make(
             "Throughput of each chunk",
@@ -798,10 +805,10 @@ fn adaptive_chunks(path: &Path, d: &Data) -> Result<Option<String>> {
         (1500, 1000),
         &format!(
             "Adaptive chunk size over time: one write of {} ops",
-            count(size)
+            count(size as f64)
         ),
         &format!(
-            "write_batch_adaptive, default config; each step is one chunk (one WriteBatch), the last one is what remains{}",
+            "write_batch_adaptive_with_config, the default config for the write (and any ADAPT_* overrides); each step is one chunk (one WriteBatch), the last one is what remains{}",
             quick_note(d)
         ),
         (2, 1),
@@ -831,7 +838,7 @@ fn group_commit(path: &Path, d: &Data) -> Result<Option<String>> {
         ("fsync-like", "fsync-like sink (1-3 ms per flush)"),
         ("1us-per-item", "CPU-bound sink (1 µs per item)"),
     ];
-    let series = |sink: &str, f: &dyn Fn(&crate::data::BatcherRun) -> f64| -> Vec<Series> {
+    let series = |sink: &str, f: &dyn Fn(&BatcherRow) -> f64| -> Vec<Series> {
         policies
             .iter()
             .map(|&(p, label, color)| {
@@ -839,7 +846,7 @@ fn group_commit(path: &Path, d: &Data) -> Result<Option<String>> {
                     .batcher
                     .iter()
                     .filter(|b| b.sink == sink && b.policy == p)
-                    .map(|b| (b.producers, f(b)))
+                    .map(|b| (b.producers as f64, f(b)))
                     .collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 Series::new(label, color, Mark::Line, pts)
@@ -856,12 +863,7 @@ fn group_commit(path: &Path, d: &Data) -> Result<Option<String>> {
             series: series(sink, &|b| b.ops_per_s),
         });
         let mut p99 = series(sink, &|b| b.p99_us / 1e3);
-        p99.push(Series::new(
-            "reference system's target: p99 < 10 ms",
-            BROWN,
-            Mark::Target,
-            vec![(0.0, 10.0)],
-        ));
+        p99.push(p99_target());
         panels.push(Panel {
             caption: format!("{caption}: p99 latency"),
             x_desc: "producers (closed-loop threads)".to_owned(),
@@ -874,7 +876,7 @@ fn group_commit(path: &Path, d: &Data) -> Result<Option<String>> {
         "Group commit (batchkv-batcher): throughput and p99 vs producers, per wait policy",
         &format!(
             "each producer submits one item and waits for its answer; default BatchConfig (max 1000 items, max_wait 1 ms){}",
-            if d.batcher.iter().any(|b| b.producers == 256.0) {
+            if d.batcher.iter().any(|b| b.producers == 256) {
                 ""
             } else {
                 " (quick run)"
@@ -885,6 +887,17 @@ fn group_commit(path: &Path, d: &Data) -> Result<Option<String>> {
         &panels,
     )?;
     Ok(None)
+}
+
+/// The reference system's p99 target, a line across a latency panel in ms.
+fn p99_target() -> Series {
+    let t = claim(ClaimId::P99Target);
+    Series::new(
+        format!("reference system's target: {}", t.what),
+        BROWN,
+        Mark::Target,
+        vec![(0.0, t.value)],
+    )
 }
 
 /// A grid of panels over a log x axis labelled at the data's x values, each with its own y
@@ -930,7 +943,7 @@ fn store_put(path: &Path, d: &Data) -> Result<Option<String>> {
     let mut thr = Vec::new();
     let mut p99 = Vec::new();
     for (mode, label, color) in modes {
-        let ops = d.store_series(&format!("store/put/{mode}/"), "ops_per_s");
+        let ops = d.store_series(&format!("store/put/{mode}/"), StoreMetric::OpsPerS);
         if ops.is_empty() {
             continue;
         }
@@ -939,12 +952,12 @@ fn store_put(path: &Path, d: &Data) -> Result<Option<String>> {
             label,
             color,
             Mark::Line,
-            d.store_series(&format!("store/put/{mode}/"), "p99_ns")
+            d.store_series(&format!("store/put/{mode}/"), StoreMetric::P99Ns)
                 .into_iter()
                 .map(|(t, ns)| (t, ns / 1e6))
                 .collect(),
         ));
-        let raw = d.store_series(&format!("store/raw/put/{mode}/"), "ops_per_s");
+        let raw = d.store_series(&format!("store/raw/put/{mode}/"), StoreMetric::OpsPerS);
         if !raw.is_empty() {
             thr.push(Series::new(
                 format!("raw rust-rocksdb single puts, {mode} (reference)"),
@@ -954,7 +967,7 @@ fn store_put(path: &Path, d: &Data) -> Result<Option<String>> {
             ));
         }
         let raw99: Vec<(f64, f64)> = d
-            .store_series(&format!("store/raw/put/{mode}/"), "p99_ns")
+            .store_series(&format!("store/raw/put/{mode}/"), StoreMetric::P99Ns)
             .into_iter()
             .map(|(t, ns)| (t, ns / 1e6))
             .collect();
@@ -973,18 +986,14 @@ fn store_put(path: &Path, d: &Data) -> Result<Option<String>> {
                 .to_owned(),
         ));
     }
+    let writes = claim(ClaimId::Writes);
     thr.push(Series::new(
-        "System G's claim: 100K+ writes/s",
+        format!("System G's claim: {}", writes.what),
         PURPLE,
         Mark::Target,
-        vec![(0.0, 100_000.0)],
+        vec![(0.0, writes.value)],
     ));
-    p99.push(Series::new(
-        "reference system's target: p99 < 10 ms",
-        BROWN,
-        Mark::Target,
-        vec![(0.0, 10.0)],
-    ));
+    p99.push(p99_target());
     let panels = [
         Panel {
             caption: "Throughput".to_owned(),
@@ -1028,14 +1037,22 @@ fn overhead_bars(d: &Data) -> Vec<(String, f64, usize)> {
     }
     for r in &d.engine_reads {
         bars.push((
-            format!("engine {} / raw rust-rocksdb", r.what),
+            format!("engine {} / raw rust-rocksdb", r.read),
             r.engine_ops_per_s / r.raw_ops_per_s,
             0,
         ));
     }
     if let (Some(e), Some(r)) = (
-        d.mvcc("mvcc/apply/1000/insert", "raw-engine", "ops_per_s"),
-        d.mvcc("mvcc/apply/1000/insert", "raw-rocksdb", "ops_per_s"),
+        d.mvcc(
+            "mvcc/apply/1000/insert",
+            MvccSide::RawEngine,
+            MvccMetric::OpsPerS,
+        ),
+        d.mvcc(
+            "mvcc/apply/1000/insert",
+            MvccSide::RawRocksdb,
+            MvccMetric::OpsPerS,
+        ),
     ) {
         bars.push((
             "raw engine batch, 1000 puts / raw rust-rocksdb".to_owned(),
@@ -1047,8 +1064,8 @@ fn overhead_bars(d: &Data) -> Vec<(String, f64, usize)> {
         for kind in ["insert", "update"] {
             let case = format!("mvcc/apply/{entry}/{kind}");
             if let (Some(m), Some(r)) = (
-                d.mvcc(&case, "mvcc", "ops_per_s"),
-                d.mvcc(&case, "raw-rocksdb", "ops_per_s"),
+                d.mvcc(&case, MvccSide::Mvcc, MvccMetric::OpsPerS),
+                d.mvcc(&case, MvccSide::RawRocksdb, MvccMetric::OpsPerS),
             ) {
                 bars.push((
                     format!("MVCC apply, {entry}-put entries, {kind} / raw rust-rocksdb"),
@@ -1059,19 +1076,23 @@ fn overhead_bars(d: &Data) -> Vec<(String, f64, usize)> {
         }
     }
     for (case, label, reference) in [
-        ("mvcc/get/latest", "MVCC get, latest", "raw-rocksdb"),
-        ("mvcc/get/old", "MVCC get, old revision", "raw-rocksdb"),
+        ("mvcc/get/latest", "MVCC get, latest", MvccSide::RawRocksdb),
+        (
+            "mvcc/get/old",
+            "MVCC get, old revision",
+            MvccSide::RawRocksdb,
+        ),
     ] {
         if let (Some(m), Some(r)) = (
-            d.mvcc(case, "mvcc", "ns_per_op"),
-            d.mvcc(case, reference, "ns_per_op"),
+            d.mvcc(case, MvccSide::Mvcc, MvccMetric::NsPerOp),
+            d.mvcc(case, reference, MvccMetric::NsPerOp),
         ) {
             bars.push((format!("{label} / raw rust-rocksdb get"), r / m, 1));
         }
     }
     if let (Some(m), Some(r)) = (
-        d.mvcc("mvcc/range/1000", "mvcc", "us_per_op"),
-        d.mvcc("mvcc/range/1000", "raw-engine", "us_per_op"),
+        d.mvcc("mvcc/range/1000", MvccSide::Mvcc, MvccMetric::UsPerOp),
+        d.mvcc("mvcc/range/1000", MvccSide::RawEngine, MvccMetric::UsPerOp),
     ) {
         bars.push((
             "MVCC range of 1000 keys / raw engine range".to_owned(),
@@ -1081,8 +1102,11 @@ fn overhead_bars(d: &Data) -> Vec<(String, f64, usize)> {
     }
     for (mode, threads) in [("sync", 1), ("wal", 1), ("none", 1), ("sync", 64)] {
         if let (Some(o), Some(r)) = (
-            d.store(&format!("store/put/{mode}/{threads}"), "ops_per_s"),
-            d.store(&format!("store/raw/put/{mode}/{threads}"), "ops_per_s"),
+            d.store(&format!("store/put/{mode}/{threads}"), StoreMetric::OpsPerS),
+            d.store(
+                &format!("store/raw/put/{mode}/{threads}"),
+                StoreMetric::OpsPerS,
+            ),
         ) {
             bars.push((
                 format!("Store put, {mode}, {threads} thr. / raw rust-rocksdb put"),
@@ -1094,8 +1118,8 @@ fn overhead_bars(d: &Data) -> Vec<(String, f64, usize)> {
     for mode in ["wal", "none"] {
         let case = format!("store/codec/apply/{mode}");
         if let (Some(p), Some(direct)) = (
-            d.store(&case, "pipeline_puts_per_s"),
-            d.store(&case, "direct_puts_per_s"),
+            d.store(&case, StoreMetric::PipelinePutsPerS),
+            d.store(&case, StoreMetric::DirectPutsPerS),
         ) {
             bars.push((
                 format!("MVCC apply with codec / without, {mode}"),
@@ -1238,10 +1262,10 @@ fn db_bench(path: &Path, d: &Data) -> Result<Option<String>> {
         };
         let what = format!(
             "{}, {} (db_bench {} ops/s)",
-            if db.batch == 1.0 {
+            if db.batch == 1 {
                 "single puts".to_owned()
             } else {
-                format!("{}-put batches", count(db.batch))
+                format!("{}-put batches", count(db.batch as f64))
             },
             match db.mode.as_str() {
                 "no-wal" => "WAL off",
@@ -1250,16 +1274,22 @@ fn db_bench(path: &Path, d: &Data) -> Result<Option<String>> {
             },
             rate(db.ops_per_s)
         );
-        let raw = if db.batch == 1000.0 {
-            d.store(&format!("store/raw/batch1000/{store_mode}"), "ops_per_s")
+        let raw = if db.batch == 1000 {
+            d.store(
+                &format!("store/raw/batch1000/{store_mode}"),
+                StoreMetric::OpsPerS,
+            )
         } else {
-            d.store(&format!("store/raw/put/{store_mode}/1"), "ops_per_s")
+            d.store(
+                &format!("store/raw/put/{store_mode}/1"),
+                StoreMetric::OpsPerS,
+            )
         };
         if let Some(r) = raw {
             rows.push((format!("{what}: rust-rocksdb"), r / db.ops_per_s, 0));
         }
-        if db.batch == 1.0
-            && let Some(o) = d.store(&format!("store/put/{store_mode}/1"), "ops_per_s")
+        if db.batch == 1
+            && let Some(o) = d.store(&format!("store/put/{store_mode}/1"), StoreMetric::OpsPerS)
         {
             rows.push((format!("{what}: Store, 1 client"), o / db.ops_per_s, 1));
         }
@@ -1275,7 +1305,7 @@ fn db_bench(path: &Path, d: &Data) -> Result<Option<String>> {
         "rust-rocksdb and batchkv vs RocksDB's db_bench (same run)",
         &format!(
             "sustained writes, 16-byte keys, 100-byte incompressible values, the engine's options; {}{}",
-            d.run("db_bench").unwrap_or(""),
+            d.run.db_bench,
             db_bench_caveat(d)
         ),
         "throughput ratio (1.0 = as fast as db_bench)",
@@ -1290,8 +1320,9 @@ fn db_bench(path: &Path, d: &Data) -> Result<Option<String>> {
 
 #[cfg(test)]
 mod tests {
+    use batchkv_benches::rows::{DbBenchRow, EngineWriteRow};
+
     use super::*;
-    use crate::data::{BatcherRun, DbBench, EngineWrite};
 
     #[test]
     fn log_ticks_label_every_range() {
@@ -1310,41 +1341,50 @@ mod tests {
     /// installed), the others say which file they miss.
     #[test]
     fn draws_what_it_has_data_for() {
-        let dir = std::env::temp_dir().join(format!("xtask-plot-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
         let mut d = Data::default();
         for (i, mode) in ["no-wal", "wal", "sync"].into_iter().enumerate() {
-            for size in [100.0, 1000.0, 10_000.0, 100_000.0] {
+            for size in [100, 1000, 10_000, 100_000] {
                 for strategy in ["raw-mono", "mono", "chunked-5000", "adaptive"] {
-                    d.engine_writes.push(EngineWrite {
+                    d.engine_writes.push(EngineWriteRow {
                         mode: mode.to_owned(),
                         size,
                         strategy: strategy.to_owned(),
-                        ops_per_s: 3e6 / (1.0 + i as f64) / size.log10(),
+                        ops_per_s_mean: 3e6 / (1.0 + i as f64) / (size as f64).log10(),
                         rsd_pct: 5.0,
+                        reps: 2,
+                        chunks: 1,
+                        final_chunk: 0,
                     });
                 }
             }
-            d.db_bench.push(DbBench {
+            d.db_bench.push(DbBenchRow {
                 mode: mode.to_owned(),
-                batch: 1000.0,
+                batch: 1000,
+                num: 200_000,
                 ops_per_s: 400_000.0,
+                micros_per_op: 2.5,
             });
         }
         for policy in ["fixed-1000us", "tiered", "adaptive"] {
             for sink in ["fsync-like", "1us-per-item"] {
-                for p in [1.0, 4.0, 16.0, 64.0] {
-                    d.batcher.push(BatcherRun {
+                for p in [1, 4, 16, 64] {
+                    d.batcher.push(BatcherRow {
                         sink: sink.to_owned(),
                         policy: policy.to_owned(),
                         producers: p,
-                        ops_per_s: 300.0 * p,
-                        p99_us: 3000.0 + 10.0 * p,
+                        ops: 300 * p as u64,
+                        secs: 1.0,
+                        ops_per_s: 300.0 * p as f64,
+                        p50_us: 2000.0,
+                        p99_us: 3000.0 + 10.0 * p as f64,
+                        mean_batch: p as f64,
                     });
                 }
             }
         }
-        let plots = all(&dir, &d);
+        let plots = all(dir, &d);
         let by_file = |f: &str| plots.iter().find(|p| p.file == f).expect("listed");
         match fonts() {
             Ok(()) => {
@@ -1363,6 +1403,5 @@ mod tests {
             }
             Err(e) => assert!(plots.iter().all(|p| p.skipped.as_ref() == Some(&e))),
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
