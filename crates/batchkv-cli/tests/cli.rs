@@ -11,144 +11,17 @@
 //! them fails these tests (never skips them).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use batchkv_testkit::Etcd;
 use serde_json::Value;
 
-const INSTALL_HINT: &str = "etcd-server and etcd-client are required: `cargo xtask doctor` \
-     installs them (apt-get install -y etcd-server etcd-client)";
 
 const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
-
-// ---------------------------------------------------------------------------------------------
-// A real etcd (the start/stop part of batchkv-mvcc's tests/etcd helper).
-
-fn require(binary: &str, version_arg: &str) {
-    match Command::new(binary)
-        .arg(version_arg)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`{binary} {version_arg}` failed ({}): {}\n{INSTALL_HINT}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            panic!("`{binary}` is not on PATH. {INSTALL_HINT}")
-        }
-        Err(e) => panic!("cannot run `{binary}`: {e}. {INSTALL_HINT}"),
-    }
-}
-
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
-        .collect();
-    let port = |i: usize| {
-        listeners[i]
-            .local_addr()
-            .expect("a bound listener has an address")
-            .port()
-    };
-    [port(0), port(1), port(2)]
-}
-
-/// A single-member etcd on loopback; killed on drop.
-struct Etcd {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        require("etcd", "--version");
-        require("etcdctl", "version");
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Etcd::try_start() {
-                Ok(e) => return e,
-                Err(e) => last = e,
-            }
-        }
-        panic!("etcd did not start: {last}");
-    }
-
-    fn try_start() -> Result<Etcd, String> {
-        let dir = tempfile::tempdir().expect("a temp dir for etcd");
-        let [client, peer, metrics] = free_ports();
-        let log = dir.path().join("etcd.log");
-        let out = File::create(&log).expect("create the etcd log");
-        let err = out.try_clone().expect("clone the etcd log handle");
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .arg("--name=t1")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=t1={peer_url}"))
-            .arg("--initial-cluster-state=new")
-            .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start etcd: {e}. {INSTALL_HINT}"));
-        let mut etcd = Etcd {
-            child,
-            endpoint: format!("127.0.0.1:{client}"),
-            log,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = etcd.child.try_wait().expect("poll etcd") {
-                let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
-                return Err(format!("etcd exited with {status}: {log}"));
-            }
-            let health = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", etcd.endpoint))
-                .args([
-                    "--dial-timeout=1s",
-                    "--command-timeout=1s",
-                    "endpoint",
-                    "health",
-                ])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run etcdctl endpoint health");
-            if health.status.success() {
-                return Ok(etcd);
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
-                panic!("etcd at {} not healthy after 20 s: {log}", etcd.endpoint);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Running both sides.
@@ -230,10 +103,8 @@ impl Pair {
     fn command(&self, side: Side, format: &str) -> Command {
         match side {
             Side::Etcd => {
-                let mut c = Command::new("etcdctl");
-                c.env("ETCDCTL_API", "3")
-                    .arg(format!("--endpoints={}", self.etcd.endpoint))
-                    .arg("--command-timeout=30s")
+                let mut c = self.etcd.etcdctl();
+                c.arg("--command-timeout=30s")
                     .args(["-w", format]);
                 c
             }
