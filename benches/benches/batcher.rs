@@ -48,14 +48,11 @@ fn policy_name(p: WaitPolicy) -> String {
 type Sink = Box<dyn FnMut(Vec<u64>) -> Result<Vec<Result<(), String>>, String> + Send>;
 
 fn sink(kind: SinkKind) -> Sink {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = common::Rng(0x9e37_79b9_7f4a_7c15);
     Box::new(move |batch: Vec<u64>| {
         match kind {
             SinkKind::Fsync => {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                thread::sleep(Duration::from_micros(1000 + state % 2001));
+                thread::sleep(Duration::from_micros(1000 + rng.next() % 2001));
             }
             SinkKind::CpuPerItem => {
                 let end = Instant::now() + Duration::from_micros(batch.len() as u64);

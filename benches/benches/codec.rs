@@ -21,7 +21,7 @@ const SIZES: [usize; 3] = [1, 100, 1000];
 /// 16-byte keys, 100-byte values. `compressible` values look like typical metadata (repeated
 /// text with a counter); the others are pseudo-random bytes that LZ4 cannot shrink.
 fn ops(n: usize, compressible: bool) -> Vec<Op> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = common::Rng(0x2545_f491_4f6c_dd1d);
     (0..n)
         .map(|i| {
             let key = format!("key-{i:012}").into_bytes();
@@ -33,14 +33,7 @@ fn ops(n: usize, compressible: bool) -> Vec<Op> {
                     .take(100)
                     .collect()
             } else {
-                (0..100)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        state as u8
-                    })
-                    .collect()
+                rng.bytes(100)
             };
             assert_eq!((key.len(), value.len()), (16, 100));
             Op::Put(Put::new(key, value))

@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -767,20 +766,19 @@ fn reopen_bench(p: &Params) -> Option<Reopen> {
          {build_ops_per_s:.0} ops/s applying; {:.0} s)",
         started.elapsed().as_secs_f64()
     );
-    let exe = std::env::current_exe().expect("current exe");
     let mut runs = Vec::new();
     for _ in 0..p.reopen_reps {
-        let out = Command::new(&exe)
+        let mut child = batchkv_testkit::this_exe();
+        child
             .env(REOPEN_CHILD, &path)
-            .env_remove("BATCHKV_REPORT_DIR")
-            .output()
-            .expect("run the reopen child");
-        let text = String::from_utf8_lossy(&out.stdout);
+            .env_remove("BATCHKV_REPORT_DIR");
+        let out = batchkv_testkit::ChildProcess::spawn(child).wait();
+        let text = &out.stdout;
         assert!(
             out.status.success(),
             "the reopen child failed ({}): {text}{}",
             out.status,
-            String::from_utf8_lossy(&out.stderr)
+            out.stderr
         );
         let figures: HashMap<String, f64> = text
             .split_whitespace()

@@ -46,42 +46,18 @@ pub fn write_rows<T: batchkv_benches::table::Table>(rows: &[T]) {
     }
 }
 
-/// A xorshift64 generator: deterministic values for every harness (a fixed seed per use).
-#[derive(Debug)]
-pub struct Rng(pub u64);
+/// The seeded generator every harness uses (batchkv-testkit's, shared with the tests).
+#[allow(unused_imports)] // a module of every harness; not all of them draw random data
+pub use batchkv_testkit::Rng;
 
-impl Rng {
-    /// The next pseudo-random number (never 0 for a non-zero seed).
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A 100-byte value: random bytes, or metadata-like text when `compressible`.
-    pub fn value(&mut self, compressible: bool) -> Vec<u8> {
-        if compressible {
-            let n = self.next() % 1000;
-            format!("{{\"owner\":\"svc-{:03}\",\"state\":\"ready\",\"replicas\":3,\"zone\":\"eu-west-1a\",\"n\":{n:04}}}", n % 50)
-                .into_bytes()
-                .into_iter()
-                .chain(std::iter::repeat(b' '))
-                .take(100)
-                .collect()
-        } else {
-            (0..100).map(|_| self.next() as u8).collect()
-        }
-    }
-}
-
-/// 16-byte keys in pseudo-random order (splitmix64 is a bijection, so they never repeat):
-/// sequential keys would flatter the memtable, whose skiplist inserts in order cheaply.
+/// 16-byte keys in pseudo-random order (splitmix64's finalizer is a bijection, so they never
+/// repeat): sequential keys would flatter the memtable, whose skiplist inserts in order cheaply.
 pub fn key(i: u64) -> Vec<u8> {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    format!("{:016x}", z ^ (z >> 31)).into_bytes()
+    format!(
+        "{:016x}",
+        batchkv_testkit::mix64(i.wrapping_add(0x9e37_79b9_7f4a_7c15))
+    )
+    .into_bytes()
 }
 
 /// The median of `xs` (NaN when empty).

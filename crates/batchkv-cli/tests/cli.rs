@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use batchkv_testkit::Etcd;
 use serde_json::Value;
 
-
 const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
 
 // ---------------------------------------------------------------------------------------------
@@ -104,8 +103,7 @@ impl Pair {
         match side {
             Side::Etcd => {
                 let mut c = self.etcd.etcdctl();
-                c.arg("--command-timeout=30s")
-                    .args(["-w", format]);
+                c.arg("--command-timeout=30s").args(["-w", format]);
                 c
             }
             Side::Batchkv => {
