@@ -189,18 +189,7 @@ impl Etcd {
                 if healthy[i] {
                     continue;
                 }
-                let health = Command::new("etcdctl")
-                    .env("ETCDCTL_API", "3")
-                    .arg(format!("--endpoints={}", m.endpoint))
-                    .args([
-                        "--dial-timeout=1s",
-                        "--command-timeout=1s",
-                        "endpoint",
-                        "health",
-                    ])
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("run etcdctl endpoint health");
+                let health = endpoint_health(&m.endpoint);
                 if health.status.success() {
                     healthy[i] = true;
                 } else if started.elapsed() > HEALTH_TIMEOUT {
@@ -346,4 +335,24 @@ pub fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `etcdctl endpoint health` against one endpoint (1 s timeouts): what it printed; healthy when
+/// it exited with success. Works for any server speaking etcd's v3 API.
+///
+/// # Panics
+/// If etcdctl cannot be run.
+pub fn endpoint_health(endpoint: &str) -> std::process::Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args([
+            "--dial-timeout=1s",
+            "--command-timeout=1s",
+            "endpoint",
+            "health",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etcdctl endpoint health")
 }

@@ -4,24 +4,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use batchkv_testkit::Etcd;
+use batchkv_testkit::{Etcd, endpoint_health};
 
-/// `etcdctl endpoint health` against one endpoint.
 fn healthy(endpoint: &str) -> bool {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args([
-            "--dial-timeout=1s",
-            "--command-timeout=1s",
-            "endpoint",
-            "health",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run etcdctl")
-        .status
-        .success()
+    endpoint_health(endpoint).status.success()
 }
 
 /// A serializable read of `key` from one member's own copy (no round trip to the leader).
