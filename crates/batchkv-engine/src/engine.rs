@@ -29,7 +29,7 @@ pub struct WriteMode {
     pub wal: bool,
     /// fsync the WAL before returning (survives a machine crash). Needs `wal`.
     pub sync: bool,
-    /// Fail with [`crate::StatusKind::Incomplete`] instead of waiting out a write stall.
+    /// Fail with [`crate::EngineError::WriteStall`] instead of waiting out a write stall.
     pub no_slowdown: bool,
 }
 
@@ -148,6 +148,7 @@ pub struct Engine {
     _cache: Cache,
     path: PathBuf,
     cf_names: Vec<String>,
+    read_only: bool,
     #[cfg(feature = "fault-injection")]
     pub(crate) fail_after: std::sync::atomic::AtomicI64,
 }
@@ -195,7 +196,28 @@ pub(crate) fn rocks_options(tuning: &Tuning, cache: &Cache) -> Options {
     if tuning.statistics {
         opts.enable_statistics();
     }
+    opts.set_level_zero_slowdown_writes_trigger(tuning.level0_slowdown_writes_trigger);
+    opts.set_level_zero_stop_writes_trigger(tuning.level0_stop_writes_trigger);
+    opts.set_disable_auto_compactions(tuning.disable_auto_compactions);
+    // RocksDB keeps 1,000 old info logs by default, one per open: a process that opens the
+    // store per command (the CLI) filled a 30 MiB disk with them. Keep a few, each bounded.
+    opts.set_keep_log_file_num(INFO_LOGS_KEPT);
+    opts.set_max_log_file_size(INFO_LOG_BYTES);
     opts
+}
+
+/// Old RocksDB info logs (`LOG.old.*`) kept in the database directory.
+const INFO_LOGS_KEPT: usize = 5;
+/// An info log is rolled over at this size.
+const INFO_LOG_BYTES: usize = 4 << 20;
+
+/// What [`Engine::verify_checksums`] read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries read, per column family (`default` first).
+    pub entries: Vec<(String, u64)>,
+    /// Live SST files, each read through in full: (file name, column family, bytes).
+    pub sst_files: Vec<(String, String, u64)>,
 }
 
 impl Engine {
@@ -212,7 +234,7 @@ impl Engine {
         if path.exists() && !path.is_dir() {
             return Err(EngineError::NotADirectory { path });
         }
-        if !config.create_if_missing && !path.join("CURRENT").exists() {
+        if (config.read_only || !config.create_if_missing) && !path.join("CURRENT").exists() {
             return Err(EngineError::Missing { path });
         }
         if !path.exists() {
@@ -245,14 +267,25 @@ impl Engine {
         let descriptors = names
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(n, rocks_options(&config.tuning, &cache)));
-        let db =
-            DB::open_cf_descriptors(&opts, &path, descriptors).map_err(|e| open_error(&path, e))?;
+        let db = if config.read_only {
+            // Column families asked for that the database lacks cannot be created read-only.
+            let on_disk = DB::list_cf(&opts, &path).map_err(|e| open_error(&path, e))?;
+            names.retain(|n| on_disk.contains(n));
+            let descriptors = names
+                .iter()
+                .map(|n| ColumnFamilyDescriptor::new(n, rocks_options(&config.tuning, &cache)));
+            DB::open_cf_descriptors_read_only(&opts, &path, descriptors, false)
+        } else {
+            DB::open_cf_descriptors(&opts, &path, descriptors)
+        }
+        .map_err(|e| open_error(&path, e))?;
         Ok(Engine {
             db,
             opts,
             _cache: cache,
             path,
             cf_names: names,
+            read_only: config.read_only,
             #[cfg(feature = "fault-injection")]
             fail_after: std::sync::atomic::AtomicI64::new(-1),
         })
@@ -261,6 +294,52 @@ impl Engine {
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the engine was opened read-only ([`EngineConfig::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn refuse_if_read_only(&self) -> Result<()> {
+        if self.read_only {
+            return Err(EngineError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads every entry of every column family with block checksums verified and without
+    /// filling the block cache: every data block of every live SST file, and the memtables.
+    /// RocksDB's corruption errors name the file and the offset at fault.
+    ///
+    /// # Errors
+    /// The first read error, e.g. [`crate::StatusKind::Corruption`] for a checksum mismatch.
+    pub fn verify_checksums(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for (i, name) in self.cf_names.iter().enumerate() {
+            let h = self.handle(Cf(i))?;
+            let mut ro = ReadOptions::default();
+            ro.set_verify_checksums(true);
+            ro.fill_cache(false);
+            let mut it = self.db.raw_iterator_cf_opt(h, ro);
+            it.seek_to_first();
+            let mut n = 0u64;
+            while it.valid() {
+                n += 1;
+                it.next();
+            }
+            it.status().map_err(EngineError::rocks)?;
+            report.entries.push((name.clone(), n));
+        }
+        let files = self.db.live_files().map_err(EngineError::rocks)?;
+        report.sst_files = files
+            .into_iter()
+            .map(|f| (f.name, f.column_family_name, f.size as u64))
+            .collect();
+        report.sst_files.sort();
+        Ok(report)
     }
 
     /// Names of the open column families (`default` first).
@@ -367,6 +446,7 @@ impl Engine {
     /// # Errors
     /// A RocksDB flush error.
     pub fn flush(&self) -> Result<()> {
+        self.refuse_if_read_only()?;
         let handles = self.handles()?;
         self.db
             .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
@@ -378,6 +458,7 @@ impl Engine {
     /// # Errors
     /// A RocksDB error.
     pub fn flush_wal(&self, sync: bool) -> Result<()> {
+        self.refuse_if_read_only()?;
         self.db.flush_wal(sync).map_err(EngineError::rocks)
     }
 
@@ -399,6 +480,7 @@ impl Engine {
     /// The single place every write goes through.
     pub(crate) fn write_raw(&self, batch: rocksdb::WriteBatch, mode: WriteMode) -> Result<()> {
         let wo = mode.write_options()?;
+        self.refuse_if_read_only()?;
         #[cfg(feature = "fault-injection")]
         {
             use std::sync::atomic::Ordering;

@@ -66,7 +66,7 @@ pub use crate::response::{
 pub use crate::retention::{AutoCompaction, AutoCompactor};
 pub use crate::revision::Revision;
 pub use crate::store::{
-    Applied, CommittedEntry, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
+    Applied, CheckReport, KvHash, CommittedEntry, CompactionStatus, DEFAULT_COMPACTION_BATCH, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, LEASE_CF, META_CF, Mvcc, MvccConfig,
     Prepared, PreparedEntry, PruneReport,
 };

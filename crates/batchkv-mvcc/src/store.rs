@@ -23,6 +23,10 @@ use crate::view::View;
 use crate::watch::{Hub, WatchRequest, Watcher};
 use batchkv_codec::record;
 
+mod check;
+
+pub use self::check::{CheckReport, KvHash};
+
 /// The column family of revision-keyed records.
 pub const KV_CF: &str = "kv";
 /// The column family of leases (id → granted TTL).
