@@ -107,15 +107,6 @@ pub struct Tuning {
     pub pipelined_write: bool,
     /// Collect RocksDB statistics tickers (a few percent of CPU; `stats()` reports them).
     pub statistics: bool,
-    /// Level-0 files at which RocksDB starts slowing writes down (RocksDB's default: 20).
-    pub level0_slowdown_writes_trigger: i32,
-    /// Level-0 files at which RocksDB stops writes until compaction catches up (RocksDB's
-    /// default: 36). A write with [`crate::WriteMode::no_slowdown`] then fails at once with
-    /// [`crate::EngineError::WriteStall`] instead of waiting.
-    pub level0_stop_writes_trigger: i32,
-    /// Turns RocksDB's automatic compactions off ([`crate::Engine::compact`] still works): for
-    /// tests that need a real write stall, and for bulk loads followed by one manual compaction.
-    pub disable_auto_compactions: bool,
 }
 
 impl Tuning {
@@ -131,9 +122,6 @@ impl Tuning {
             bloom_bits_per_key: Some(10.0),
             pipelined_write: false,
             statistics: true,
-            level0_slowdown_writes_trigger: 20,
-            level0_stop_writes_trigger: 36,
-            disable_auto_compactions: false,
         };
         match profile {
             Profile::Default => default,
@@ -196,24 +184,6 @@ impl Tuning {
             return Err(EngineError::config(
                 "bloom_bits_per_key",
                 format!("must be positive, got {bits}"),
-            ));
-        }
-        if self.level0_slowdown_writes_trigger < 1 {
-            return Err(EngineError::config(
-                "level0_slowdown_writes_trigger",
-                format!(
-                    "must be at least 1, got {}",
-                    self.level0_slowdown_writes_trigger
-                ),
-            ));
-        }
-        if self.level0_stop_writes_trigger < self.level0_slowdown_writes_trigger {
-            return Err(EngineError::config(
-                "level0_stop_writes_trigger",
-                format!(
-                    "must be at least level0_slowdown_writes_trigger ({}), got {}",
-                    self.level0_slowdown_writes_trigger, self.level0_stop_writes_trigger
-                ),
             ));
         }
         if let Compression::PerLevel(v) = &self.compression

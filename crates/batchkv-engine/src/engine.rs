@@ -196,9 +196,6 @@ pub(crate) fn rocks_options(tuning: &Tuning, cache: &Cache) -> Options {
     if tuning.statistics {
         opts.enable_statistics();
     }
-    opts.set_level_zero_slowdown_writes_trigger(tuning.level0_slowdown_writes_trigger);
-    opts.set_level_zero_stop_writes_trigger(tuning.level0_stop_writes_trigger);
-    opts.set_disable_auto_compactions(tuning.disable_auto_compactions);
     // RocksDB keeps 1,000 old info logs by default, one per open: a process that opens the
     // store per command (the CLI) filled a 30 MiB disk with them. Keep a few, each bounded.
     opts.set_keep_log_file_num(INFO_LOGS_KEPT);

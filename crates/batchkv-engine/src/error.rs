@@ -114,12 +114,12 @@ pub enum EngineError {
         /// The database path.
         path: PathBuf,
     },
-    /// A write would have waited for compaction to catch up (too many level-0 files, too many
-    /// memtables or too many pending compaction bytes) and asked not to wait
+    /// A write would have waited for flushes and compaction to catch up (too many memtables,
+    /// level-0 files or pending compaction bytes) and asked not to wait
     /// ([`crate::WriteMode::no_slowdown`]). Nothing was written; retry later.
     #[error(
-        "write stall: RocksDB is holding writes back until compaction catches up (level-0 \
-         files, memtables or pending compaction bytes over their limits) and the write asked \
+        "write stall: RocksDB is holding writes back until flushes and compaction catch up \
+         (too many memtables, level-0 files or pending compaction bytes) and the write asked \
          not to wait; nothing was written ({message})"
     )]
     WriteStall {

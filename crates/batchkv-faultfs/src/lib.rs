@@ -19,8 +19,9 @@
 //! - `match`: a substring the file's path must contain (`.log`, `.sst`, `MANIFEST`). Default:
 //!   any file under the directory.
 //! - `after`: how many matching calls go through before the action (default 0).
-//! - `action`: `fail` (return -1 with `errno`, without calling libc) or `kill` (SIGKILL the
-//!   process inside the call, before libc runs it: a crash at exactly that write or fsync).
+//! - `action`: `fail` (return -1 with `errno`, without calling libc), `kill` (SIGKILL the
+//!   process inside the call, before libc runs it: a crash at exactly that write or fsync), or
+//!   `delay` (sleep `ms` milliseconds, then call libc: a slow disk).
 //! - `errno`: `EIO` (default), `ENOSPC`, `EDQUOT` or `EROFS`.
 //! - `count`: how many calls fail (default 0: every one from then on, as a dying disk does).
 //!
@@ -64,6 +65,7 @@ impl Kind {
 enum Action {
     Fail,
     Kill,
+    Delay(u64),
 }
 
 /// The parsed control file.
@@ -83,6 +85,7 @@ impl Plan {
         if text.is_empty() {
             return None;
         }
+        let mut delay_ms = 0;
         let mut plan = Plan {
             ops: [true; 3],
             matching: Vec::new(),
@@ -112,9 +115,11 @@ impl Plan {
                     plan.action = match v {
                         "fail" => Action::Fail,
                         "kill" => Action::Kill,
+                        "delay" => Action::Delay(0),
                         _ => return None,
                     }
                 }
+                "ms" => delay_ms = v.parse().ok()?,
                 "errno" => {
                     plan.errno = match v {
                         "EIO" => libc::EIO,
@@ -126,6 +131,9 @@ impl Plan {
                 }
                 _ => return None,
             }
+        }
+        if plan.action == Action::Delay(0) {
+            plan.action = Action::Delay(delay_ms);
         }
         Some(plan)
     }
@@ -230,6 +238,11 @@ fn decide(kind: Kind, path: impl FnOnce() -> Option<Vec<u8>>) -> Option<c_int> {
                 unsafe {
                     libc::raise(libc::SIGKILL);
                 }
+                None
+            }
+            Action::Delay(ms) => {
+                log(cfg, &format!("delay {} {path} {ms}ms", kind.name()));
+                std::thread::sleep(std::time::Duration::from_millis(ms));
                 None
             }
             Action::Fail => {

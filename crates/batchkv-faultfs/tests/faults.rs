@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use batchkv::{AutoFlushConfig, Durability, Store, StoreError};
+use batchkv::{AutoFlushConfig, Durability, EngineError, MvccError, Store, StoreError, Tuning};
 use batchkv_testkit::{ChildProcess, child_env, temp_dir, this_test};
 
 const CHILD: &str = "BATCHKV_FAULTFS_CHILD";
@@ -124,6 +124,9 @@ fn child(spec: &str) {
         "sst-write" => Durability::None,
         _ => Durability::Sync,
     };
+    if scenario == "stall" {
+        return stall_child(&data, &ctl);
+    }
     if scenario == "rename" {
         // Every rename fails while the store opens: RocksDB installs CURRENT and OPTIONS by
         // renaming temporary files.
@@ -198,6 +201,65 @@ fn child(spec: &str) {
     }
     let read = store.get("k00").map(|kv| kv.is_some());
     println!("@READ: {read:?}");
+}
+
+/// A real write stall: 64 KiB memtables, at most 2 of them, and SST writes slowed to 300 ms
+/// each, so memtables fill faster than they flush and RocksDB stops writes.
+fn stall_child(data: &Path, ctl: &Path) {
+    let tuning = Tuning {
+        write_buffer_bytes: 64 << 10,
+        max_write_buffers: 2,
+        ..Tuning::default()
+    };
+    let value = vec![b'v'; 4096];
+    // 1. With `fail_on_write_stall`, the stalled write fails at once with its own error.
+    let store = Store::builder(data.join("fails"))
+        .tuning(tuning.clone())
+        .fail_on_write_stall(true)
+        .open()
+        .expect("open");
+    arm(ctl, "ops=write match=.sst action=delay ms=300");
+    let mut acked = 0;
+    let err = loop {
+        match store.put(format!("k{acked:04}"), value.clone()) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 10_000, "no stall");
+    };
+    let stalled = matches!(&err, StoreError::Storage(e) if matches!(&**e, MvccError::Engine(EngineError::WriteStall { .. })));
+    println!("@STALL: {stalled} after {acked} puts: {err}");
+    println!("@HALTED-AFTER-STALL: {:?}", store.halted());
+    // The flush finishes (slowly); then writes go through again.
+    let start = Instant::now();
+    while store.put("after-stall", "v").is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the stall never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("@RESUMED: after {:?}", start.elapsed());
+    drop(store);
+    // 2. Without it, writes wait the stall out: slower, never failed.
+    let store = Store::builder(data.join("waits"))
+        .tuning(tuning)
+        .open()
+        .expect("open");
+    let mut slowest = Duration::ZERO;
+    for i in 0..(acked + 20) {
+        let t = Instant::now();
+        store
+            .put(format!("k{i:04}"), value.clone())
+            .expect("a stalled write waits, then succeeds");
+        slowest = slowest.max(t.elapsed());
+    }
+    println!(
+        "@WAITED: {} puts, the slowest {} ms",
+        acked + 20,
+        slowest.as_millis()
+    );
+    arm(ctl, "");
 }
 
 /// The parent's checks after the child: everything acknowledged is there, the stored state is
@@ -348,4 +410,37 @@ fn failing_renames_fail_the_open_cleanly() {
     let store = reopen_and_check(&s.data, &["k".to_owned()]);
     drop(store);
     eprintln!("faults injected: {}", s.injected().len());
+}
+
+#[test]
+fn a_real_write_stall_fails_fast_when_asked_and_otherwise_waits() {
+    if let Some(spec) = child_env(CHILD) {
+        return child(spec.to_str().expect("UTF-8"));
+    }
+    let s = Setup::new();
+    let lines = s.run_child(
+        "a_real_write_stall_fails_fast_when_asked_and_otherwise_waits",
+        "stall",
+    );
+    let stall = line(&lines, "STALL");
+    assert!(
+        stall.starts_with("true"),
+        "not a write-stall error: {stall}"
+    );
+    assert!(
+        stall.contains("write stall") && stall.contains("nothing was written"),
+        "{stall}"
+    );
+    // A stall breaks nothing: not halted, and writes go on once the flush is done.
+    assert_eq!(line(&lines, "HALTED-AFTER-STALL"), "None");
+    line(&lines, "RESUMED");
+    eprintln!("{}; waiting: {}", stall, line(&lines, "WAITED"));
+    for dir in ["fails", "waits"] {
+        Store::builder(s.data.join(dir))
+            .read_only(true)
+            .open()
+            .expect("open")
+            .check()
+            .expect("whole after the stall");
+    }
 }
