@@ -8,7 +8,7 @@ use rocksdb::{
 };
 
 use crate::config::{EngineConfig, Tuning};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Result, StatusKind};
 
 /// The default column family's name.
 pub const DEFAULT_CF: &str = "default";
@@ -196,6 +196,11 @@ pub(crate) fn rocks_options(tuning: &Tuning, cache: &Cache) -> Options {
     if tuning.statistics {
         opts.enable_statistics();
     }
+    // A WAL record that fails its checksum is an error at open, not the silent end of the log
+    // (RocksDB's default, point-in-time recovery, drops every record after it, acknowledged or
+    // not). Only an incomplete record at the very end, a write cut short by a crash, is
+    // tolerated: it was never acknowledged. This is etcd's rule for its own WAL.
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     // RocksDB keeps 1,000 old info logs by default, one per open: a process that opens the
     // store per command (the CLI) filled a 30 MiB disk with them. Keep a few, each bounded.
     opts.set_keep_log_file_num(INFO_LOGS_KEPT);
@@ -528,7 +533,33 @@ fn open_error(path: &Path, e: rocksdb::Error) -> EngineError {
             message,
         };
     }
-    EngineError::rocks(e)
+    match EngineError::rocks(e) {
+        EngineError::RocksDb {
+            kind: StatusKind::Corruption,
+            message,
+        } if !message.contains(".log") && !message.contains(".sst") => EngineError::RocksDb {
+            kind: StatusKind::Corruption,
+            message: match wal_corruption(path) {
+                Some(detail) => format!("{message} (in {detail})"),
+                None => message,
+            },
+        },
+        other => other,
+    }
+}
+
+/// Where recovery found a bad WAL record: RocksDB's status says only "checksum mismatch", its
+/// info log says which file (`<path>.log: dropping N bytes; Corruption: ...`).
+fn wal_corruption(path: &Path) -> Option<String> {
+    let log = std::fs::read(path.join("LOG")).ok()?;
+    let text = String::from_utf8_lossy(&log);
+    let line = text.lines().rev().find(|l| l.contains(".log: dropping "))?;
+    let start = line.find(&*path.to_string_lossy()).unwrap_or(0);
+    let detail = &line[start..];
+    Some(match detail.split_once("; ") {
+        Some((what, _)) => what.to_owned(),
+        None => detail.to_owned(),
+    })
 }
 
 /// Copies up to `limit` pairs (0: all) out of a scan.

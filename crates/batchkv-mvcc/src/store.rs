@@ -398,6 +398,12 @@ impl Mvcc {
     fn recover(&mut self) -> Result<(), MvccError> {
         let path = self.engine.path().to_path_buf();
         match self.engine.get(self.meta_cf, META_FORMAT)? {
+            // A new store has no history either; one with history lost its format version.
+            None if self.meta_i64(META_CURRENT)?.is_some() => {
+                return Err(
+                    self.corrupt("meta format_version is missing from a store with history")
+                );
+            }
             None => {
                 let mut b = self.engine.begin_batch();
                 b.put(self.meta_cf, META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;

@@ -301,7 +301,7 @@ impl Mvcc {
         let last_main = expect.map_or(first_complete - 1, |r| r.main);
         if last_main != self.current.max(first_complete - 1) {
             return Err(self.corrupt(format!(
-                "history ends at revision {last_main}, the current revision is {}",
+                "the records end at revision {last_main}, but meta current_revision is {}",
                 self.current
             )));
         }
