@@ -549,16 +549,28 @@ fn open_error(path: &Path, e: rocksdb::Error) -> EngineError {
 }
 
 /// Where recovery found a bad WAL record: RocksDB's status says only "checksum mismatch", its
-/// info log says which file (`<path>.log: dropping N bytes; Corruption: ...`).
+/// info log says which file (`<path>.log: dropping N bytes; Corruption: ...`). A read-only open
+/// writes no info log: then the WAL files being replayed are named.
 fn wal_corruption(path: &Path) -> Option<String> {
-    let log = std::fs::read(path.join("LOG")).ok()?;
-    let text = String::from_utf8_lossy(&log);
-    let line = text.lines().rev().find(|l| l.contains(".log: dropping "))?;
-    let start = line.find(&*path.to_string_lossy()).unwrap_or(0);
-    let detail = &line[start..];
-    Some(match detail.split_once("; ") {
-        Some((what, _)) => what.to_owned(),
-        None => detail.to_owned(),
+    let from_log = std::fs::read(path.join("LOG")).ok().and_then(|log| {
+        let text = String::from_utf8_lossy(&log);
+        let line = text.lines().rev().find(|l| l.contains(".log: dropping "))?;
+        let start = line.find(&*path.to_string_lossy()).unwrap_or(0);
+        let detail = &line[start..];
+        Some(match detail.split_once("; ") {
+            Some((what, _)) => what.to_owned(),
+            None => detail.to_owned(),
+        })
+    });
+    from_log.or_else(|| {
+        let mut wals: Vec<String> = std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        wals.sort();
+        (!wals.is_empty()).then(|| format!("the WAL being replayed: {}", wals.join(", ")))
     })
 }
 
