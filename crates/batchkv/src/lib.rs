@@ -30,6 +30,8 @@
 
 mod durability;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod halt;
 mod log;
 mod pipeline;
