@@ -481,7 +481,7 @@ impl Engine {
 
     /// The single place every write goes through.
     pub(crate) fn write_raw(&self, batch: rocksdb::WriteBatch, mode: WriteMode) -> Result<()> {
-        let wo = mode.write_options()?;
+        let mut wo = mode.write_options()?;
         self.refuse_if_read_only()?;
         #[cfg(feature = "fault-injection")]
         {
@@ -496,7 +496,28 @@ impl Engine {
                 return Err(EngineError::Injected);
             }
         }
-        self.db.write_opt(batch, &wo).map_err(EngineError::rocks)
+        if mode.no_slowdown {
+            return self.db.write_opt(batch, &wo).map_err(EngineError::rocks);
+        }
+        // A write that must wait out a stall waits here, not in RocksDB's write queue. A writer
+        // parked there blocks every manual flush, and RocksDB's own recovery from a full disk
+        // flushes manually while the stall it would end holds the writer: both waited forever
+        // (found by the disk-full test, about one run in ten under load). So every write asks
+        // not to wait; a stalled one leaves the queue, sleeps and tries again.
+        wo.set_no_slowdown(true);
+        let mut backoff = std::time::Duration::from_micros(100);
+        let mut batch = batch;
+        loop {
+            let again = batch.data().to_vec();
+            match self.db.write_opt(batch, &wo).map_err(EngineError::rocks) {
+                Err(EngineError::WriteStall { .. }) => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_millis(10));
+                    batch = rocksdb::WriteBatch::from_data(&again);
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Makes every write after the next `successful` ones fail with

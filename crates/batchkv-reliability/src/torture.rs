@@ -650,6 +650,14 @@ fn run_mode(opts: &Options, mode: Mode, dir: &Path, shim: Option<&Path>) -> Resu
         *report.kills.entry(kind).or_default() += 1;
         verify(mode, &store_dir, &acks, &mut report)
             .with_context(|| format!("after kill {cycle} ({})", kind.label()))?;
+        if (cycle + 1) % 25 == 0 && cycle + 1 < opts.kills {
+            println!(
+                "  {}: {} kills, {:.0} s",
+                mode.name(),
+                cycle + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
         // Checked: remove them, and any a kill left half written.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
     }
