@@ -661,8 +661,13 @@ fn run_mode(opts: &Options, mode: Mode, dir: &Path, shim: Option<&Path>) -> Resu
         // Checked: remove them, and any a kill left half written.
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
     }
-    let store = Store::builder(&store_dir).read_only(true).open()?;
-    report.revision = store.current_revision();
+    // Every kill may have come before the first open finished: then there is no store.
+    if store_dir.join("CURRENT").exists() {
+        report.revision = Store::builder(&store_dir)
+            .read_only(true)
+            .open()?
+            .current_revision();
+    }
     report.took = started.elapsed();
     Ok(report)
 }
