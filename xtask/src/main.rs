@@ -158,7 +158,10 @@ fn ci() -> Result<()> {
         fuzz::run_target(&target, secs)?;
     }
     reliability::run_torture(&reliability::CI_KILLS.to_string(), &[])?;
-    reliability::run_soak(reliability::CI_SOAK, &[])?;
+    reliability::run_soak(
+        reliability::CI_SOAK,
+        &["--interval".to_owned(), reliability::CI_SOAK_INTERVAL.to_owned()],
+    )?;
     util::section(&format!("ci passed in {} s", started.elapsed().as_secs()));
     println!("{}", tally.closing_line());
     Ok(())

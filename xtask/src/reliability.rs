@@ -12,8 +12,10 @@ use crate::util::{Cargo, root, run_cmd, section, target_dir};
 pub const FULL_KILLS: usize = 200;
 /// Kills per durability mode in `cargo xtask ci`.
 pub const CI_KILLS: usize = 10;
-/// How long `cargo xtask ci` soaks.
+/// How long `cargo xtask ci` soaks, and how often it samples there (10 s would leave six
+/// samples after the warm-up).
 pub const CI_SOAK: &str = "2m";
+pub const CI_SOAK_INTERVAL: &str = "5s";
 
 /// Where the soak run writes `soak.csv`, `soak.png` and `soak.md`.
 pub fn soak_dir() -> PathBuf {
