@@ -160,7 +160,10 @@ fn ci() -> Result<()> {
     reliability::run_torture(&reliability::CI_KILLS.to_string(), &[])?;
     reliability::run_soak(
         reliability::CI_SOAK,
-        &["--interval".to_owned(), reliability::CI_SOAK_INTERVAL.to_owned()],
+        &[
+            "--interval".to_owned(),
+            reliability::CI_SOAK_INTERVAL.to_owned(),
+        ],
     )?;
     util::section(&format!("ci passed in {} s", started.elapsed().as_secs()));
     println!("{}", tally.closing_line());
