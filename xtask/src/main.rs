@@ -6,6 +6,7 @@
 mod bench;
 mod doctor;
 mod fuzz;
+mod reliability;
 mod util;
 
 use std::process::ExitCode;
@@ -27,13 +28,21 @@ TASKS:
     bench --report-only      re-render report.md and the plots from the last run's CSV files
     fuzz TARGET [--time SECS] run a cargo-fuzz target (installs cargo-fuzz if needed; default 60 s)
     fuzz --list              list the fuzz targets
-    ci                       fmt check, clippy -D warnings, test, bench --quick, each fuzz target briefly
+    torture [--kills N] [--seed S] [--modes sync,wal,none]
+                             the crash campaign: SIGKILL a child writing to a store, reopen,
+                             check; 200 kills per durability mode by default
+    soak [--duration 1h] [--rate OPS] [--interval 10s]
+                             a mixed load at a fixed rate, sampled every interval; writes
+                             target/batchkv-soak/: soak.csv, soak.png, soak.md; fails on drift
+    ci                       fmt check, clippy -D warnings, test, bench --quick, each fuzz
+                             target briefly (not store_crash), torture --kills 10, soak 2m
     doctor                   check the prerequisites; on Debian as root, install what is missing
 
 ENVIRONMENT:
     CARGO_TARGET_DIR         where cargo builds (CI keeps it outside the checkout)
     BATCHKV_REPORT_DIR       where `bench` writes its report (default target/batchkv-report)
     BATCHKV_FUZZ_SECS        seconds per fuzz target in `ci` (default 20)
+    BATCHKV_SOAK_DIR         where `soak` writes (default target/batchkv-soak)
 ";
 
 fn main() -> ExitCode {
@@ -71,6 +80,14 @@ fn run(args: Vec<String>) -> Result<()> {
             bench::run(&opts)
         }
         "fuzz" => fuzz::run(&rest),
+        "torture" => {
+            doctor::run()?;
+            reliability::torture(&rest)
+        }
+        "soak" => {
+            doctor::run()?;
+            reliability::soak(&rest)
+        }
         "ci" => {
             no_args("ci", &rest)?;
             ci()
@@ -132,8 +149,22 @@ fn ci() -> Result<()> {
         Err(_) => 20,
     };
     for target in fuzz::targets()? {
+        if fuzz::NOT_IN_CI.contains(&target.as_str()) {
+            println!(
+                "fuzz {target}: not in ci (see `cargo xtask fuzz --list`); its property runs as a proptest in `cargo xtask test`"
+            );
+            continue;
+        }
         fuzz::run_target(&target, secs)?;
     }
+    reliability::run_torture(&reliability::CI_KILLS.to_string(), &[])?;
+    reliability::run_soak(
+        reliability::CI_SOAK,
+        &[
+            "--interval".to_owned(),
+            reliability::CI_SOAK_INTERVAL.to_owned(),
+        ],
+    )?;
     util::section(&format!("ci passed in {} s", started.elapsed().as_secs()));
     println!("{}", tally.closing_line());
     Ok(())

@@ -176,6 +176,11 @@ pub enum Command {
     /// Writes a consistent copy of the store to DIR; open it with --data-dir=DIR (batchkv's own)
     #[command(override_usage = "batchkv checkpoint <dir>")]
     Checkpoint(CheckpointArgs),
+    /// Verifies the store read-only: block checksums, meta values, contiguous revisions, the
+    /// key index against the records, leases against keys; prints etcd's HashKV digest
+    /// (batchkv's own)
+    #[command(override_usage = "batchkv check [options]")]
+    Check(CheckArgs),
     /// Concurrent puts of bench/... keys; prints ops/s and latencies (batchkv's own)
     Bench(BenchArgs),
     /// Prints the version
@@ -382,6 +387,14 @@ pub struct CheckpointArgs {
     /// The directory to create
     #[arg(value_name = "ARGS")]
     pub args: Vec<OsString>,
+}
+
+/// `check`'s flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also print the HashKV digest at this revision (0: only the current one)
+    #[arg(long, value_name = "N", default_value = "0", value_parser = GoInt)]
+    pub rev: i64,
 }
 
 /// `bench`'s flags.

@@ -637,6 +637,60 @@ impl CheckpointJson {
     }
 }
 
+/// `check` (batchkv's own): etcd's HashKV fields, then what was verified.
+#[derive(Debug, Serialize)]
+pub struct CheckJson {
+    header: Header,
+    hash: u32,
+    hash_revision: i64,
+    compact_revision: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_at_rev: Option<HashJson>,
+    records: u64,
+    live_keys: u64,
+    leases: u64,
+    leased_keys: u64,
+    applied_index: u64,
+    pruned_revision: i64,
+    entries: std::collections::BTreeMap<String, u64>,
+    sst_files: usize,
+    sst_bytes: u64,
+}
+
+/// One HashKV digest.
+#[derive(Debug, Serialize)]
+struct HashJson {
+    hash: u32,
+    hash_revision: i64,
+    compact_revision: i64,
+}
+
+impl CheckJson {
+    /// The report of a check, with the digest at `--rev` if asked for.
+    pub fn new(r: &batchkv::CheckReport, at: Option<&batchkv::KvHash>) -> Self {
+        CheckJson {
+            header: Header::top(r.current_revision),
+            hash: r.hash.hash,
+            hash_revision: r.hash.revision,
+            compact_revision: r.hash.compact_revision,
+            hash_at_rev: at.map(|h| HashJson {
+                hash: h.hash,
+                hash_revision: h.revision,
+                compact_revision: h.compact_revision,
+            }),
+            records: r.records,
+            live_keys: r.live_keys,
+            leases: r.leases,
+            leased_keys: r.leased_keys,
+            applied_index: r.applied_index,
+            pruned_revision: r.pruned_revision,
+            entries: r.verified.entries.iter().cloned().collect(),
+            sst_files: r.verified.sst_files.len(),
+            sst_bytes: r.verified.sst_files.iter().map(|(_, _, b)| b).sum(),
+        }
+    }
+}
+
 /// `bench` (batchkv's own).
 #[derive(Debug, Serialize)]
 pub struct BenchJson {

@@ -216,6 +216,11 @@ pub struct EngineConfig {
     pub column_families: Vec<String>,
     /// Memory, compression and background work.
     pub tuning: Tuning,
+    /// Open without writing anything (RocksDB's read-only mode): the WAL is replayed into
+    /// memory, not flushed, no new MANIFEST, WAL or OPTIONS file is made, and the database is not
+    /// locked. Reads work on a full disk and beside a writer (as of the moment of opening);
+    /// every write fails with [`crate::EngineError::ReadOnly`]. The database must exist.
+    pub read_only: bool,
 }
 
 impl EngineConfig {
@@ -226,7 +231,14 @@ impl EngineConfig {
             create_if_missing: true,
             column_families: Vec::new(),
             tuning: Tuning::default(),
+            read_only: false,
         }
+    }
+
+    /// Opens read-only (see [`EngineConfig::read_only`]).
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
     }
 
     /// Adds column families.

@@ -108,6 +108,24 @@ pub enum EngineError {
     /// A failure injected by the `fault-injection` feature.
     #[error("injected write failure")]
     Injected,
+    /// The engine was opened read-only ([`crate::EngineConfig::read_only`]).
+    #[error("the database at {path} is open read-only: writes are refused")]
+    ReadOnly {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// A write would have waited for flushes and compaction to catch up (too many memtables,
+    /// level-0 files or pending compaction bytes) and asked not to wait
+    /// ([`crate::WriteMode::no_slowdown`]). Nothing was written; retry later.
+    #[error(
+        "write stall: RocksDB is holding writes back until flushes and compaction catch up \
+         (too many memtables, level-0 files or pending compaction bytes) and the write asked \
+         not to wait; nothing was written ({message})"
+    )]
+    WriteStall {
+        /// RocksDB's message.
+        message: String,
+    },
 }
 
 impl EngineError {
@@ -120,8 +138,35 @@ impl EngineError {
         }
     }
 
+    /// RocksDB's status kind, when RocksDB returned the error.
+    pub fn status_kind(&self) -> Option<StatusKind> {
+        match self {
+            EngineError::RocksDb { kind, .. } => Some(*kind),
+            EngineError::WriteStall { .. } => Some(StatusKind::Incomplete),
+            EngineError::PartialWrite(p) => p.source.status_kind(),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is the file system's "no space left on device" (ENOSPC). RocksDB
+    /// refuses writes after it (a background error) and resumes by itself once space is free.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            EngineError::RocksDb { kind, message } => {
+                *kind == StatusKind::Io && message.contains("No space left on device")
+            }
+            EngineError::PartialWrite(p) => p.source.is_no_space(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn rocks(e: rocksdb::Error) -> Self {
         use rocksdb::ErrorKind as K;
+        if e.kind() == K::Incomplete && e.as_ref().to_ascii_lowercase().contains("stall") {
+            return EngineError::WriteStall {
+                message: e.into_string(),
+            };
+        }
         let kind = match e.kind() {
             K::Incomplete => StatusKind::Incomplete,
             K::Busy | K::TryAgain | K::TimedOut => StatusKind::Busy,

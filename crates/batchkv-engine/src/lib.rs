@@ -28,7 +28,8 @@ pub use crate::batch::{Batch, StagedBatch};
 pub use crate::checkpoint::{CheckpointInfo, list_checkpoints, restore_from_checkpoint};
 pub use crate::config::{Codec, Compression, EngineConfig, Profile, Tuning};
 pub use crate::engine::{
-    Cf, DEFAULT_CF, Engine, EngineSnapshot, KeyRange, WriteMode, prefix_end, rocksdb_options,
+    Cf, DEFAULT_CF, Engine, EngineSnapshot, KeyRange, VerifyReport, WriteMode, prefix_end,
+    rocksdb_options,
 };
 pub use crate::error::{EngineError, PartialWrite, Result, StatusKind};
 pub use crate::large::{Mutation, WriteReport};

@@ -23,6 +23,10 @@ use crate::view::View;
 use crate::watch::{Hub, WatchRequest, Watcher};
 use batchkv_codec::record;
 
+mod check;
+
+pub use self::check::{CheckReport, KvHash};
+
 /// The column family of revision-keyed records.
 pub const KV_CF: &str = "kv";
 /// The column family of leases (id → granted TTL).
@@ -394,6 +398,14 @@ impl Mvcc {
     fn recover(&mut self) -> Result<(), MvccError> {
         let path = self.engine.path().to_path_buf();
         match self.engine.get(self.meta_cf, META_FORMAT)? {
+            // A new store has no history either; one with history lost its format version.
+            None if self.meta_i64(META_CURRENT)?.is_some() => {
+                return Err(
+                    self.corrupt("meta format_version is missing from a store with history")
+                );
+            }
+            // A new store, opened read-only: nothing to write (and nothing may be).
+            None if self.engine.is_read_only() => {}
             None => {
                 let mut b = self.engine.begin_batch();
                 b.put(self.meta_cf, META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
@@ -542,6 +554,20 @@ impl Mvcc {
         Ok(())
     }
 
+    /// How compaction and pruning write their deletes: with the WAL, not synced (a lost step
+    /// is redone), unless entries are written without the WAL. Then neither may be: a delete
+    /// that survives a crash while the entries before it do not (they lived in memtables only)
+    /// would remove the last durable version of a key, or compact below a compaction that never
+    /// happened. Without the WAL, both sit in the memtables behind the entries they follow,
+    /// and RocksDB's atomic flush makes them durable together or not at all.
+    fn maintenance_mode(&self) -> WriteMode {
+        if self.config.write_mode.wal {
+            WriteMode::WAL
+        } else {
+            WriteMode::NO_WAL
+        }
+    }
+
     /// Below this revision history is incomplete (compacted, or pruned for some key): watches
     /// starting below it are cancelled.
     fn history_start(&self) -> i64 {
@@ -552,8 +578,9 @@ impl Mvcc {
     /// as compaction does for one revision: a read of a key below its oldest kept revision
     /// fails with etcd's "required revision has been compacted", and a watch from below the
     /// highest such revision is cancelled with it. The index changes at once; the records go
-    /// in batches of 10,000 deletes (WAL, no sync: a crash before the end leaves records that
-    /// no read reaches, removed by the next prune or compaction). `keep` 0 counts as 1.
+    /// in batches of 10,000 deletes (WAL without sync, or no WAL when entries have none: a
+    /// crash before the end leaves records that no read reaches, removed by the next prune or
+    /// compaction). `keep` 0 counts as 1.
     ///
     /// Pruning is local maintenance, not an entry: run it at the same applied index on every
     /// replica (or let the facade put it in the log) if their answers to old reads must agree.
@@ -561,6 +588,13 @@ impl Mvcc {
     /// # Errors
     /// A storage error; what was committed before it stays pruned.
     pub fn prune_old_versions(&mut self, keep: usize) -> Result<PruneReport, MvccError> {
+        // Finish physical compaction first. The records it has yet to remove are gone from the
+        // index already; pruning the versions above them would leave them behind as their key's
+        // oldest records, with a gap after them, and an index rebuilt from storage after a crash
+        // would count the key's versions from there, one short (found by the torture campaign).
+        while self.pending.is_some() {
+            self.compact_step(self.config.compaction_batch.max(DEFAULT_COMPACTION_BATCH))?;
+        }
         let (floors, removed) = self.index.prune(keep);
         let floor = floors.iter().map(|(_, f)| *f).max().unwrap_or(0);
         let mut batch = self.engine.begin_batch();
@@ -577,10 +611,10 @@ impl Mvcc {
             for rev in chunk {
                 batch.delete(self.kv_cf, &rev.to_bytes())?;
             }
-            batch.commit(WriteMode::WAL)?;
+            batch.commit(self.maintenance_mode())?;
             batch = self.engine.begin_batch();
         }
-        batch.commit(WriteMode::WAL)?;
+        batch.commit(self.maintenance_mode())?;
         self.hub.publish(self.current, self.history_start(), &[]);
         Ok(PruneReport {
             keys: floors.len(),
@@ -1044,7 +1078,7 @@ impl Mvcc {
             batch.put(self.meta_cf, META_FINISHED, &p.at.to_be_bytes())?;
         }
         // No fsync: a lost step is redone on open (finished < compacted).
-        batch.commit(WriteMode::WAL)?;
+        batch.commit(self.maintenance_mode())?;
         self.status.removed += removed;
         self.pending = next.map(|cursor| PendingCompaction { at: p.at, cursor });
         Ok(done)

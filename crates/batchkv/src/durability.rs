@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use batchkv_engine::{Engine, WriteMode};
 use batchkv_metrics::{MaintenanceTask, Metrics};
 
+use crate::halt::Halt;
+
 /// What an acknowledged write survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -73,7 +75,9 @@ pub struct FlushStats {
     pub unsynced_bytes: u64,
     /// How long the last sync took.
     pub last_sync: Duration,
-    /// Syncs that failed (retried at the next trigger).
+    /// Syncs that failed. A failed sync halts the store (fail-stop: see
+    /// [`crate::StoreError::Halted`]), except on a full disk, where it is retried at the next
+    /// trigger.
     pub errors: u64,
 }
 
@@ -93,6 +97,7 @@ pub(crate) struct WalSync {
     /// The store's count of background failures (shared with the maintenance thread).
     errors: Arc<AtomicU64>,
     metrics: Option<Arc<Metrics>>,
+    halt: Arc<Halt>,
 }
 
 impl WalSync {
@@ -100,6 +105,7 @@ impl WalSync {
         config: AutoFlushConfig,
         errors: Arc<AtomicU64>,
         metrics: Option<Arc<Metrics>>,
+        halt: Arc<Halt>,
     ) -> Arc<Self> {
         Arc::new(WalSync {
             state: Mutex::new(State::default()),
@@ -107,6 +113,7 @@ impl WalSync {
             config,
             errors,
             metrics,
+            halt,
         })
     }
 
@@ -116,6 +123,9 @@ impl WalSync {
             m.record_maintenance_error(MaintenanceTask::WalSync);
         }
         tracing::error!(%error, "WAL sync failed; acknowledged writes since the last sync are not yet durable against a power loss");
+        // A retried fsync that succeeds proves nothing about the pages the failed one could
+        // not write: stop taking writes.
+        self.halt.on_sync_error("syncing the WAL", error);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -221,6 +231,9 @@ impl WalSync {
                     st.first_unsynced.get_or_insert_with(Instant::now);
                     drop(st);
                     self.failed(&e);
+                    if self.halt.cause().is_some() {
+                        return;
+                    }
                     // Retry after one interval, not at once: the byte trigger still holds and
                     // would otherwise spin on a failing sync.
                     st = self.lock();

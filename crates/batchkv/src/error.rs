@@ -23,6 +23,17 @@ pub enum StoreError {
     /// The store is closed (or closing) and took no new work.
     #[error("the store is closed")]
     Closed,
+    /// A storage failure stopped the store from taking writes (fail-stop): an I/O error while
+    /// writing or syncing, or corruption. Writes acknowledged before it are durable as their
+    /// mode promises; reads still work; reopen the store (after fixing the cause) to write again.
+    #[error(
+        "the store takes no more writes after a storage failure ({cause}); writes acknowledged \
+         before it are durable and reads still work; fix the cause and reopen the store"
+    )]
+    Halted {
+        /// The failure that stopped it.
+        cause: String,
+    },
     /// The pipeline failed in a way that is a bug (the write was not applied).
     #[error("internal error: {0}")]
     Internal(String),

@@ -30,6 +30,9 @@
 
 mod durability;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+mod halt;
 mod log;
 mod pipeline;
 mod store;
@@ -49,11 +52,11 @@ pub use batchkv_codec::{
 };
 // Answers, errors, watch, leases, retention, the state machine's settings (batchkv-mvcc).
 pub use batchkv_mvcc::{
-    AutoCompaction, CompactResponse, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
-    DEFAULT_MIN_LEASE_TTL, DEFAULT_WATCH_BUFFER, DeleteRangeResponse, EventKind, KeyValue,
+    AutoCompaction, CheckReport, CompactResponse, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
+    DEFAULT_MIN_LEASE_TTL, DEFAULT_WATCH_BUFFER, DeleteRangeResponse, EventKind, KeyValue, KvHash,
     LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, MAX_LEASE_TTL, MvccConfig, MvccError,
-    OpError, OpResponse, PutResponse, RangeResponse, Revision, TxnResponse, WatchEvent,
-    WatchRequest, WatchResponse, Watcher,
+    OpError, OpResponse, PruneReport, PutResponse, RangeResponse, Revision, TxnResponse,
+    WatchEvent, WatchRequest, WatchResponse, Watcher,
 };
 // Group commit (batchkv-batcher).
 pub use batchkv_batcher::{
@@ -63,7 +66,7 @@ pub use batchkv_batcher::{
 // RocksDB's settings, statistics and errors (batchkv-engine).
 pub use batchkv_engine::{
     CfStats, Codec, Compression, EngineConfig, EngineError, EngineStats, Profile, StatusKind,
-    Tickers, Tuning, WriteMode,
+    Tickers, Tuning, VerifyReport, WriteMode,
 };
 // Metrics (batchkv-metrics).
 pub use batchkv_metrics::{

@@ -14,6 +14,7 @@ use bytes::BytesMut;
 
 use crate::durability::WalSync;
 use crate::error::StoreError;
+use crate::halt::Halt;
 use crate::log::Log;
 
 /// One op waiting in the batcher.
@@ -39,6 +40,8 @@ pub(crate) struct Core {
     metrics: Option<Arc<Metrics>>,
     engine: Arc<Engine>,
     write_mode: WriteMode,
+    /// Fail-stop after a storage failure that leaves the write path in doubt.
+    pub(crate) halt: Arc<Halt>,
 }
 
 impl Core {
@@ -47,6 +50,7 @@ impl Core {
         log: Box<dyn Log>,
         wal: Option<Arc<WalSync>>,
         metrics: Option<Arc<Metrics>>,
+        halt: Arc<Halt>,
     ) -> Self {
         let (engine, write_mode) = {
             let m = mvcc.read().unwrap_or_else(|e| e.into_inner());
@@ -60,11 +64,20 @@ impl Core {
             encoder: Encoder::default(),
             wal,
             metrics,
+            halt,
         }
+    }
+
+    /// Runs `f` on the state machine with no entry in flight (the log lock, then the write
+    /// lock): for local maintenance that writes, such as pruning.
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Mvcc) -> T) -> T {
+        let _log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut self.mvcc.write().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Commits `ops` as one entry: encode, append to the log, decode what was logged, apply.
     pub(crate) fn commit(&self, ops: &[Op], buf: &mut BytesMut) -> Result<Applied, StoreError> {
+        self.halt.check()?;
         buf.clear();
         let t0 = self.metrics.as_ref().map(|_| Instant::now());
         self.encoder
@@ -91,7 +104,11 @@ impl Core {
         let applied = match prepared {
             Prepared::Skipped(applied) => applied,
             Prepared::Ready(entry) => {
-                let committed = Mvcc::commit_prepared(&self.engine, entry, self.write_mode)?;
+                let committed = Mvcc::commit_prepared(&self.engine, entry, self.write_mode)
+                    .inspect_err(|e| {
+                        self.halt
+                            .on_write_error(&format!("committing entry {index}"), e);
+                    })?;
                 self.mvcc
                     .write()
                     .unwrap_or_else(|e| e.into_inner())

@@ -14,17 +14,18 @@ use batchkv_batcher::{FlushInfo, FlushObserver};
 use batchkv_codec::{
     Compact, DeleteRange, InvalidReason, LeaseGrant, LeaseRevoke, Op, Put, Range, Txn,
 };
-use batchkv_engine::{Engine, EngineConfig, EngineStats, Profile, Tuning};
+use batchkv_engine::{Engine, EngineConfig, EngineError, EngineStats, Profile, Tuning};
 use batchkv_metrics::{MaintenanceTask, Metrics, MetricsServer, OpLabel, StateSample};
 use batchkv_mvcc::{
-    AutoCompaction, AutoCompactor, CompactResponse, DeleteRangeResponse, KeyValue,
-    LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, Mvcc, MvccConfig, OpError,
-    OpResponse, PutResponse, RangeResponse, TxnResponse, WatchRequest, Watcher,
+    AutoCompaction, AutoCompactor, CheckReport, CompactResponse, DeleteRangeResponse, KeyValue,
+    KvHash, LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, Mvcc, MvccConfig, OpError,
+    OpResponse, PruneReport, PutResponse, RangeResponse, TxnResponse, WatchRequest, Watcher,
 };
 use bytes::{Bytes, BytesMut};
 
 use crate::durability::{Durability, FlushStats, WalSync};
 use crate::error::{Result, StoreError};
+use crate::halt::Halt;
 use crate::log::{LocalLog, Log};
 use crate::pipeline::{Core, Pipeline, Request};
 
@@ -39,6 +40,8 @@ pub struct StoreBuilder {
     auto_compaction: Option<AutoCompaction>,
     mvcc: Option<Box<dyn FnOnce(MvccConfig) -> MvccConfig>>,
     metrics: bool,
+    read_only: bool,
+    fail_on_write_stall: bool,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -66,7 +69,28 @@ impl StoreBuilder {
             auto_compaction: None,
             mvcc: None,
             metrics: false,
+            read_only: false,
+            fail_on_write_stall: false,
         }
+    }
+
+    /// Opens the store read-only: nothing is written, not even at open (RocksDB's read-only
+    /// mode replays the WAL into memory instead of flushing it), so it opens on a full disk,
+    /// and beside a process that has it open for writing (seeing the state of the moment it
+    /// opened). Reads, watches of history and [`Store::check`] work; every write fails with
+    /// [`EngineError::ReadOnly`]; no lease expires. The store must exist.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// A write that would wait out a RocksDB write stall (compaction behind: too many level-0
+    /// files, memtables or pending compaction bytes) fails at once with
+    /// [`EngineError::WriteStall`] instead; nothing of its entry is written. Off by default
+    /// (writes wait, as RocksDB's do).
+    pub fn fail_on_write_stall(mut self, on: bool) -> Self {
+        self.fail_on_write_stall = on;
+        self
     }
 
     /// Collects metrics ([`Store::metrics`], [`Store::metrics_text`], [`Store::serve_metrics`]).
@@ -130,8 +154,12 @@ impl StoreBuilder {
     /// # Errors
     /// Opening the MVCC (engine errors, a corrupt store), a bad batch config.
     pub fn open(self) -> Result<Store> {
-        let mut mc = MvccConfig::new(&self.path).write_mode(self.durability.write_mode());
-        mc.engine = EngineConfig::new(&self.path).tuning(self.tuning);
+        let mut mode = self.durability.write_mode();
+        mode.no_slowdown = self.fail_on_write_stall;
+        let mut mc = MvccConfig::new(&self.path).write_mode(mode);
+        mc.engine = EngineConfig::new(&self.path)
+            .tuning(self.tuning)
+            .read_only(self.read_only);
         if let Some(f) = self.mvcc {
             mc = f(mc);
         }
@@ -142,11 +170,13 @@ impl StoreBuilder {
         let mvcc = Arc::new(RwLock::new(mvcc));
         let metrics = self.metrics.then(|| Arc::new(Metrics::new()));
         let maintenance_errors = Arc::new(AtomicU64::new(0));
+        let halt = Arc::new(Halt::default());
         let wal = match self.durability {
-            Durability::Wal { flush } => Some(WalSync::new(
+            Durability::Wal { flush } if !self.read_only => Some(WalSync::new(
                 flush,
                 Arc::clone(&maintenance_errors),
                 metrics.clone(),
+                Arc::clone(&halt),
             )),
             _ => None,
         };
@@ -158,6 +188,7 @@ impl StoreBuilder {
             log,
             wal.clone(),
             metrics.clone(),
+            Arc::clone(&halt),
         ));
         let pipeline = Pipeline {
             core: Arc::clone(&core),
@@ -190,8 +221,14 @@ impl StoreBuilder {
             closed: AtomicBool::new(false),
             metrics,
             maintenance_errors,
+            read_only: self.read_only,
+            halt,
         });
         let mut threads = Vec::new();
+        if self.read_only {
+            // Nothing to sync, and expired leases cannot be revoked.
+            return Ok(Store { inner });
+        }
         if let Some(w) = &wal {
             threads.push(
                 w.spawn(engine)
@@ -223,6 +260,8 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     /// Failures of the maintenance thread and the WAL syncer, since open.
     maintenance_errors: Arc<AtomicU64>,
+    read_only: bool,
+    halt: Arc<Halt>,
 }
 
 impl Inner {
@@ -246,6 +285,9 @@ impl Inner {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
+        }
+        if self.read_only {
+            return Ok(());
         }
         match self.durability {
             Durability::Sync => Ok(()),
@@ -357,6 +399,9 @@ pub struct StoreStats {
     /// each is logged (`tracing`) and, with metrics on, counted in
     /// `batchkv_maintenance_errors_total`.
     pub maintenance_errors: u64,
+    /// Why the store takes no more writes, if a storage failure stopped it
+    /// ([`StoreError::Halted`]).
+    pub halted: Option<String>,
 }
 
 /// The largest chunk a bulk load commits as one entry (the codec's op limit is far above).
@@ -490,6 +535,9 @@ impl Store {
     }
 
     fn submit_inner(&self, op: Op) -> Result<OpResponse> {
+        if self.inner.read_only {
+            return Err(self.read_only_error());
+        }
         if let Err(e) = op.validate() {
             return Err(match e.reason {
                 InvalidReason::EmptyKey => OpError::EmptyKey,
@@ -960,15 +1008,90 @@ impl Store {
     /// memtables (`None`); `Sync` has nothing to do.
     ///
     /// # Errors
-    /// A storage error.
+    /// A storage error (which halts the store, as a failed commit does, unless the disk is
+    /// full); [`StoreError::Halted`].
     pub fn flush(&self) -> Result<()> {
+        self.inner.halt.check()?;
         let e = &self.inner.engine;
         let r = match (&self.inner.durability, &self.inner.wal) {
             (Durability::Wal { .. }, Some(w)) => w.sync_now(e),
-            (Durability::None, _) => e.flush(),
+            (Durability::None, _) if !self.inner.read_only => e
+                .flush()
+                .inspect_err(|err| self.inner.halt.on_sync_error("flushing the memtables", err)),
             _ => Ok(()),
         };
         r.map_err(|e| StoreError::Storage(Arc::new(e.into())))
+    }
+
+    /// Why the store takes no more writes, if a storage failure stopped it (fail-stop:
+    /// [`StoreError::Halted`]); `None` while it takes writes.
+    pub fn halted(&self) -> Option<String> {
+        self.inner.halt.cause()
+    }
+
+    /// Whether the store was opened read-only ([`StoreBuilder::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    fn read_only_error(&self) -> StoreError {
+        StoreError::Storage(Arc::new(
+            EngineError::ReadOnly {
+                path: self.inner.engine.path().to_path_buf(),
+            }
+            .into(),
+        ))
+    }
+
+    /// etcd's HashKV at `rev` (0: the current revision): a CRC-32C over the key space's
+    /// history up to `rev`, equal for every copy of the same history, and equal to what etcd
+    /// itself returns for the same requests (see [`batchkv_mvcc::Mvcc::hash_kv`]).
+    ///
+    /// # Errors
+    /// etcd's compacted and future-revision errors; a storage error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let copy = dir.path().join("copy");
+    /// store.checkpoint(&copy)?;
+    /// let other = batchkv::Store::open(&copy)?;
+    /// assert_eq!(other.hash_kv(0)?, store.hash_kv(0)?); // same history, same digest
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
+        Ok(self.mvcc().hash_kv(rev)?)
+    }
+
+    /// Checks the whole stored state (checksums of every block, meta values, contiguous
+    /// history, the index against the records, leases against keys) and returns what it read,
+    /// with the HashKV digest at the current revision: `batchkv check` prints it. It reads
+    /// everything under the state machine's read lock, so writes wait until it is done.
+    ///
+    /// # Errors
+    /// The first problem found ([`batchkv_mvcc::Mvcc::check`]): RocksDB's corruption error naming
+    /// the file, or [`crate::MvccError::Corrupt`] saying what disagrees with what.
+    pub fn check(&self) -> Result<CheckReport> {
+        Ok(self.mvcc().check()?)
+    }
+
+    /// Keeps the newest `keep` versions of every key and deletes the rest from storage (see
+    /// [`batchkv_mvcc::Mvcc::prune_old_versions`]), with no entry in flight. Local
+    /// maintenance: it is not an entry of the log.
+    ///
+    /// # Errors
+    /// A storage error (what committed before it stays pruned); [`StoreError::Halted`].
+    pub fn prune_old_versions(&self, keep: usize) -> Result<PruneReport> {
+        if self.inner.read_only {
+            return Err(self.read_only_error());
+        }
+        self.inner.halt.check()?;
+        let core = &self.inner.core;
+        core.exclusive(|m| m.prune_old_versions(keep))
+            .inspect_err(|e| core.halt.on_write_error("pruning old versions", e))
+            .map_err(StoreError::from)
     }
 
     /// Figures for monitoring.
@@ -1002,6 +1125,7 @@ impl Store {
             flush: self.inner.wal.as_ref().map(|w| w.stats()),
             engine,
             maintenance_errors: self.inner.maintenance_errors.load(Ordering::Relaxed),
+            halted: self.inner.halt.cause(),
         })
     }
 

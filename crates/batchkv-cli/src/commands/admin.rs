@@ -1,11 +1,11 @@
-//! batchkv's own commands: `stats` and `checkpoint`.
+//! batchkv's own commands: `stats`, `checkpoint` and `check`.
 
 use std::path::PathBuf;
 
-use crate::args::CheckpointArgs;
+use crate::args::{CheckArgs, CheckpointArgs};
 use crate::commands::Ctx;
-use crate::error::{CliError, CliResult};
-use crate::output::{CheckpointJson, Format, Out, StatsJson};
+use crate::error::{CliError, CliResult, exit};
+use crate::output::{CheckJson, CheckpointJson, Format, Out, StatsJson};
 
 /// `stats`: the store's figures.
 pub fn stats(ctx: &Ctx, out: &mut Out) -> CliResult {
@@ -52,6 +52,54 @@ pub fn checkpoint(ctx: &Ctx, a: &CheckpointArgs, out: &mut Out) -> CliResult {
             dir.display()
         )),
         Format::Json => out.json(&CheckpointJson::new(rev, dir.display().to_string()))?,
+    }
+    Ok(())
+}
+
+/// `check`: opens the store read-only (so it works on a full disk and beside a running
+/// writer, on the state of the moment it opened), verifies it whole and prints etcd's HashKV
+/// digest: two copies of the same history print the same hash.
+pub fn check(ctx: &Ctx, a: &CheckArgs, out: &mut Out) -> CliResult {
+    let (report, at) = ctx.with_store_read_only(|s| {
+        let report = s.check().map_err(|e| {
+            CliError::new(
+                exit::ERROR,
+                format!("check of {} failed: {e}", ctx.data_dir.display()),
+            )
+        })?;
+        let at = match a.rev {
+            0 => None,
+            rev => Some(s.hash_kv(rev).map_err(|e| CliError::store(&e))?),
+        };
+        Ok((report, at))
+    })?;
+    match ctx.format {
+        Format::Simple => {
+            let r = &report;
+            out.line(format!("store at {}: OK", ctx.data_dir.display()));
+            out.line(format!(
+                "revision {}, compacted {}, pruned {}, applied index {}",
+                r.current_revision, r.compacted_revision, r.pruned_revision, r.applied_index
+            ));
+            out.line(format!(
+                "{} records, {} live keys, {} leases holding {} keys",
+                r.records, r.live_keys, r.leases, r.leased_keys
+            ));
+            let entries: u64 = r.verified.entries.iter().map(|(_, n)| n).sum();
+            let sst_bytes: u64 = r.verified.sst_files.iter().map(|(_, _, b)| b).sum();
+            out.line(format!(
+                "checksums verified: {entries} entries in {} column families, {} SST files ({sst_bytes} bytes)",
+                r.verified.entries.len(),
+                r.verified.sst_files.len()
+            ));
+            for h in std::iter::once(&r.hash).chain(at.as_ref()) {
+                out.line(format!(
+                    "hash {} (hash revision {}, compact revision {})",
+                    h.hash, h.revision, h.compact_revision
+                ));
+            }
+        }
+        Format::Json => out.json(&CheckJson::new(&report, at.as_ref()))?,
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ mod watch;
 use std::io::Read;
 use std::path::PathBuf;
 
-use batchkv::Store;
+use batchkv::{MvccError, Store, StoreError};
 
 use crate::args::{Cli, Command, LeaseCommand, lease_commands};
 use crate::error::{CliError, CliResult, exit};
@@ -29,17 +29,26 @@ pub struct Ctx {
 
 impl Ctx {
     /// Opens the store, runs `f`, closes the store (also when `f` failed).
+    ///
+    /// On a full disk a read-write open fails (RocksDB writes at open); the store is then
+    /// opened read-only, with a warning, so reads still answer (writes fail with the
+    /// read-only error).
     pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> CliResult<T>) -> CliResult<T> {
         tracing::debug!(data_dir = %self.data_dir.display(), "opening the store");
-        let store = Store::builder(&self.data_dir)
+        let opened = Store::builder(&self.data_dir)
             .metrics(self.metrics_addr.is_some())
-            .open()
-            .map_err(|e| {
-                CliError::new(
-                    exit::BAD_CONNECTION,
-                    format!("cannot open the store at {}: {e}", self.data_dir.display()),
-                )
-            })?;
+            .open();
+        let opened = match opened {
+            Err(e) if is_no_space(&e) => {
+                eprintln!(
+                    "warning: the disk holding {} is full ({e}); the store is open read-only",
+                    self.data_dir.display()
+                );
+                self.open_read_only()
+            }
+            other => other,
+        };
+        let store = opened.map_err(|e| self.open_error(&e))?;
         // Serves until the command's answer is ready (dropped at the end of this function).
         let _metrics = match &self.metrics_addr {
             Some(addr) => Some(
@@ -55,6 +64,30 @@ impl Ctx {
         closed.map_err(|e| CliError::new(exit::ERROR, format!("closing the store: {e}")))?;
         Ok(v)
     }
+}
+
+impl Ctx {
+    /// Opens the store read-only (nothing written, no lock taken), runs `f`, drops it.
+    pub fn with_store_read_only<T>(&self, f: impl FnOnce(&Store) -> CliResult<T>) -> CliResult<T> {
+        let store = self.open_read_only().map_err(|e| self.open_error(&e))?;
+        f(&store)
+    }
+
+    fn open_read_only(&self) -> batchkv::Result<Store> {
+        Store::builder(&self.data_dir).read_only(true).open()
+    }
+
+    fn open_error(&self, e: &StoreError) -> CliError {
+        CliError::new(
+            exit::BAD_CONNECTION,
+            format!("cannot open the store at {}: {e}", self.data_dir.display()),
+        )
+    }
+}
+
+/// Whether opening failed because the disk is full.
+fn is_no_space(e: &StoreError) -> bool {
+    matches!(e, StoreError::Storage(m) if matches!(&**m, MvccError::Engine(ee) if ee.is_no_space()))
 }
 
 /// Runs the parsed command line `cli`, printing into `out`.
@@ -94,6 +127,7 @@ pub fn run(cli: Cli, stdin: &mut dyn Read, out: &mut Out) -> CliResult {
         Command::Watch(a) => watch::watch(&ctx()?, &a, out),
         Command::Stats => admin::stats(&ctx()?, out),
         Command::Checkpoint(a) => admin::checkpoint(&ctx()?, &a, out),
+        Command::Check(a) => admin::check(&ctx()?, &a, out),
         Command::Bench(a) => crate::bench::bench(&ctx()?, &a, out),
         Command::Version => {
             ctx()?;
