@@ -75,6 +75,14 @@ impl Core {
         f(&mut self.mvcc.write().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Runs `f` on the state machine with no entry in flight (the log lock, then the read
+    /// lock): for whole-state reads that must not see an entry half applied, such as the
+    /// check (between an entry's commit and its finish, storage is ahead of the memory).
+    pub(crate) fn quiescent<T>(&self, f: impl FnOnce(&Mvcc) -> T) -> T {
+        let _log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        f(&self.mvcc.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Commits `ops` as one entry: encode, append to the log, decode what was logged, apply.
     pub(crate) fn commit(&self, ops: &[Op], buf: &mut BytesMut) -> Result<Applied, StoreError> {
         self.halt.check()?;

@@ -1067,14 +1067,15 @@ impl Store {
 
     /// Checks the whole stored state (checksums of every block, meta values, contiguous
     /// history, the index against the records, leases against keys) and returns what it read,
-    /// with the HashKV digest at the current revision: `batchkv check` prints it. It reads
-    /// everything under the state machine's read lock, so writes wait until it is done.
+    /// with the HashKV digest at the current revision: `batchkv check` prints it. It waits for
+    /// the entry in flight to finish and reads everything with none in flight (the log lock
+    /// and the state machine's read lock), so writes wait until it is done.
     ///
     /// # Errors
     /// The first problem found ([`batchkv_mvcc::Mvcc::check`]): RocksDB's corruption error naming
     /// the file, or [`crate::MvccError::Corrupt`] saying what disagrees with what.
     pub fn check(&self) -> Result<CheckReport> {
-        Ok(self.mvcc().check()?)
+        Ok(self.inner.core.quiescent(Mvcc::check)?)
     }
 
     /// Keeps the newest `keep` versions of every key and deletes the rest from storage (see
