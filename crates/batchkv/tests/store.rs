@@ -458,15 +458,26 @@ fn check_while_writes_are_in_flight_sees_whole_entries() {
         .collect();
     let mut checks = 0;
     let start = Instant::now();
-    while checks < 200 && start.elapsed() < Duration::from_secs(20) {
-        let report = store.check().unwrap_or_else(|e| panic!("check {checks}: {e}"));
+    // Enough checks, overlapping enough entries (the writers must get a turn between them).
+    while (checks < 200 || store.current_revision() < 2_000)
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        let report = store
+            .check()
+            .unwrap_or_else(|e| panic!("check {checks}: {e}"));
         assert!(report.current_revision >= 1);
         checks += 1;
     }
     stop.store(true, Ordering::Relaxed);
     let written: u64 = writers.into_iter().map(|t| t.join().expect("writer")).sum();
-    assert!(written > 0, "the writers ran");
+    assert!(
+        written >= 1_999,
+        "the writers ran between the checks: {written} puts"
+    );
     let last = store.check().expect("final check");
     assert_eq!(last.current_revision, store.current_revision());
-    assert_eq!(last.current_revision, 1 + i64::try_from(written).expect("count"));
+    assert_eq!(
+        last.current_revision,
+        1 + i64::try_from(written).expect("count")
+    );
 }
