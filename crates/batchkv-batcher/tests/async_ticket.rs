@@ -9,10 +9,20 @@ use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
+use std::time::Duration;
 
 use batchkv_batcher::{BatchConfig, BatchError, Batcher, Shutdown, SubmitError};
 
 type B = Batcher<u64, u64, String>;
+
+/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
+fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("no answer within 60 s: a missed wake")
+    })
+}
 
 /// A sink that doubles every item and records what it saw.
 fn recording(log: &Arc<Mutex<Vec<u64>>>) -> B {
@@ -67,10 +77,11 @@ fn thousands_of_awaited_tickets_on_two_threads_are_each_answered_once() {
     let b = recording(&log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .expect("runtime");
     let n = 5_000u64;
-    let answers = rt.block_on(async {
+    let answers = within(&rt, async {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let b = b.clone();
@@ -123,9 +134,13 @@ fn the_worker_wakes_the_awaiting_task_when_it_answers() {
     assert_eq!(*flag.woken.lock().expect("flag"), 0);
     gate.send(()).expect("sink waits");
     // Nothing polls meanwhile: only the worker's wake ends this wait.
-    let woken = flag
+    let (woken, _) = flag
         .cv
-        .wait_while(flag.woken.lock().expect("flag"), |n| *n == 0)
+        .wait_timeout_while(
+            flag.woken.lock().expect("flag"),
+            Duration::from_secs(60),
+            |n| *n == 0,
+        )
         .expect("flag");
     assert_eq!(*woken, 1);
     drop(woken);
@@ -151,6 +166,7 @@ fn abort_answers_queued_async_tickets_closed() {
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .expect("runtime");
     let first = b.try_submit(0).expect("room");
@@ -168,9 +184,9 @@ fn abort_answers_queued_async_tickets_closed() {
     }
     gate.send(()).expect("sink waits");
     aborter.join().expect("aborter");
-    assert_eq!(rt.block_on(first.into_future()), Ok(0));
+    assert_eq!(within(&rt, first.into_future()), Ok(0));
     for t in queued {
-        assert_eq!(rt.block_on(t).expect("task"), Err(BatchError::Closed));
+        assert_eq!(within(&rt, t).expect("task"), Err(BatchError::Closed));
     }
     assert_eq!(*log.lock().expect("log"), vec![0]);
     assert_eq!(b.stats().closed, 49);
@@ -187,6 +203,7 @@ fn graceful_shutdown_answers_queued_async_tickets_with_their_results() {
         ..BatchConfig::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     let tickets: Vec<_> = (0..10).map(|i| b.try_submit(i).expect("room")).collect();
@@ -196,7 +213,7 @@ fn graceful_shutdown_answers_queued_async_tickets_with_their_results() {
     }
     b.shutdown(Shutdown::Graceful);
     for (i, t) in tickets.into_iter().enumerate() {
-        assert_eq!(rt.block_on(t.into_future()), Ok(i as u64 * 2));
+        assert_eq!(within(&rt, t.into_future()), Ok(i as u64 * 2));
     }
 }
 
@@ -209,12 +226,13 @@ fn a_dropped_future_does_not_withdraw_its_item() {
         log,
     } = gated(BatchConfig::default());
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     let mut dropped = b.try_submit(5).expect("room").into_future();
     entered.recv().expect("item 5 is in the sink");
     // Polled once (the task registered its waker), then given up, as a cancelled request.
-    rt.block_on(async {
+    within(&rt, async {
         let polled_once =
             std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut dropped).poll(cx))).await;
         assert!(polled_once.is_pending());
@@ -224,7 +242,7 @@ fn a_dropped_future_does_not_withdraw_its_item() {
     // The next item is answered after it: the dropped one went through once.
     let next = b.try_submit(6).expect("room");
     gate.send(()).expect("sink waits");
-    assert_eq!(rt.block_on(next.into_future()), Ok(12));
+    assert_eq!(within(&rt, next.into_future()), Ok(12));
     assert_eq!(*log.lock().expect("log"), vec![5, 6]);
     assert_eq!(b.stats().items, 2);
 }
@@ -239,6 +257,7 @@ fn a_full_queue_answers_busy_to_try_submit_without_blocking() {
         ..BatchConfig::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     let first = b.try_submit(0).expect("room");
@@ -249,14 +268,14 @@ fn a_full_queue_answers_busy_to_try_submit_without_blocking() {
     for _ in 0..4 {
         gate.send(()).expect("sink waits");
     }
-    assert_eq!(rt.block_on(first.into_future()), Ok(0));
+    assert_eq!(within(&rt, first.into_future()), Ok(0));
     for (i, t) in queued.into_iter().enumerate() {
-        assert_eq!(rt.block_on(t.into_future()), Ok((i as u64 + 1) * 2));
+        assert_eq!(within(&rt, t.into_future()), Ok((i as u64 + 1) * 2));
     }
     // Room again.
     let again = b.try_submit(4).expect("room");
     gate.send(()).expect("sink waits");
-    assert_eq!(rt.block_on(again.into_future()), Ok(8));
+    assert_eq!(within(&rt, again.into_future()), Ok(8));
 }
 
 #[test]

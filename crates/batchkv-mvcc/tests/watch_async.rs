@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use batchkv_codec::{Compact, Op};
 use batchkv_mvcc::{Mvcc, WatchRequest, Watcher};
@@ -25,8 +26,18 @@ fn all_keys() -> WatchRequest {
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .expect("runtime")
+}
+
+/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
+fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("no answer within 60 s: a missed wake")
+    })
 }
 
 /// Counts wakes: the smallest executor, to see who wakes the task and when.
@@ -107,7 +118,7 @@ fn async_watchers_receive_every_revision_in_order_while_apply_runs() {
     }
     let want: Vec<i64> = (2..2 + N as i64).collect();
     for r in readers {
-        assert_eq!(rt.block_on(r).expect("reader"), want);
+        assert_eq!(within(&rt, r).expect("reader"), want);
     }
 }
 
@@ -125,7 +136,7 @@ fn a_slow_async_consumer_does_not_stall_apply_and_catches_up_as_a_stream() {
         apply_ok(&mut s, vec![put(&format!("k{}", i % 50), "v")]);
     }
     assert_eq!(s.current_revision(), 2_001);
-    let revs = rt.block_on(async {
+    let revs = within(&rt, async {
         let mut revs = Vec::new();
         while revs.len() < 2_000 {
             // The watcher as a `Stream`.
@@ -140,7 +151,7 @@ fn a_slow_async_consumer_does_not_stall_apply_and_catches_up_as_a_stream() {
     assert_eq!(revs, (2..=2_001).collect::<Vec<_>>());
     // Then live again.
     apply_ok(&mut s, vec![put("late", "1")]);
-    assert_eq!(rt.block_on(revisions(&mut slow, 1)), vec![2_002]);
+    assert_eq!(within(&rt, revisions(&mut slow, 1)), vec![2_002]);
 }
 
 #[test]
@@ -158,7 +169,7 @@ fn a_dropped_receive_loses_nothing() {
     }
     apply_ok(&mut s, vec![put("k", "1")]);
     let rt = runtime();
-    assert_eq!(rt.block_on(revisions(&mut w, 1)), vec![2]);
+    assert_eq!(within(&rt, revisions(&mut w, 1)), vec![2]);
 }
 
 #[test]
@@ -180,7 +191,7 @@ fn a_dropped_or_aborted_async_watcher_frees_its_hub_slot() {
     drop(dropped);
     assert_eq!(s.watcher_count(), 1);
     task.abort();
-    assert!(rt.block_on(task).expect_err("aborted").is_cancelled());
+    assert!(within(&rt, task).expect_err("aborted").is_cancelled());
     assert_eq!(
         s.watcher_count(),
         0,
@@ -209,7 +220,7 @@ fn closing_the_store_ends_awaiting_watchers() {
     first_rx.recv().expect("the history arrived");
     drop(s);
     assert_eq!(
-        rt.block_on(waiter).expect("waiter"),
+        within(&rt, waiter).expect("waiter"),
         1,
         "it got the history, then ended"
     );
@@ -226,7 +237,7 @@ fn compaction_cancels_an_async_watch_from_below_it() {
     while !s.compact_step(100).expect("step") {}
     let mut below = s.watch(WatchRequest::key("k").from_revision(5));
     let rt = runtime();
-    let (r, end) = rt.block_on(async {
+    let (r, end) = within(&rt, async {
         let r = below.recv_async().await.expect("recv").expect("a cancel");
         (r, below.recv_async().await.expect("recv"))
     });

@@ -31,6 +31,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
+fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("no answer within 60 s: a missed wake")
+    })
+}
+
 fn all() -> Range {
     Range {
         range_end: Bytes::from_static(b"\0"),
@@ -96,7 +105,7 @@ fn thousands_of_async_puts_on_two_threads_get_contiguous_revisions_and_no_thread
         .expect("open");
     let rt = runtime();
     let before = threads();
-    let (revisions, peak) = rt.block_on(async {
+    let (revisions, peak) = within(&rt, async {
         let tasks: Vec<_> = (0..N)
             .map(|i| {
                 let store = store.clone();
@@ -160,41 +169,42 @@ fn async_twins_answer_exactly_as_the_blocking_calls() {
     let mut got = Vec::new();
     let mut want = Vec::new();
     want.push(fmt(&blocking.put("k", "1")));
-    got.push(fmt(&rt.block_on(async_.put_async("k", "1"))));
+    got.push(fmt(&within(&rt, async_.put_async("k", "1"))));
     let prev = Put {
         prev_kv: true,
         ..Put::new("k", "2")
     };
     want.push(fmt(&blocking.put_with(prev.clone())));
-    got.push(fmt(&rt.block_on(async_.put_with_async(prev))));
+    got.push(fmt(&within(&rt, async_.put_with_async(prev))));
     want.push(fmt(&blocking.txn(txn.clone())));
-    got.push(fmt(&rt.block_on(async_.txn_async(txn))));
+    got.push(fmt(&within(&rt, async_.txn_async(txn))));
     want.push(fmt(&blocking.lease_grant(7, 3600)));
-    got.push(fmt(&rt.block_on(async_.lease_grant_async(7, 3600))));
+    got.push(fmt(&within(&rt, async_.lease_grant_async(7, 3600))));
     // etcd's errors, typed alike: a lease that does not exist, an empty key, a compacted or
     // future revision.
     want.push(fmt(&blocking.lease_revoke(8)));
-    got.push(fmt(&rt.block_on(async_.lease_revoke_async(8))));
+    got.push(fmt(&within(&rt, async_.lease_revoke_async(8))));
     want.push(fmt(&blocking.lease_revoke(7)));
-    got.push(fmt(&rt.block_on(async_.lease_revoke_async(7))));
+    got.push(fmt(&within(&rt, async_.lease_revoke_async(7))));
     want.push(fmt(&blocking.put("", "v")));
-    got.push(fmt(&rt.block_on(async_.put_async("", "v"))));
+    got.push(fmt(&within(&rt, async_.put_async("", "v"))));
     want.push(fmt(&blocking.compact(1_000)));
-    got.push(fmt(&rt.block_on(async_.compact_async(1_000))));
+    got.push(fmt(&within(&rt, async_.compact_async(1_000))));
     want.push(fmt(&blocking.compact(3)));
-    got.push(fmt(&rt.block_on(async_.compact_async(3))));
+    got.push(fmt(&within(&rt, async_.compact_async(3))));
     want.push(fmt(&blocking.compact(2)));
-    got.push(fmt(&rt.block_on(async_.compact_async(2))));
+    got.push(fmt(&within(&rt, async_.compact_async(2))));
     want.push(fmt(&blocking.delete("t")));
-    got.push(fmt(&rt.block_on(async_.delete_async("t"))));
+    got.push(fmt(&within(&rt, async_.delete_async("t"))));
     want.push(fmt(&blocking.delete_range(DeleteRange::prefix(""))));
-    got.push(fmt(
-        &rt.block_on(async_.delete_range_async(DeleteRange::prefix("")))
-    ));
+    got.push(fmt(&within(
+        &rt,
+        async_.delete_range_async(DeleteRange::prefix("")),
+    )));
     assert_eq!(got, want);
     assert!(
         matches!(
-            rt.block_on(async_.put_async("", "v")),
+            within(&rt, async_.put_async("", "v")),
             Err(StoreError::Op(OpError::EmptyKey))
         ),
         "refused before it was queued"
@@ -204,6 +214,28 @@ fn async_twins_answer_exactly_as_the_blocking_calls() {
         blocking.hash_kv(0).expect("hash")
     );
     assert_eq!(async_.current_revision(), blocking.current_revision());
+}
+
+#[test]
+fn async_ops_are_measured_when_they_resolve() {
+    let dir = temp_dir();
+    let store = Store::builder(dir.path())
+        .metrics(true)
+        .open()
+        .expect("open");
+    let rt = runtime();
+    within(&rt, store.put_async("k", "v")).expect("put");
+    let refused = within(&rt, store.put_async("", "v"));
+    assert!(matches!(refused, Err(StoreError::Op(OpError::EmptyKey))));
+    within(&rt, store.delete_async("k")).expect("delete");
+    let text = store.metrics_text().expect("metrics are on");
+    for line in [
+        "batchkv_ops_total{op=\"put\",outcome=\"ok\"} 1",
+        "batchkv_ops_total{op=\"put\",outcome=\"error\"} 1",
+        "batchkv_ops_total{op=\"delete\",outcome=\"ok\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
 }
 
 #[test]
@@ -221,7 +253,7 @@ fn a_full_queue_answers_busy_and_writes_nothing_of_the_refused_op() {
     let first = store.put_async("a", "1");
     entered.recv().expect("the pipeline holds the first entry");
     let queued = [store.put_async("b", "1"), store.put_async("c", "1")];
-    let busy = rt.block_on(store.put_async("d", "1"));
+    let busy = within(&rt, store.put_async("d", "1"));
     assert!(matches!(busy, Err(StoreError::Busy)), "{busy:?}");
     assert_eq!(
         StoreError::Busy.to_string(),
@@ -231,9 +263,9 @@ fn a_full_queue_answers_busy_and_writes_nothing_of_the_refused_op() {
     for _ in 0..3 {
         gate.send(()).expect("the log waits");
     }
-    assert_eq!(rt.block_on(first).expect("put").revision, 2);
+    assert_eq!(within(&rt, first).expect("put").revision, 2);
     for (i, q) in queued.into_iter().enumerate() {
-        assert_eq!(rt.block_on(q).expect("put").revision, 3 + i as i64);
+        assert_eq!(within(&rt, q).expect("put").revision, 3 + i as i64);
     }
     assert!(
         store.get("d").expect("get").is_none(),
@@ -243,7 +275,7 @@ fn a_full_queue_answers_busy_and_writes_nothing_of_the_refused_op() {
     // Room again: the same op goes through.
     let d = store.put_async("d", "1");
     gate.send(()).expect("the log waits");
-    assert_eq!(rt.block_on(d).expect("put").revision, 5);
+    assert_eq!(within(&rt, d).expect("put").revision, 5);
 }
 
 #[test]
@@ -272,16 +304,19 @@ fn close_answers_queued_async_writes_and_then_closed() {
     closer.join().expect("closer").expect("close");
     let revisions: Vec<i64> = queued
         .into_iter()
-        .map(|f| rt.block_on(f).expect("applied before the close").revision)
+        .map(|f| within(&rt, f).expect("applied before the close").revision)
         .collect();
     assert_eq!(revisions, (2..12).collect::<Vec<_>>());
-    let late = rt.block_on(store.put_async("late", "v"));
+    let late = within(&rt, store.put_async("late", "v"));
     assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
-    let late = rt.block_on(store.txn_async(Txn {
-        compares: vec![],
-        success: vec![],
-        failure: vec![],
-    }));
+    let late = within(
+        &rt,
+        store.txn_async(Txn {
+            compares: vec![],
+            success: vec![],
+            failure: vec![],
+        }),
+    );
     assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
 }
 
@@ -296,7 +331,7 @@ fn a_dropped_future_still_commits_its_write_exactly_once() {
             drop(store.put_async(format!("never-polled/{i}"), "v"));
         }
         // Polled once (its task registered), then given up, as a cancelled request.
-        rt.block_on(async {
+        within(&rt, async {
             for i in 0..100 {
                 let mut f = store.put_async(format!("polled-once/{i}"), "v");
                 let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut f).poll(cx))).await;
@@ -306,7 +341,7 @@ fn a_dropped_future_still_commits_its_write_exactly_once() {
             }
         });
         // Timed out inside a runtime: the future is dropped by `timeout` when it fires.
-        rt.block_on(async {
+        within(&rt, async {
             let f = store.put_async("timed-out", "v");
             let _ = tokio::time::timeout(Duration::ZERO, f).await;
         });
@@ -354,15 +389,15 @@ fn an_async_watcher_sees_every_revision_in_order_while_async_writers_run() {
         })
         .collect();
     for w in writes {
-        rt.block_on(w).expect("task").expect("put");
+        within(&rt, w).expect("task").expect("put");
     }
-    let revs = rt.block_on(reader).expect("reader");
+    let revs = within(&rt, reader).expect("reader");
     assert_eq!(
         revs,
         (2..2 + N).collect::<Vec<_>>(),
         "every revision once, in order"
     );
-    let slow_revs = rt.block_on(async {
+    let slow_revs = within(&rt, async {
         let mut revs = Vec::new();
         while (revs.len() as i64) < N {
             let r = slow.recv_async().await.expect("recv").expect("open");
@@ -482,13 +517,13 @@ proptest! {
             match m {
                 Mode::Blocking => got[i] = Some(format!("{:?}", mixed.submit(s.op()))),
                 Mode::AsyncNow => {
-                    got[i] = Some(format!("{:?}", rt.block_on(mixed.submit_async(s.op()))));
+                    got[i] = Some(format!("{:?}", within(&rt, mixed.submit_async(s.op()))));
                 }
                 Mode::AsyncLater => later.push((i, mixed.submit_async(s.op()))),
             }
         }
         for (i, f) in later {
-            got[i] = Some(format!("{:?}", rt.block_on(f)));
+            got[i] = Some(format!("{:?}", within(&rt, f)));
         }
         let got: Vec<String> = got.into_iter().map(|g| g.expect("answered")).collect();
         prop_assert_eq!(got, want);
