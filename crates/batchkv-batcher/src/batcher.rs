@@ -1,13 +1,17 @@
 //! The group-commit batcher: producers submit, one worker flushes batches to a sink.
 
 use std::any::Any;
+use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use atomic_waker::AtomicWaker;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::config::{BatchConfig, WaitPolicy};
 use crate::error::{BatchError, ConfigError, SubmitError};
@@ -219,7 +223,33 @@ pub struct Stats {
 
 /// What a submitter is finally told.
 type Answer<O, E> = Result<O, BatchError<E>>;
-type Reply<O, E> = Sender<Answer<O, E>>;
+
+/// The worker's end of an item's answer slot: a one-slot channel plus the waker of an async
+/// submitter awaiting it. Sending, or dropping it unsent (a worker that died), wakes that
+/// submitter; a blocking one is woken by the channel itself.
+struct Reply<O, E> {
+    /// `None` once sent or dropped; taken first on drop, so the submitter woken afterwards
+    /// sees the channel disconnected, never empty.
+    tx: Option<Sender<Answer<O, E>>>,
+    waker: Arc<AtomicWaker>,
+}
+
+impl<O, E> Reply<O, E> {
+    /// Answers the item. A submitter that dropped its ticket does not want the answer.
+    fn send(mut self, answer: Answer<O, E>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(answer);
+        }
+        // `Drop` wakes the async submitter, after the answer is in the slot.
+    }
+}
+
+impl<O, E> Drop for Reply<O, E> {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.waker.wake();
+    }
+}
 
 struct Envelope<T, O, E> {
     item: T,
@@ -228,15 +258,22 @@ struct Envelope<T, O, E> {
     reply: Reply<O, E>,
 }
 
-/// A submitted item's answer, to block on.
+/// A submitted item's answer: block on it ([`Ticket::wait`]) or await it (`ticket.await`,
+/// through [`IntoFuture`], or [`Ticket::into_future`] for an [`AsyncTicket`]).
+///
+/// Dropping a ticket (or its future) does not withdraw the item: once accepted, it is flushed
+/// (or answered `Closed` by an abort) exactly as if someone were waiting; only its answer is lost.
 #[derive(Debug)]
 #[must_use = "an item's answer is only known by waiting on its ticket"]
 pub struct Ticket<O, E> {
     rx: Receiver<Answer<O, E>>,
+    waker: Arc<AtomicWaker>,
 }
 
 impl<O, E> Ticket<O, E> {
     /// Blocks until the item is answered.
+    ///
+    /// Async code should `.await` the ticket instead: this blocks the thread.
     ///
     /// # Errors
     /// The item's [`BatchError`].
@@ -258,10 +295,109 @@ impl<O, E> Ticket<O, E> {
         }
     }
 
+    /// The answer if it has come, without blocking; the ticket back otherwise.
+    ///
+    /// # Errors
+    /// `Err(self)` while the item is not answered; the inner result is the item's answer.
+    pub fn try_wait(self) -> Result<Answer<O, E>, Self> {
+        match self.rx.try_recv() {
+            Ok(answer) => Ok(answer),
+            Err(TryRecvError::Empty) => Err(self),
+            Err(TryRecvError::Disconnected) => Ok(Err(BatchError::Closed)),
+        }
+    }
+
     fn answered(answer: Answer<O, E>) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(1);
         tx.send(answer).expect("the receiver is alive");
-        Ticket { rx }
+        Ticket {
+            rx,
+            waker: Arc::new(AtomicWaker::new()),
+        }
+    }
+
+    fn pair() -> (Reply<O, E>, Self) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waker = Arc::new(AtomicWaker::new());
+        let reply = Reply {
+            tx: Some(tx),
+            waker: Arc::clone(&waker),
+        };
+        (reply, Ticket { rx, waker })
+    }
+}
+
+impl<O, E> IntoFuture for Ticket<O, E> {
+    type Output = Answer<O, E>;
+    type IntoFuture = AsyncTicket<O, E>;
+
+    /// The ticket as a future: `ticket.await` waits without blocking the thread.
+    fn into_future(self) -> AsyncTicket<O, E> {
+        AsyncTicket { ticket: Some(self) }
+    }
+}
+
+/// A [`Ticket`] being awaited: resolves to the item's answer without blocking a thread. The
+/// worker wakes the task that last polled it when it answers. It works on any executor: the
+/// batcher depends on no async runtime.
+///
+/// Dropping it before it resolves does not withdraw the item (see [`Ticket`]). Polling it
+/// again after it resolved answers [`BatchError::Closed`].
+///
+/// # Examples
+/// ```
+/// use batchkv_batcher::{BatchConfig, Batcher, SubmitError};
+///
+/// let sink = |batch: Vec<u64>| -> Result<Vec<Result<u64, String>>, String> {
+///     Ok(batch.into_iter().map(|i| Ok(i * 2)).collect())
+/// };
+/// let batcher = Batcher::start(sink, BatchConfig::default())?;
+/// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// # rt.block_on(async {
+/// // In async code: never `submit` (it blocks while the queue is full), but `try_submit`,
+/// // and shed the load when the queue is full.
+/// match batcher.try_submit(21) {
+///     Ok(ticket) => assert_eq!(ticket.await, Ok(42)),
+///     Err(SubmitError::Full(_)) => { /* answer "too many requests", or retry later */ }
+///     Err(SubmitError::Closed(_)) => { /* shutting down */ }
+/// }
+/// # });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled; the item is queued either way"]
+pub struct AsyncTicket<O, E> {
+    /// `None` once resolved.
+    ticket: Option<Ticket<O, E>>,
+}
+
+impl<O, E> AsyncTicket<O, E> {
+    /// Whether it has resolved (polling it again would answer `Closed`).
+    pub fn is_terminated(&self) -> bool {
+        self.ticket.is_none()
+    }
+}
+
+// Never pinned structurally: the ticket is only moved out or replaced, whatever `O` and `E` are.
+impl<O, E> Unpin for AsyncTicket<O, E> {}
+
+impl<O, E> Future for AsyncTicket<O, E> {
+    type Output = Answer<O, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<O, E>> {
+        let Some(ticket) = self.ticket.as_ref() else {
+            return Poll::Ready(Err(BatchError::Closed));
+        };
+        // Register first, then look: an answer sent after the look wakes the waker registered
+        // before it (the worker sends, then wakes).
+        ticket.waker.register(cx.waker());
+        let answer = match ticket.rx.try_recv() {
+            Ok(answer) => answer,
+            Err(TryRecvError::Empty) => return Poll::Pending,
+            Err(TryRecvError::Disconnected) => Err(BatchError::Closed),
+        };
+        self.ticket = None;
+        Poll::Ready(answer)
     }
 }
 
@@ -424,14 +560,14 @@ where
     }
 
     fn envelope(item: T) -> (Envelope<T, O, E>, Ticket<O, E>) {
-        let (reply, rx) = crossbeam_channel::bounded(1);
+        let (reply, ticket) = Ticket::pair();
         let env = Envelope {
             size: item.size_bytes(),
             item,
             enqueued: Instant::now(),
             reply,
         };
-        (env, Ticket { rx })
+        (env, ticket)
     }
 
     /// Sends one item through `tx` (held under the caller's read lock; `None` once shut down),
@@ -466,6 +602,9 @@ where
 
     /// Queues `item`, blocking while the queue is full.
     ///
+    /// Async code must not call this (a full queue would block the executor's thread): use
+    /// [`Batcher::try_submit`].
+    ///
     /// # Errors
     /// [`SubmitError::Closed`] with the item, once the batcher is shut down.
     pub fn submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
@@ -473,11 +612,19 @@ where
         self.enqueue(tx.as_ref(), item, true)
     }
 
-    /// Queues `item` if there is room.
+    /// Queues `item` if there is room; never blocks (beyond a lock held only while another
+    /// submitter enqueues or a shutdown takes the queue).
+    ///
+    /// This is the submit for async callers: queue with it, then `.await` the ticket (see
+    /// [`AsyncTicket`]). On [`SubmitError::Full`] the queue holds `queue_capacity` items the
+    /// worker has not reached: the sink is behind. Shed the load rather than wait for room (a
+    /// server answers "too many requests", as etcd's `etcdserver: too many requests`, and the
+    /// client backs off); a caller that must not fail may retry after a delay of its own
+    /// (a timer of its runtime), never in a tight loop.
     ///
     /// # Errors
-    /// [`SubmitError::Full`] when the queue is full, [`SubmitError::Closed`] once shut down;
-    /// both hand the item back.
+    /// [`SubmitError::Full`] (busy) when the queue is full, [`SubmitError::Closed`] once shut
+    /// down; both hand the item back.
     pub fn try_submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
         let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
         self.enqueue(tx.as_ref(), item, false)
@@ -682,8 +829,7 @@ impl<T, S: Sink<T>> Worker<T, S> {
             .closed
             .fetch_add(replies.len() as u64, Ordering::Relaxed);
         for reply in replies {
-            // A submitter that dropped its ticket does not want the answer.
-            let _ = reply.send(Err(BatchError::Closed));
+            reply.send(Err(BatchError::Closed));
         }
     }
 
@@ -756,8 +902,7 @@ impl<T, S: Sink<T>> Worker<T, S> {
         c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         c.by_trigger[trigger.index()].fetch_add(1, Ordering::Relaxed);
         for (reply, answer) in replies.into_iter().zip(answers) {
-            // A submitter that dropped its ticket does not want the answer.
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
         self.policy.record(n, start, sink_time, queued_meanwhile);
         if let Some(observer) = &self.observer {

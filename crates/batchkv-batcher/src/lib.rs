@@ -6,10 +6,16 @@
 //! when its [`WaitPolicy`] says waiting pays, hands the batch to the [`Sink`], and answers every
 //! item exactly once: its result, the batch's error, or [`BatchError::Closed`].
 //!
+//! Async callers queue with [`Batcher::try_submit`] (it never blocks; a full queue answers
+//! [`SubmitError::Full`]) and `.await` the ticket ([`AsyncTicket`]): the worker wakes the task
+//! when it answers, so a thousand waiting submitters cost no thread each. The crate depends on
+//! no async runtime.
+//!
 //! [`ChunkController`] is the other half of batching: it splits one huge batch into chunks whose
 //! size follows the throughput's variance. It is pure logic; `batchkv-engine` drives it.
 //!
-//! The crate knows nothing about storage; it depends on crossbeam-channel (and thiserror).
+//! The crate knows nothing about storage; it depends on crossbeam-channel, atomic-waker (the
+//! async ticket's waker slot) and thiserror.
 
 #![warn(missing_docs)]
 
@@ -20,8 +26,8 @@ mod error;
 mod policy;
 
 pub use crate::batcher::{
-    BatchItem, Batcher, FlushInfo, FlushObserver, FlushOutcome, FlushTrigger, Shutdown, Sink,
-    Stats, Ticket,
+    AsyncTicket, BatchItem, Batcher, FlushInfo, FlushObserver, FlushOutcome, FlushTrigger,
+    Shutdown, Sink, Stats, Ticket,
 };
 pub use crate::chunk::{
     AdaptiveBatchConfig, AdaptiveBatchResult, ChunkController, ChunkRecord, rsd_pct,

@@ -9,15 +9,23 @@
 //! becomes synced again once nothing was published meanwhile. Every revision it delivers is
 //! above the last one it delivered, so nothing is lost or repeated across the switch. A watcher
 //! that must catch up from below the compacted revision is cancelled with it, as etcd does.
+//!
+//! Async consumers use [`Watcher::recv_async`] / [`Watcher::poll_recv`] (or the watcher as a
+//! `Stream`): each slot keeps an [`AtomicWaker`] next to its channel, and the hub wakes it after
+//! every send (and when it closes), so an awaiting task is woken, never polled on a timer, and
+//! costs no thread. The catch-up then runs in the consumer's task, one bounded step per poll.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use batchkv_codec::record;
 use batchkv_engine::{Cf, Engine, KeyRange};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::error::MvccError;
 use crate::kv::{Event, EventKind, KeyValue};
@@ -141,6 +149,9 @@ enum Msg {
 struct Slot {
     req: WatchRequest,
     tx: Sender<Msg>,
+    /// The task awaiting this watcher (`poll_recv`), woken after every send; empty for a
+    /// blocking consumer, whom the channel wakes.
+    waker: Arc<AtomicWaker>,
     synced: bool,
 }
 
@@ -190,14 +201,16 @@ impl Hub {
 
     /// Publishes a committed entry: the store is now at `revision`, compacted at `compacted`.
     pub(crate) fn publish(&self, revision: i64, compacted: i64, events: &[Event]) {
-        let mut st = self.lock();
-        st.published = revision;
-        st.compacted = compacted;
-        if st.slots.is_empty() {
+        let mut guard = self.lock();
+        guard.published = revision;
+        guard.compacted = compacted;
+        if guard.slots.is_empty() {
             return;
         }
-        let st = &mut *st;
+        let st = &mut *guard;
         let mut dead = Vec::new();
+        // The tasks to wake, woken once the lock is released.
+        let mut wake = Vec::new();
         for group in events.chunk_by(|a, b| a.kv.mod_revision == b.kv.mod_revision) {
             let rev = group[0].kv.mod_revision;
             let mut per: HashMap<i64, Vec<Event>> = HashMap::new();
@@ -226,26 +239,34 @@ impl Hub {
                     events: evs,
                 }) {
                     Ok(()) => {}
-                    // Behind: it catches up from storage, on its own thread.
+                    // Behind: it catches up from storage, on its own thread (or task).
                     Err(TrySendError::Full(_)) => slot.synced = false,
                     Err(TrySendError::Disconnected(_)) => dead.push(id),
                 }
+                // Woken after the send: the task finds the response, or the slot unsynced.
+                wake.extend(slot.waker.take());
             }
         }
         for id in dead {
             remove(st, id);
             self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         }
+        drop(guard);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// Sends a progress notification to every synced watcher that asked for them.
     pub(crate) fn notify_progress(&self) {
         let st = self.lock();
+        let mut wake = Vec::new();
         for slot in st.slots.values() {
             if slot.synced && slot.req.progress_notify {
                 let _ = slot.tx.try_send(Msg::Progress(st.published));
+                wake.extend(slot.waker.take());
             }
         }
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// The store is closing: every watcher's channel disconnects, so blocked receivers wake
@@ -253,10 +274,18 @@ impl Hub {
     pub(crate) fn close(&self) {
         let mut st = self.lock();
         let n = st.slots.len();
-        st.slots.clear();
+        // Every sender is dropped (the channels disconnect) before its task is woken, so the
+        // woken task sees the end, not an empty channel.
+        let wake: Vec<Waker> = st
+            .slots
+            .drain()
+            .filter_map(|(_, slot)| slot.waker.take())
+            .collect();
         st.by_key.clear();
         st.ranges.clear();
         self.count.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     fn unregister(&self, id: i64) {
@@ -292,6 +321,7 @@ pub(crate) fn register(
     req: WatchRequest,
 ) -> Watcher {
     let (tx, rx) = crossbeam_channel::bounded(req.buffer.max(1));
+    let waker = Arc::new(AtomicWaker::new());
     let mut st = hub.lock();
     let id = st.next_id;
     st.next_id += 1;
@@ -311,6 +341,7 @@ pub(crate) fn register(
         Slot {
             req: req.clone(),
             tx,
+            waker: Arc::clone(&waker),
             synced,
         },
     );
@@ -324,13 +355,16 @@ pub(crate) fn register(
         engine: Arc::clone(engine),
         kv_cf,
         rx,
+        waker,
         queue: VecDeque::new(),
         done: false,
     }
 }
 
-/// A watch: receive its responses with [`Watcher::recv`] (or `recv_timeout`, `try_recv`).
-/// Dropping it (or [`Watcher::cancel`]) ends the watch.
+/// A watch: receive its responses with [`Watcher::recv`] (or `recv_timeout`, `try_recv`), or,
+/// in async code, with [`Watcher::recv_async`] (or [`Watcher::poll_recv`], or as a
+/// `futures_core::Stream` of `Result<WatchResponse, MvccError>`). Dropping it (or
+/// [`Watcher::cancel`]) ends the watch and frees its slot in the hub.
 pub struct Watcher {
     id: i64,
     req: WatchRequest,
@@ -340,6 +374,8 @@ pub struct Watcher {
     engine: Arc<Engine>,
     kv_cf: Cf,
     rx: Receiver<Msg>,
+    /// Shared with the hub's slot: the task of the last `poll_recv`.
+    waker: Arc<AtomicWaker>,
     queue: VecDeque<WatchResponse>,
     done: bool,
 }
@@ -397,6 +433,89 @@ impl Watcher {
     /// A storage error while catching up from history.
     pub fn try_recv(&mut self) -> Result<Option<WatchResponse>, MvccError> {
         self.next_response(Some(Instant::now()))
+    }
+
+    /// The next response, awaited without blocking a thread: the hub wakes the task when it
+    /// sends this watcher a response, or when the store closes. `Ok(None)` as for
+    /// [`Watcher::recv`].
+    ///
+    /// Cancel-safe: dropping the future (a `select!` that chose another branch) loses no
+    /// response; the next call returns it. A watcher that fell behind catches up from storage
+    /// in the awaiting task, one bounded read (about a thousand records) per poll, yielding to
+    /// the executor between reads. A slow consumer never slows writers: the hub never waits
+    /// for it (it falls behind and catches up, as with `recv`).
+    ///
+    /// # Errors
+    /// A storage error while catching up from history.
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv_codec::{Op, Put};
+    /// use batchkv_mvcc::{Mvcc, MvccConfig, WatchRequest};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut store = Mvcc::open(MvccConfig::new(dir.path()))?;
+    /// let mut w = store.watch(WatchRequest::key("k"));
+    /// let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build()?;
+    /// // The task waits without a thread of its own; apply wakes it.
+    /// let waiting = rt.spawn(async move { w.recv_async().await });
+    /// store.apply(1, &[Op::Put(Put::new("k", "v"))])?;
+    /// let resp = rt.block_on(waiting)??.expect("an event");
+    /// assert_eq!(resp.events[0].kv.mod_revision, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn recv_async(&mut self) -> Result<Option<WatchResponse>, MvccError> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next response: `Poll::Pending` (the task is woken when one comes) or what
+    /// [`Watcher::recv_async`] would resolve to. For hand-written futures and streams; after
+    /// `Ready(Ok(None))` it stays so.
+    ///
+    /// # Errors
+    /// A storage error while catching up from history.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<WatchResponse>, MvccError>> {
+        let mut caught_up = false;
+        loop {
+            if let Some(r) = self.queue.pop_front() {
+                return Poll::Ready(Ok(Some(r)));
+            }
+            if self.done {
+                return Poll::Ready(Ok(None));
+            }
+            // Register first, then look: a send after the look wakes the task registered
+            // before it (the hub sends, then wakes).
+            self.waker.register(cx.waker());
+            match self.rx.try_recv() {
+                Ok(msg) => match self.take(msg) {
+                    Ok(Some(r)) => return Poll::Ready(Ok(Some(r))),
+                    Ok(None) => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Err(TryRecvError::Disconnected) => {
+                    self.done = true;
+                    continue;
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            let synced = self.hub.lock().slots.get(&self.id).is_none_or(|s| s.synced);
+            if synced {
+                return Poll::Pending;
+            }
+            if caught_up {
+                // A catch-up step that found nothing for this watcher: let the executor run
+                // other tasks before the next one.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Err(e) = self.catch_up() {
+                return Poll::Ready(Err(e));
+            }
+            caught_up = true;
+        }
     }
 
     fn next_response(
@@ -606,6 +725,15 @@ impl Watcher {
             events: out,
             ..WatchResponse::default()
         })
+    }
+}
+
+/// The watcher as a stream of responses; it ends where [`Watcher::recv`] answers `Ok(None)`.
+impl futures_core::Stream for Watcher {
+    type Item = Result<WatchResponse, MvccError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx).map(Result::transpose)
     }
 }
 

@@ -145,6 +145,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.engine.totals().sst_bytes,
     );
 
+    // Async: no thread per request, on any executor. Each call queues its op at once; the
+    // futures only wait (dropping one would not withdraw its write).
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut async_watch = store.watch(WatchRequest::key("async/1"));
+    let (put, del) = rt.block_on(async {
+        let put = store.put_async("async/1", "x");
+        let del = store.delete_async("async/1");
+        (put.await, del.await)
+    });
+    let (put, del) = (put?, del?);
+    assert_eq!((del.deleted, del.revision), (1, put.revision + 1));
+    let seen = rt.block_on(async {
+        let mut kinds = Vec::new();
+        while kinds.len() < 2 {
+            let resp = async_watch
+                .recv_async()
+                .await?
+                .ok_or("the watch ended early")?;
+            kinds.extend(resp.events.iter().map(|e| e.kind));
+        }
+        Ok::<_, Box<dyn std::error::Error>>(kinds)
+    })?;
+    assert_eq!(seen, [EventKind::Put, EventKind::Delete]);
+    drop(async_watch);
+
     // Close: everything queued is applied and answered, the WAL synced.
     drop(watcher);
     store.close()?;

@@ -23,6 +23,12 @@ pub enum StoreError {
     /// The store is closed (or closing) and took no new work.
     #[error("the store is closed")]
     Closed,
+    /// The write queue is full: the async submits ([`crate::Store::submit_async`] and its
+    /// typed twins) refuse the op instead of blocking a thread until there is room (the
+    /// blocking calls wait). Nothing of it was queued. This is etcd's `ErrTooManyRequests`,
+    /// with its text: a server answers it as is, and the client backs off and retries.
+    #[error("etcdserver: too many requests")]
+    Busy,
     /// A storage failure stopped the store from taking writes (fail-stop): an I/O error while
     /// writing or syncing, or corruption. Writes acknowledged before it are durable as their
     /// mode promises; reads still work; reopen the store (after fixing the cause) to write again.

@@ -10,6 +10,11 @@
 //! (a maintenance thread proposes the revokes), and [`Store::transaction`] gives optimistic,
 //! serializable multi-key transactions on top of etcd's Txn.
 //!
+//! Async callers write without a thread per request: [`Store::submit_async`] and its typed twins
+//! (`put_async`, `txn_async`, ...) queue the op at once and return a [`SubmitFuture`] that the
+//! batcher's worker wakes; [`Watcher::recv_async`] awaits watch responses. The crate depends on
+//! no async runtime.
+//!
 //! ```
 //! use batchkv::Store;
 //!
@@ -30,6 +35,7 @@
 
 mod durability;
 mod error;
+mod future;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod halt;
@@ -75,6 +81,7 @@ pub use batchkv_metrics::{
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};
 pub use crate::error::{Result, StoreError};
+pub use crate::future::SubmitFuture;
 pub use crate::log::{LocalLog, Log, LogError};
 pub use crate::store::{BulkError, BulkReport, Store, StoreBuilder, StoreStats};
 pub use crate::txn::{DEFAULT_TXN_ATTEMPTS, Transaction};

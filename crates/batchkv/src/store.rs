@@ -1,5 +1,6 @@
 //! [`Store`] and [`StoreBuilder`].
 
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
@@ -7,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use batchkv_batcher::{
-    AdaptiveBatchConfig, AdaptiveBatchResult, BatchConfig, BatchError, Batcher, ChunkController,
-    Shutdown, Stats as BatcherStats,
+    AdaptiveBatchConfig, AdaptiveBatchResult, BatchConfig, Batcher, ChunkController, Shutdown,
+    Stats as BatcherStats, SubmitError,
 };
 use batchkv_batcher::{FlushInfo, FlushObserver};
 use batchkv_codec::{
@@ -25,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::durability::{Durability, FlushStats, WalSync};
 use crate::error::{Result, StoreError};
+use crate::future::{SubmitFuture, store_error};
 use crate::halt::Halt;
 use crate::log::{LocalLog, Log};
 use crate::pipeline::{Core, Pipeline, Request};
@@ -535,6 +537,17 @@ impl Store {
     }
 
     fn submit_inner(&self, op: Op) -> Result<OpResponse> {
+        let request = self.request(op)?;
+        let ticket = self
+            .inner
+            .batcher
+            .submit(request)
+            .map_err(|_| StoreError::Closed)?;
+        ticket.wait().map_err(store_error)
+    }
+
+    /// The checks every write passes before it is queued (blocking or async alike).
+    fn request(&self, op: Op) -> Result<Request> {
         if self.inner.read_only {
             return Err(self.read_only_error());
         }
@@ -545,17 +558,190 @@ impl Store {
             }
             .into());
         }
-        let ticket = self
+        Ok(Request(op))
+    }
+
+    /// Submits one op through the pipeline without blocking: the op is checked and queued
+    /// now, by this call, and the returned future resolves to its answer, which is exactly what
+    /// [`Store::submit`] would have answered (the same errors, the same revisions), with one
+    /// more error: [`StoreError::Busy`] when the write queue is full
+    /// ([`BatchConfig::queue_capacity`]), where the blocking call would wait for room.
+    ///
+    /// No thread waits for the answer: the batcher's worker wakes the task when the op's entry
+    /// is applied. The future is `Send + 'static` and needs no particular runtime (the store
+    /// depends on none).
+    ///
+    /// **Dropping the future** (a cancelled request, a timeout, a `select!` that chose another
+    /// branch) does not withdraw the op: it was queued when this returned, and it commits (or
+    /// fails) as part of one entry exactly once, as if someone were waiting; only its answer is
+    /// lost. An op refused before it was queued (invalid, read-only store, closed, busy) is
+    /// never written.
+    ///
+    /// **On `Busy`**, the queue holds `queue_capacity` ops the pipeline has not reached: shed the
+    /// load (a server answers etcd's `etcdserver: too many requests`, the error's own text) or
+    /// retry after a delay; never retry in a tight loop.
+    ///
+    /// Reads ([`Store::get`], [`Store::range`]) stay synchronous: they do not go through the
+    /// batcher and take only the state machine's read lock.
+    ///
+    /// # Errors
+    /// The future resolves to [`Store::submit`]'s errors, or [`StoreError::Busy`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{Op, OpResponse, Put};
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let answer = rt.block_on(store.submit_async(Op::Put(Put::new("k", "v"))))?;
+    /// match answer {
+    ///     OpResponse::Put(r) => assert_eq!(r.revision, 2),
+    ///     other => panic!("a put answered {other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_async(&self, op: Op) -> SubmitFuture {
+        let metrics = self
             .inner
-            .batcher
-            .submit(Request(op))
-            .map_err(|_| StoreError::Closed)?;
-        ticket.wait().map_err(|e| match e {
-            BatchError::Item(e) => e,
-            BatchError::Batch(e) => (*e).clone(),
-            BatchError::Closed => StoreError::Closed,
-            other => StoreError::Internal(other.to_string()),
+            .metrics
+            .as_ref()
+            .map(|m| (Arc::clone(m), op_label(&op)));
+        let start = Instant::now();
+        let request = match self.request(op) {
+            Ok(r) => r,
+            Err(e) => return SubmitFuture::ready(Err(e), metrics),
+        };
+        match self.inner.batcher.try_submit(request) {
+            Ok(ticket) => SubmitFuture::queued(
+                ticket.into_future(),
+                metrics.map(|(m, label)| (m, label, start)),
+            ),
+            Err(SubmitError::Full(_)) => SubmitFuture::ready(Err(StoreError::Busy), metrics),
+            Err(SubmitError::Closed(_)) => SubmitFuture::ready(Err(StoreError::Closed), metrics),
+        }
+    }
+
+    /// [`Store::put`] without blocking: queued now, answered by the future (see
+    /// [`Store::submit_async`], which says what dropping it does).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let (a, b) = rt.block_on(async {
+    ///     // Both are queued before either is awaited: one entry may carry them both.
+    ///     let a = store.put_async("a", "1");
+    ///     let b = store.put_async("b", "2");
+    ///     (a.await, b.await)
+    /// });
+    /// assert_eq!((a?.revision, b?.revision), (2, 3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_async(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> SubmitFuture<PutResponse> {
+        self.put_with_async(Put::new(key, value))
+    }
+
+    /// [`Store::put_with`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn put_with_async(&self, put: Put) -> SubmitFuture<PutResponse> {
+        self.submit_async(Op::Put(put)).typed(|r| match r {
+            OpResponse::Put(r) => Ok(r),
+            other => Err(unexpected("put", &other)),
         })
+    }
+
+    /// [`Store::delete`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn delete_async(&self, key: impl Into<Bytes>) -> SubmitFuture<DeleteRangeResponse> {
+        self.delete_range_async(DeleteRange::key(key))
+    }
+
+    /// [`Store::delete_range`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn delete_range_async(&self, d: DeleteRange) -> SubmitFuture<DeleteRangeResponse> {
+        self.submit_async(Op::DeleteRange(d)).typed(|r| match r {
+            OpResponse::DeleteRange(r) => Ok(r),
+            other => Err(unexpected("delete_range", &other)),
+        })
+    }
+
+    /// [`Store::txn`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{Compare, CompareOp, CompareTarget, Op, Put, Txn};
+    ///
+    /// let if_absent = Txn {
+    ///     compares: vec![Compare::new("lock", CompareOp::Equal, CompareTarget::CreateRevision(0))],
+    ///     success: vec![Op::Put(Put::new("lock", "me"))],
+    ///     failure: vec![],
+    /// };
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// assert!(rt.block_on(store.txn_async(if_absent.clone()))?.succeeded);
+    /// assert!(!rt.block_on(store.txn_async(if_absent))?.succeeded);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn txn_async(&self, t: Txn) -> SubmitFuture<TxnResponse> {
+        self.submit_async(Op::Txn(t)).typed(|r| match r {
+            OpResponse::Txn(r) => Ok(r),
+            other => Err(unexpected("txn", &other)),
+        })
+    }
+
+    /// [`Store::compact`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn compact_async(&self, revision: i64) -> SubmitFuture<CompactResponse> {
+        self.submit_async(Op::Compact(Compact { revision }))
+            .typed(|r| match r {
+                OpResponse::Compact(r) => Ok(r),
+                other => Err(unexpected("compact", &other)),
+            })
+    }
+
+    /// [`Store::lease_grant`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn lease_grant_async(&self, id: i64, ttl: i64) -> SubmitFuture<LeaseGrantResponse> {
+        self.submit_async(Op::LeaseGrant(LeaseGrant { id, ttl }))
+            .typed(|r| match r {
+                OpResponse::LeaseGrant(r) => Ok(r),
+                other => Err(unexpected("lease_grant", &other)),
+            })
+    }
+
+    /// [`Store::lease_revoke`] without blocking (see [`Store::submit_async`]).
+    ///
+    /// # Errors
+    /// As [`Store::submit_async`].
+    pub fn lease_revoke_async(&self, id: i64) -> SubmitFuture<LeaseRevokeResponse> {
+        self.submit_async(Op::LeaseRevoke(LeaseRevoke { id }))
+            .typed(|r| match r {
+                OpResponse::LeaseRevoke(r) => Ok(r),
+                other => Err(unexpected("lease_revoke", &other)),
+            })
     }
 
     /// Puts `value` at `key`.
