@@ -157,7 +157,7 @@ where
                     // The watch is over (the store is closing).
                     Ok(None) => return,
                     Err(e) => {
-                        send!(WatchItem::Failed(e.to_string()));
+                        let _ = send!(WatchItem::Failed(e.to_string()));
                         return;
                     }
                 },
