@@ -90,7 +90,7 @@ pub async fn close(store: &Store) -> Result<(), Status> {
         .map_err(|e| crate::error::status(&e))
 }
 
-/// What a watch thread sends its stream.
+/// What a watch task sends its stream.
 #[derive(Debug)]
 pub enum WatchItem {
     /// Events, or the cancel of a watcher whose history was compacted.

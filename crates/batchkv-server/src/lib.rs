@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! client ─gRPC─► tonic (tokio workers) ─► service (service/*.rs): etcd message → batchkv op
-//!        ─► blocking.rs: hand-off to the blocking pool ─► Store::submit (group commit, one
-//!        WriteBatch per batch) ─► answer → etcd message ─► client
+//!        ─► blocking.rs: Store::submit_async, awaited (group commit, one WriteBatch per
+//!        entry) ─► answer → etcd message ─► client
 //! ```
 //!
 //! Served: KV (Range, Put, DeleteRange, Txn, Compact), Watch (the bidirectional stream),

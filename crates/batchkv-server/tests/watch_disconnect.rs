@@ -1,6 +1,6 @@
 //! A client that goes away in the middle of a watch (and of a keep-alive stream) leaves the
-//! server working, and the watch's thread ends. Its own test binary: it counts the process's
-//! watch threads.
+//! server working, and the watch's task ends. Its own test binary: it counts the process's
+//! watch tasks.
 
 // A failed call fails the test where it stands (each call is its own line).
 #![allow(clippy::unwrap_used)]
@@ -43,12 +43,12 @@ async fn a_client_gone_mid_watch_breaks_nothing() {
         drop(keeper);
         drop(c);
     }
-    // Every watch thread ends once its stream is gone.
+    // Every watch task ends once its stream is gone.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while batchkv_server::blocking::watch_tasks() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} watch threads still run",
+            "{} watch tasks still run",
             batchkv_server::blocking::watch_tasks()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

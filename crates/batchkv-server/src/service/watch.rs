@@ -1,6 +1,6 @@
 //! Watch: the bidirectional stream. One task per stream reads the client's requests (create,
 //! cancel, progress) and forwards what the stream's watchers produce; each watcher runs on its
-//! own bridge thread (`blocking::bridge_watch`), which feeds the task through one channel.
+//! own bridge task (`blocking::bridge_watch`, awaiting `Watcher::recv_async`), which feeds the task through one channel.
 //!
 //! As etcd 3.4 (`etcdserver/api/v3rpc/watch.go`): watch ids are per stream, chosen by the
 //! client or counted from 0; a create answers `created` (or `created` and `canceled` with
@@ -72,7 +72,7 @@ struct WatchStream {
     ctx: std::sync::Arc<Ctx>,
     out: Out,
     items_tx: mpsc::Sender<(u64, WatchItem)>,
-    /// Watch id → (token, bridge thread). The token tells apart a watch id reused after a
+    /// Watch id → (token, bridge task). The token tells apart a watch id reused after a
     /// cancel from the cancelled watch's last responses still queued.
     watches: HashMap<i64, (u64, WatchBridge)>,
     tokens: HashMap<u64, i64>,
@@ -113,7 +113,7 @@ impl WatchStream {
                 }
             };
             if sent.is_err() {
-                // The client is gone: dropping `self` stops every bridge thread.
+                // The client is gone: dropping `self` stops every bridge task.
                 return;
             }
         }
@@ -238,7 +238,7 @@ impl WatchStream {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start a watch thread");
+                tracing::warn!(error = %e, "cannot start a watch task");
                 self.send(pb::WatchResponse {
                     header: self.ctx.header(rev),
                     watch_id: id,
