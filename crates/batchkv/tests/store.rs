@@ -459,7 +459,9 @@ fn check_while_writes_are_in_flight_sees_whole_entries() {
     let mut checks = 0;
     let start = Instant::now();
     while checks < 200 && start.elapsed() < Duration::from_secs(20) {
-        let report = store.check().unwrap_or_else(|e| panic!("check {checks}: {e}"));
+        let report = store
+            .check()
+            .unwrap_or_else(|e| panic!("check {checks}: {e}"));
         assert!(report.current_revision >= 1);
         checks += 1;
     }
@@ -468,5 +470,8 @@ fn check_while_writes_are_in_flight_sees_whole_entries() {
     assert!(written > 0, "the writers ran");
     let last = store.check().expect("final check");
     assert_eq!(last.current_revision, store.current_revision());
-    assert_eq!(last.current_revision, 1 + i64::try_from(written).expect("count"));
+    assert_eq!(
+        last.current_revision,
+        1 + i64::try_from(written).expect("count")
+    );
 }
