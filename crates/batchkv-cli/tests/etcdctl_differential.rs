@@ -753,7 +753,10 @@ fn leases() {
     p.same(&["get", "", "--from-key"]);
     p.same(&["lease", "timetolive", "{L1}", "--keys"]);
     let unknown = p.same_error(&["lease", "revoke", "{L1}"], None);
-    assert_eq!(unknown, "Error: etcdserver: requested lease not found");
+    assert_eq!(
+        unknown,
+        "Error: failed to revoke lease (etcdserver: requested lease not found)"
+    );
     p.same_error(&["lease", "keep-alive", "--once", "{L1}"], None);
     p.same_error(&["put", "x", "y", "--lease={L1}"], None);
     p.same(&["lease", "revoke", "{L3}"]);
@@ -794,9 +797,9 @@ fn live_watch() {
     p.same(&["del", "w/a"]);
     p.same_in(
         &["txn", "--interactive=false"],
-        Some("\n\nput w/c 1\nput w/d 1\nput other 2\ndel w/before\n\n\n"),
+        Some("\nput w/c 1\nput w/d 1\nput other 2\ndel w/before\n\n\n"),
     );
-    p.same(&["put", "w/b", "--ignore-value"]);
+    p.same(&["put", "w/b", "--ignore-value", "--ignore-lease"]);
     p.same(&["lease", "revoke", "{L}"]);
     p.same(&["del", "w/", "--prefix"]);
     p.same(&["put", "w/zz-end", "done"]);
