@@ -198,6 +198,10 @@ impl BatchkvServer {
             .child
             .take()
             .expect("stop of a server that is not running");
+        // Exited already (crashed): that is its status.
+        if let Some(status) = child.try_wait().expect("poll the server") {
+            return status;
+        }
         // `kill` the program: std sends only SIGKILL, and this crate has no unsafe code.
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
