@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use batchkv_testkit::keyspace::{BOUNDS, KEYS, ORDERS, PREFIXES, SORT_TARGETS, VALUES};
 use batchkv_testkit::{BatchkvServer, Etcd, Rng, ServeOptions, env_u64, shell_words};
 use serde_json::Value;
 
@@ -974,23 +975,12 @@ fn maintenance() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A seeded random history (the shapes of batchkv-mvcc's etcd differential generator, as
-// etcdctl command lines: that generator also builds the requests for the MVCC directly, which
-// has no place here).
+// A seeded random history: the key space and the shapes of batchkv-mvcc's etcd differential
+// generator (testkit's `keyspace`), as etcdctl command lines only (that generator also builds
+// the MVCC's requests, which have no place here).
 
 const DEFAULT_SEED: u64 = 0x5e_12e0_2026;
 const DEFAULT_OPS: usize = 300;
-/// 11 keys: a sorted read never has more than 12 items (Go's sort is stable only up to 12).
-const KEYS: [&str; 11] = [
-    "a", "a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "b3", "b4",
-];
-const BOUNDS: [&str; 13] = [
-    "a", "a0", "a1", "a2", "a2x", "a3", "a4", "a5", "b", "b0", "b2", "b4", "c",
-];
-const PREFIXES: [&str; 7] = ["a", "a1", "a2x", "b", "b3", "c", "a0"];
-const VALUES: [&str; 9] = ["", "v", "v", "x1", "abc", "z9", "0", "hello", "abd"];
-const SORT_TARGETS: [&str; 5] = ["KEY", "VERSION", "CREATE", "MODIFY", "VALUE"];
-const ORDERS: [&str; 2] = ["ASCEND", "DESCEND"];
 
 struct Gen {
     rng: Rng,

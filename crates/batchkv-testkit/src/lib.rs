@@ -11,6 +11,7 @@
 //! - [`ChildProcess`]: re-runs the current test binary (or harness) as a child with one test
 //!   selected and an environment variable telling it to play the child, reads its stdout lines
 //!   and kills it with SIGKILL.
+//! - [`keyspace`]: the key space of the etcd differential generators.
 //! - [`free_port`], [`free_ports`], [`temp_dir`].
 //!
 //! It is a dev-dependency only (`publish = false`) and depends on no batchkv crate, so every
@@ -30,6 +31,7 @@
 
 mod child;
 mod etcd;
+pub mod keyspace;
 mod net;
 mod rng;
 mod serve;
