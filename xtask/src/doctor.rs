@@ -42,6 +42,15 @@ fn needs() -> Vec<Need> {
             optional: false,
         },
         Need {
+            what: "protobuf's well-known .proto files",
+            why: "the etcd-client crate's build (the server tests' client) imports them",
+            present: || {
+                std::path::Path::new("/usr/include/google/protobuf/descriptor.proto").exists()
+            },
+            debian: &["libprotobuf-dev"],
+            optional: false,
+        },
+        Need {
             what: "etcd and etcdctl",
             why: "the real etcd 3.4 the MVCC differential test compares against",
             present: || has_program("etcd", "--version") && has_program("etcdctl", "version"),
@@ -219,8 +228,8 @@ fn system_packages() -> Result<()> {
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         println!(
-            "doctor: all prerequisites present (c++, libclang, protoc, etcd, python3-venv, \
-             prometheus, rustfmt, clippy, DejaVu Sans, db_bench)"
+            "doctor: all prerequisites present (c++, libclang, protoc, libprotobuf-dev, etcd, \
+             python3-venv, prometheus, rustfmt, clippy, DejaVu Sans, db_bench)"
         );
         return Ok(());
     }
