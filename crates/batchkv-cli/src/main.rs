@@ -46,6 +46,9 @@
 //!   (Prometheus `/metrics` while the command runs). `bench` writes `bench/...` keys into the
 //!   data dir it is given: point it at a scratch dir.
 //!
+//! `batchkv serve` is the one command that is no etcdctl command: it serves etcd's v3 gRPC API
+//! on the data dir (crates/batchkv-server), with etcd's flags; `serve.rs` parses them.
+//!
 //! Logs: library `tracing` events go to stderr, filtered by `RUST_LOG` (default `warn`).
 
 mod args;
@@ -55,6 +58,7 @@ mod error;
 mod golit;
 mod output;
 mod request;
+mod serve;
 mod txn;
 
 use std::ffi::OsString;
@@ -68,6 +72,12 @@ use crate::error::exit;
 use crate::output::Out;
 
 fn main() {
+    // `batchkv serve` is a server, not an etcdctl command: its own flags (etcd's), logging and
+    // runtime (serve.rs).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "serve") {
+        std::process::exit(serve::main(args.collect()));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

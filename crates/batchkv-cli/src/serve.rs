@@ -1,0 +1,309 @@
+//! `batchkv serve`: etcd's v3 gRPC API on a data dir (crates/batchkv-server), with etcd's flag
+//! names. It runs until SIGTERM or SIGINT, then stops gracefully: no new connections or
+//! requests, the watch and keep-alive streams end, the requests in flight are answered (for at
+//! most [`DRAIN_TIMEOUT`]), and the store is closed, so every acknowledged write is on disk.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use batchkv::{AutoCompaction, Store};
+use batchkv_server::{Server, ServerConfig};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::DEFAULT_DATA_DIR;
+
+/// How long a stopping server waits for the requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster) on a batchkv data dir,
+/// for etcdctl and etcd's client libraries. Flags are etcd's.
+#[derive(Debug, Parser)]
+#[command(name = "batchkv serve")]
+pub struct ServeArgs {
+    /// The store (created if missing)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// URLs to listen on for client traffic (comma-separated, http only)
+    #[arg(long, value_name = "URLS", default_value = "http://127.0.0.1:2379")]
+    listen_client_urls: String,
+    /// Client URLs to advertise (MemberList); default: the listen URLs
+    #[arg(long, value_name = "URLS")]
+    advertise_client_urls: Option<String>,
+    /// Maximum client request size in bytes the server will accept
+    #[arg(long, value_name = "BYTES", default_value_t = batchkv::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Backend size quota in bytes, reported by Status (0: etcd's default, 2 GiB; not
+    /// enforced yet)
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    quota_backend_bytes: i64,
+    /// URLs to serve /metrics and /health on (comma-separated, http only)
+    #[arg(long, value_name = "URLS")]
+    listen_metrics_urls: Option<String>,
+    /// Log level: debug, info, warn, error, panic or fatal (RUST_LOG overrides)
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Auto-compaction mode: periodic or revision
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// Auto-compaction retention: for periodic a duration (5m, 1h30m; a bare number is
+    /// hours), for revision a number of revisions; 0 turns auto-compaction off
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
+}
+
+/// Runs `batchkv serve ARGS` (the arguments after `serve`); returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let argv = std::iter::once(OsString::from("batchkv serve")).chain(args);
+    let args = match ServeArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    let level = match args.log_level.as_str() {
+        "panic" | "fatal" => "error",
+        l => l,
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            1
+        }
+    }
+}
+
+fn run(args: ServeArgs) -> Result<(), String> {
+    let listen = parse_urls(&args.listen_client_urls, "--listen-client-urls")?;
+    let metrics = match &args.listen_metrics_urls {
+        Some(urls) => parse_urls(urls, "--listen-metrics-urls")?,
+        None => Vec::new(),
+    };
+    let compaction = auto_compaction(&args.auto_compaction_mode, &args.auto_compaction_retention)?;
+    let max_request = args.max_request_bytes;
+    let mut builder = Store::builder(&args.data_dir)
+        .metrics(!metrics.is_empty())
+        .mvcc(move |c| c.max_request_bytes(max_request));
+    if let Some(mode) = compaction {
+        builder = builder.auto_compaction(mode);
+    }
+    let store = builder
+        .open()
+        .map_err(|e| format!("cannot open {}: {e}", args.data_dir.display()))?;
+    let _metrics: Vec<_> = metrics
+        .iter()
+        .map(|a| {
+            store
+                .serve_metrics(&a.to_string())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let config = ServerConfig {
+        listen,
+        name: args.name,
+        advertise_client_urls: args
+            .advertise_client_urls
+            .map(|u| u.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        max_request_bytes: args.max_request_bytes,
+        quota_backend_bytes: if args.quota_backend_bytes > 0 {
+            args.quota_backend_bytes
+        } else {
+            ServerConfig::default().quota_backend_bytes
+        },
+        snapshot_dir: args
+            .data_dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.parent().map(PathBuf::from)),
+        ..ServerConfig::default()
+    };
+    // A few workers: the store's own threads do the work (group commit, RocksDB); the
+    // runtime only moves requests and answers.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(256)
+        .thread_name("batchkv-server")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let served = runtime.block_on(async {
+        let server = Server::bind(store.clone(), config)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen_client_urls))?;
+        tracing::info!(addrs = ?server.local_addrs(), data_dir = %args.data_dir.display(), "ready to serve client requests");
+        let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
+        let serving = server.serve(async move {
+            let name = shutdown_signal().await;
+            tracing::info!(signal = name, "stopping");
+            let _ = signalled_tx.send(true);
+        });
+        tokio::select! {
+            r = serving => r.map_err(|e| format!("serving failed: {e}")),
+            () = async {
+                let _ = signalled.wait_for(|s| *s).await;
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still in flight; closing anyway");
+                Ok(())
+            }
+        }
+    });
+    // Every queued write is answered and durable before the process exits.
+    let closed = store.close().map_err(|e| format!("closing the store: {e}"));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    closed?;
+    tracing::info!("stopped; the store is closed");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT, whichever comes first; its name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+/// `http://host:port,...` as socket addresses (host: an IP address or a name, e.g. localhost).
+fn parse_urls(urls: &str, flag: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let hostport = match url.split_once("://") {
+            Some(("http", rest)) => rest.trim_end_matches('/'),
+            Some(("https" | "unixs", _)) => {
+                return Err(format!("{flag}: {url}: TLS is not served yet (http only)"));
+            }
+            Some((scheme, _)) => {
+                return Err(format!("{flag}: {url}: unsupported scheme {scheme:?}"));
+            }
+            None => return Err(format!("{flag}: {url}: expected http://host:port")),
+        };
+        let addrs: Vec<SocketAddr> = hostport
+            .to_socket_addrs()
+            .map_err(|e| format!("{flag}: {url}: {e}"))?
+            .collect();
+        // A name (localhost) resolves to several addresses: the first of each family.
+        let first = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{flag}: {url}: resolves to no address"))?;
+        out.push(first);
+    }
+    if out.is_empty() {
+        return Err(format!("{flag}: no URL given"));
+    }
+    Ok(out)
+}
+
+/// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
+fn auto_compaction(mode: &str, retention: &str) -> Result<Option<AutoCompaction>, String> {
+    let retention = retention.trim();
+    if retention.is_empty() || retention == "0" {
+        return Ok(None);
+    }
+    match mode {
+        "revision" => {
+            let n: i64 = retention.parse().map_err(|_| {
+                format!("--auto-compaction-retention: {retention:?} is not a number of revisions")
+            })?;
+            Ok((n > 0).then_some(AutoCompaction::Revision(n)))
+        }
+        "periodic" => {
+            let d = match retention.parse::<u64>() {
+                Ok(hours) => Duration::from_secs(hours * 3600),
+                Err(_) => go_duration(retention).ok_or_else(|| {
+                    format!("--auto-compaction-retention: {retention:?} is not a duration")
+                })?,
+            };
+            Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+        }
+        other => Err(format!(
+            "--auto-compaction-mode: {other:?}: expected periodic or revision"
+        )),
+    }
+}
+
+/// A Go duration of whole units: `1h30m`, `90s`, `500ms`.
+fn go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let d = match &rest[..unit] {
+            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n * 60),
+            "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            _ => return None,
+        };
+        total += d;
+        rest = &rest[unit..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_retention() {
+        assert_eq!(
+            parse_urls("http://127.0.0.1:2379,http://127.0.0.1:22379", "--x"),
+            Ok(vec![
+                "127.0.0.1:2379".parse().expect("addr"),
+                "127.0.0.1:22379".parse().expect("addr")
+            ])
+        );
+        assert!(parse_urls("https://127.0.0.1:2379", "--x").is_err());
+        assert!(parse_urls("127.0.0.1:2379", "--x").is_err());
+        assert_eq!(auto_compaction("periodic", "0"), Ok(None));
+        assert_eq!(
+            auto_compaction("periodic", "1h30m"),
+            Ok(Some(AutoCompaction::Periodic(Duration::from_secs(5400))))
+        );
+        assert_eq!(
+            auto_compaction("periodic", "2"),
+            Ok(Some(AutoCompaction::Periodic(Duration::from_secs(7200))))
+        );
+        assert_eq!(
+            auto_compaction("revision", "1000"),
+            Ok(Some(AutoCompaction::Revision(1000)))
+        );
+        assert!(auto_compaction("revision", "1h").is_err());
+        assert!(auto_compaction("weekly", "1").is_err());
+        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(go_duration("5x"), None);
+    }
+}

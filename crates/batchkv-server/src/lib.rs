@@ -1,0 +1,236 @@
+//! etcd's v3 gRPC API over a batchkv [`Store`]: etcd's own clients (etcdctl 3.4, the Go
+//! `clientv3`, the Rust `etcd-client` crate) talk to batchkv unchanged.
+//!
+//! ```text
+//! client ─gRPC─► tonic (tokio workers) ─► service (service/*.rs): etcd message → batchkv op
+//!        ─► blocking.rs: hand-off to the blocking pool ─► Store::submit (group commit, one
+//!        WriteBatch per batch) ─► answer → etcd message ─► client
+//! ```
+//!
+//! Served: KV (Range, Put, DeleteRange, Txn, Compact), Watch (the bidirectional stream),
+//! Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases), Maintenance (Status, Hash, HashKV,
+//! Snapshot, Defragment, Alarm), Cluster (MemberList). Every other RPC answers `Unimplemented`
+//! naming itself. Errors are etcd's codes and texts ([`error`]). docs/ETCD-COMPAT.md has the
+//! table and every difference.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = batchkv::Store::open("/tmp/batchkv.data")?;
+//! let server = batchkv_server::Server::bind(store, batchkv_server::ServerConfig::default()).await?;
+//! println!("serving on {:?}", server.local_addrs());
+//! server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod blocking;
+mod convert;
+pub mod error;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchkv::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// The generated protobuf messages and tonic service traits (etcd's packages).
+#[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+pub mod pb {
+    /// `etcdserverpb`: the RPC messages and services.
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    /// `mvccpb`: KeyValue and Event.
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    /// `authpb`: users and roles (messages only; Auth is not served).
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
+}
+
+/// The `cluster_id` of every response header: "batchkv" in ASCII, read as a big-endian number
+/// (the same as the `batchkv` CLI's).
+pub const CLUSTER_ID: u64 = 0x0062_6174_6368_6b76;
+/// The member id (one node).
+pub const MEMBER_ID: u64 = 1;
+/// The raft term every header reports (no Raft yet: one term).
+pub const RAFT_TERM: u64 = 1;
+/// The version Status reports: the etcd API batchkv speaks.
+pub const ETCD_VERSION: &str = "3.4.0";
+/// etcd's extra allowance over `--max-request-bytes` for gRPC framing (`grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Addresses to listen on (etcd's `--listen-client-urls`; port 0 picks a free one).
+    pub listen: Vec<SocketAddr>,
+    /// The member's name (etcd's `--name`), reported by MemberList.
+    pub name: String,
+    /// The client URLs MemberList reports (etcd's `--advertise-client-urls`); empty: the
+    /// listen addresses as `http://` URLs.
+    pub advertise_client_urls: Vec<String>,
+    /// The largest request (etcd's `--max-request-bytes`): gRPC messages above it plus
+    /// [`GRPC_OVERHEAD_BYTES`] are refused by the transport; ops above it by the store (open it
+    /// with the same limit: `MvccConfig::max_request_bytes`).
+    pub max_request_bytes: usize,
+    /// How often a `progress_notify` watch without events gets a progress notification (etcd:
+    /// 10 minutes).
+    pub progress_notify_interval: Duration,
+    /// Concurrent gRPC streams per connection.
+    pub max_concurrent_streams: u32,
+    /// The space quota (etcd's `--quota-backend-bytes`), reported by Status (not enforced yet).
+    pub quota_backend_bytes: i64,
+    /// Where Snapshot writes its temporary checkpoint (on the data dir's file system, RocksDB
+    /// hard-links the files instead of copying them); None: the system's temp dir.
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2379))],
+            name: "default".to_owned(),
+            advertise_client_urls: Vec::new(),
+            max_request_bytes: batchkv::DEFAULT_MAX_REQUEST_BYTES,
+            progress_notify_interval: Duration::from_secs(600),
+            max_concurrent_streams: 4096,
+            quota_backend_bytes: 2 << 30,
+            snapshot_dir: None,
+        }
+    }
+}
+
+/// What the services share.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub progress_notify_interval: Duration,
+    pub quota_backend_bytes: i64,
+    pub snapshot_dir: Option<PathBuf>,
+    /// Becomes true when the server stops: the streams end.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// A full header at `revision`.
+    pub fn header(&self, revision: i64) -> Option<pb::etcdserverpb::ResponseHeader> {
+        Some(pb::etcdserverpb::ResponseHeader {
+            cluster_id: CLUSTER_ID,
+            member_id: MEMBER_ID,
+            revision,
+            raft_term: RAFT_TERM,
+        })
+    }
+}
+
+/// A bound server: its listeners are open (clients can connect); [`Server::serve`] answers.
+#[derive(Debug)]
+pub struct Server {
+    store: Store,
+    config: ServerConfig,
+    listeners: Vec<TcpListener>,
+}
+
+impl Server {
+    /// Binds every listen address of `config`.
+    ///
+    /// # Errors
+    /// An address cannot be bound.
+    pub async fn bind(store: Store, config: ServerConfig) -> std::io::Result<Server> {
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for addr in &config.listen {
+            listeners.push(TcpListener::bind(addr).await?);
+        }
+        Ok(Server {
+            store,
+            config,
+            listeners,
+        })
+    }
+
+    /// The addresses bound (with the ports picked for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: no new connections or
+    /// requests, the watch and keep-alive streams end (`Unavailable`, etcd's "server
+    /// stopped"), and the requests in flight are answered. The store stays open: the caller
+    /// closes it ([`blocking::close`]).
+    ///
+    /// # Errors
+    /// The transport failed.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        use pb::etcdserverpb::{
+            auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+            lease_server::LeaseServer, maintenance_server::MaintenanceServer,
+            watch_server::WatchServer,
+        };
+
+        let addrs = self.local_addrs();
+        let client_urls = if self.config.advertise_client_urls.is_empty() {
+            addrs.iter().map(|a| format!("http://{a}")).collect()
+        } else {
+            self.config.advertise_client_urls.clone()
+        };
+        let (stop_tx, stopping) = watch::channel(false);
+        let ctx = Arc::new(Ctx {
+            store: self.store.clone(),
+            name: self.config.name.clone(),
+            client_urls,
+            progress_notify_interval: self.config.progress_notify_interval,
+            quota_backend_bytes: self.config.quota_backend_bytes,
+            snapshot_dir: self.config.snapshot_dir.clone(),
+            stopping,
+        });
+        let svc = service::Etcd::new(ctx);
+        let max = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        // Every listener's connections, with Nagle off (small answers go out at once).
+        let mut incoming = tokio_stream::StreamMap::new();
+        for (i, l) in self.listeners.into_iter().enumerate() {
+            incoming.insert(i, TcpListenerStream::new(l));
+        }
+        let incoming = incoming.map(|(_, conn)| {
+            conn.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
+        tracing::info!(?addrs, "serving etcd's v3 API");
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(self.config.max_concurrent_streams)
+            // etcd's defaults: a ping after 2 hours idle, 20 s to answer it.
+            .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(KvServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(WatchServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(AuthServer::new(svc).max_decoding_message_size(max))
+            .serve_with_incoming_shutdown(incoming, async move {
+                shutdown.await;
+                tracing::info!("stopping: no new requests; ending the streams");
+                let _ = stop_tx.send(true);
+            })
+            .await
+    }
+}

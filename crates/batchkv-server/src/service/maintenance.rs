@@ -1,0 +1,234 @@
+//! Maintenance: Status, Hash, HashKV, Snapshot, Defragment, Alarm. MoveLeader is not served.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use batchkv::Store;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{Etcd, store};
+use crate::blocking;
+use crate::error::{bad_enum, status, unserved};
+use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
+use crate::{Ctx, ETCD_VERSION, MEMBER_ID, RAFT_TERM};
+
+/// Bytes per Snapshot message (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// Snapshot messages queued for a slow client.
+const SNAPSHOT_BUFFER: usize = 4;
+
+#[tonic::async_trait]
+impl Maintenance for Etcd {
+    async fn alarm(
+        &self,
+        request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        let r = request.into_inner();
+        if AlarmAction::try_from(r.action).is_err() {
+            return Err(bad_enum("alarm action", r.action));
+        }
+        // No alarm is ever raised (no quota yet): every action answers the empty list.
+        let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
+        Ok(Response::new(pb::AlarmResponse {
+            header: self.ctx.header(rev),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let stats = store(blocking::run(&self.ctx.store, |s| s.stats()).await?)?;
+        let totals = stats.engine.totals();
+        let db_size = i64::try_from(totals.sst_bytes + totals.memtable_bytes).unwrap_or(i64::MAX);
+        let in_use = i64::try_from(totals.live_data_bytes).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::StatusResponse {
+            header: self.ctx.header(stats.revision),
+            version: ETCD_VERSION.to_owned(),
+            db_size,
+            leader: MEMBER_ID,
+            raft_index: stats.applied_index,
+            raft_term: RAFT_TERM,
+            raft_applied_index: stats.applied_index,
+            errors: stats.halted.into_iter().collect(),
+            db_size_in_use: if in_use > 0 { in_use } else { db_size },
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: self.ctx.quota_backend_bytes,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // RocksDB has no fragmentation to undo (its compactions rewrite files continuously);
+        // Defragment makes every acknowledged write durable in the SST files and answers.
+        store(blocking::run(&self.ctx.store, |s| s.flush()).await?)?;
+        let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
+        Ok(Response::new(pb::DefragmentResponse {
+            header: self.ctx.header(rev),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        // etcd hashes its bbolt file; batchkv answers the HashKV digest of the whole history
+        // (equal for equal histories, across copies and restarts).
+        let h = store(blocking::run(&self.ctx.store, |s| s.hash_kv(0)).await?)?;
+        Ok(Response::new(pb::HashResponse {
+            header: self.ctx.header(h.current_revision),
+            hash: h.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        let h = store(blocking::run(&self.ctx.store, move |s| s.hash_kv(rev)).await?)?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.ctx.header(h.current_revision),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
+        }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<pb::SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let (tx, rx) = mpsc::channel(SNAPSHOT_BUFFER);
+        let ctx = Arc::clone(&self.ctx);
+        blocking::spawn(&self.ctx.store, move |s| {
+            if let Err(e) = stream_snapshot(s, &ctx, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(unserved("Maintenance/MoveLeader"))
+    }
+}
+
+type SnapshotTx = mpsc::Sender<Result<pb::SnapshotResponse, Status>>;
+
+/// Writes a RocksDB checkpoint of the store (consistent: whole entries only) and streams it as
+/// one tar archive of its files (not a bbolt file: `batchkv` opens it after unpacking).
+fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Status> {
+    let io = |what: &str, e: std::io::Error| Status::internal(format!("etcdserver: {what}: {e}"));
+    let tmp = match &ctx.snapshot_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix(".batchkv-snapshot-")
+            .tempdir_in(dir),
+        None => tempfile::Builder::new()
+            .prefix("batchkv-snapshot-")
+            .tempdir(),
+    }
+    .map_err(|e| io("create the snapshot's temp dir", e))?;
+    let dir = tmp.path().join("snapshot");
+    store.checkpoint(&dir).map_err(|e| status(&e))?;
+    let mut files: Vec<(String, u64)> = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| io("list the checkpoint", e))? {
+        let entry = entry.map_err(|e| io("list the checkpoint", e))?;
+        let meta = entry.metadata().map_err(|e| io("read the checkpoint", e))?;
+        if meta.is_file() {
+            files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+        }
+    }
+    files.sort();
+    // The archive's size, for `remaining_bytes`: a 512-byte header and the data padded to
+    // 512 bytes per file, then two zero blocks.
+    let total: u64 = files
+        .iter()
+        .map(|(_, len)| 512 + len.div_ceil(512) * 512)
+        .sum::<u64>()
+        + 1024;
+    let rev = store.current_revision();
+    let mut out = Chunks {
+        tx,
+        header: ctx.header(rev),
+        buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+        total,
+        sent: 0,
+    };
+    {
+        let mut tar = tar::Builder::new(&mut out);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for (name, _) in &files {
+            tar.append_path_with_name(dir.join(name), Path::new("snapshot").join(name))
+                .map_err(|e| io("pack the checkpoint", e))?;
+        }
+        tar.finish().map_err(|e| io("pack the checkpoint", e))?;
+    }
+    out.finish().map_err(|e| io("send the snapshot", e))
+}
+
+/// The archive's bytes as Snapshot messages.
+struct Chunks<'a> {
+    tx: &'a SnapshotTx,
+    header: Option<pb::ResponseHeader>,
+    buf: Vec<u8>,
+    total: u64,
+    sent: u64,
+}
+
+impl Chunks<'_> {
+    fn send(&mut self, last: bool) -> std::io::Result<()> {
+        if self.buf.is_empty() && !last {
+            return Ok(());
+        }
+        let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        self.sent += blob.len() as u64;
+        let remaining_bytes = if last {
+            0
+        } else {
+            self.total.saturating_sub(self.sent)
+        };
+        let msg = pb::SnapshotResponse {
+            header: self.header,
+            remaining_bytes,
+            blob: blob.into(),
+            version: String::new(),
+        };
+        self.tx
+            .blocking_send(Ok(msg))
+            .map_err(|_| std::io::Error::other("the client went away"))
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send(true)
+    }
+}
+
+impl Write for Chunks<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(SNAPSHOT_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.send(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
