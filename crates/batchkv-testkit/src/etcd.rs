@@ -210,6 +210,14 @@ impl Etcd {
         }
     }
 
+    /// The process id of member `i` (for its CPU time in /proc, as the server bench reads it).
+    ///
+    /// # Panics
+    /// If there is no member `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.members[i].child.id()
+    }
+
     /// The number of members.
     pub fn members(&self) -> usize {
         self.members.len()
