@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use batchkv::Store;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -28,14 +29,41 @@ impl Maintenance for Etcd {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let r = request.into_inner();
-        if AlarmAction::try_from(r.action).is_err() {
-            return Err(bad_enum("alarm action", r.action));
-        }
-        // No alarm is ever raised (no quota yet): every action answers the empty list.
+        let action =
+            AlarmAction::try_from(r.action).map_err(|_| bad_enum("alarm action", r.action))?;
+        let kind = pb::AlarmType::try_from(r.alarm).map_err(|_| bad_enum("alarm", r.alarm))?;
+        let nospace = pb::AlarmMember {
+            member_id: MEMBER_ID,
+            alarm: pb::AlarmType::Nospace as i32,
+        };
+        let quota = &self.ctx.quota;
+        // NOSPACE is the one alarm batchkv raises (CORRUPT: a corrupt store halts instead,
+        // and Status reports why).
+        let alarms = match (action, kind) {
+            (AlarmAction::Get, pb::AlarmType::None | pb::AlarmType::Nospace) => {
+                if quota.raised() {
+                    vec![nospace]
+                } else {
+                    Vec::new()
+                }
+            }
+            (AlarmAction::Activate, pb::AlarmType::Nospace) => {
+                quota.raise();
+                vec![nospace]
+            }
+            (AlarmAction::Deactivate, pb::AlarmType::Nospace) => {
+                if quota.clear() {
+                    vec![nospace]
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
         Ok(Response::new(pb::AlarmResponse {
             header: self.ctx.header(rev),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -44,9 +72,13 @@ impl Maintenance for Etcd {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let stats = store(blocking::run(&self.ctx.store, |s| s.stats()).await?)?;
-        let totals = stats.engine.totals();
-        let db_size = i64::try_from(totals.sst_bytes + totals.memtable_bytes).unwrap_or(i64::MAX);
-        let in_use = i64::try_from(totals.live_data_bytes).unwrap_or(i64::MAX);
+        let db_size = crate::quota::db_size(&stats);
+        let in_use = i64::try_from(stats.engine.totals().live_data_bytes).unwrap_or(i64::MAX);
+        let mut errors: Vec<String> = stats.halted.into_iter().collect();
+        if self.ctx.quota.raised() {
+            // etcd's text of an AlarmMember.
+            errors.push(format!("memberID:{MEMBER_ID} alarm:NOSPACE "));
+        }
         Ok(Response::new(pb::StatusResponse {
             header: self.ctx.header(stats.revision),
             version: ETCD_VERSION.to_owned(),
@@ -55,11 +87,11 @@ impl Maintenance for Etcd {
             raft_index: stats.applied_index,
             raft_term: RAFT_TERM,
             raft_applied_index: stats.applied_index,
-            errors: stats.halted.into_iter().collect(),
+            errors,
             db_size_in_use: if in_use > 0 { in_use } else { db_size },
             is_learner: false,
             storage_version: String::new(),
-            db_size_quota: self.ctx.quota_backend_bytes,
+            db_size_quota: self.ctx.quota.limit(),
             downgrade_info: None,
         }))
     }
@@ -131,7 +163,8 @@ impl Maintenance for Etcd {
 type SnapshotTx = mpsc::Sender<Result<pb::SnapshotResponse, Status>>;
 
 /// Writes a RocksDB checkpoint of the store (consistent: whole entries only) and streams it as
-/// one tar archive of its files (not a bbolt file: `batchkv` opens it after unpacking).
+/// one tar archive of its files (not a bbolt file: `batchkv` opens it after unpacking),
+/// followed by the archive's SHA-256 as etcd's stream ends.
 fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Status> {
     let io = |what: &str, e: std::io::Error| Status::internal(format!("etcdserver: {what}: {e}"));
     let tmp = match &ctx.snapshot_dir {
@@ -156,11 +189,13 @@ fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Stat
     files.sort();
     // The archive's size, for `remaining_bytes`: a 512-byte header and the data padded to
     // 512 bytes per file, then two zero blocks.
+    // Then etcd's trailer: the SHA-256 of everything before it.
     let total: u64 = files
         .iter()
         .map(|(_, len)| 512 + len.div_ceil(512) * 512)
         .sum::<u64>()
-        + 1024;
+        + 1024
+        + 32;
     let rev = store.current_revision();
     let mut out = Chunks {
         tx,
@@ -168,6 +203,7 @@ fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Stat
         buf: Vec::with_capacity(SNAPSHOT_CHUNK),
         total,
         sent: 0,
+        sha: Sha256::new(),
     };
     {
         let mut tar = tar::Builder::new(&mut out);
@@ -188,6 +224,7 @@ struct Chunks<'a> {
     buf: Vec<u8>,
     total: u64,
     sent: u64,
+    sha: Sha256,
 }
 
 impl Chunks<'_> {
@@ -196,6 +233,9 @@ impl Chunks<'_> {
             return Ok(());
         }
         let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        if !last {
+            self.sha.update(&blob);
+        }
         self.sent += blob.len() as u64;
         let remaining_bytes = if last {
             0
@@ -213,7 +253,11 @@ impl Chunks<'_> {
             .map_err(|_| std::io::Error::other("the client went away"))
     }
 
+    /// Sends what is left of the archive, then the SHA-256 of the archive as the last message
+    /// (as etcd, whose `snapshot save` refuses a stream without it).
     fn finish(mut self) -> std::io::Result<()> {
+        self.send(false)?;
+        self.buf = self.sha.clone().finalize().to_vec();
         self.send(true)
     }
 }
