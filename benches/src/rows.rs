@@ -292,6 +292,46 @@ impl Table for StoreRow {
     const FILE: &'static str = "store.csv";
 }
 
+/// `server.csv`: one point of the server bench (`benches/benches/server.rs`): a server under
+/// one workload at one number of closed-loop clients, over etcd's gRPC API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerRow {
+    /// `batchkv` (`batchkv serve`) or `etcd` (etcd 3.4).
+    pub server: String,
+    /// `put`, `get`, `range` (1,000-key prefix) or `txn` (compare-and-swap).
+    pub workload: String,
+    /// Closed-loop clients (tasks).
+    pub clients: usize,
+    /// gRPC connections they share.
+    pub connections: usize,
+    /// Requests answered in the measured window.
+    pub ops: u64,
+    /// Requests answered with an error (a failed CAS compare is an answer, not an error).
+    pub errors: u64,
+    /// The measured window, s.
+    #[serde(serialize_with = "dp::<3, _>")]
+    pub secs: f64,
+    /// Throughput.
+    #[serde(serialize_with = "dp::<1, _>")]
+    pub ops_per_s: f64,
+    /// Median latency of one request, µs.
+    #[serde(serialize_with = "dp::<1, _>")]
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    #[serde(serialize_with = "dp::<1, _>")]
+    pub p99_us: f64,
+    /// CPU seconds (user + system) of the server process in the window.
+    #[serde(serialize_with = "dp::<3, _>")]
+    pub server_cpu_s: f64,
+    /// CPU seconds of the load generator (the bench process) in the window.
+    #[serde(serialize_with = "dp::<3, _>")]
+    pub client_cpu_s: f64,
+}
+
+impl Table for ServerRow {
+    const FILE: &'static str = "server.csv";
+}
+
 /// `benchmarks.csv` (written by xtask from criterion's JSON): one criterion benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CriterionRow {
@@ -390,7 +430,7 @@ mod tests {
     /// file format, deliberately, here).
     #[test]
     fn columns_are_the_files_columns() {
-        let cases: [(&[&str], &str); 14] = [
+        let cases: [(&[&str], &str); 15] = [
             (
                 columns::<BatcherRow>(),
                 "sink,policy,producers,ops,secs,ops_per_s,p50_us,p99_us,mean_batch",
@@ -430,6 +470,11 @@ mod tests {
                 "mode,batch,num,ops_per_s,micros_per_op",
             ),
             (columns::<TimingRow>(), "step,seconds"),
+            (
+                columns::<ServerRow>(),
+                "server,workload,clients,connections,ops,errors,secs,ops_per_s,p50_us,p99_us,\
+                 server_cpu_s,client_cpu_s",
+            ),
             (columns::<RatioRow>(), "kind,figure,ours,reference,ratio"),
             (columns::<StoreRow>(), "case,round,metric,value"),
         ];

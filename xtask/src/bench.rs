@@ -71,7 +71,7 @@ impl Options {
 
 /// The bench targets of `benches/` this report knows, in the order they run, with what each
 /// measures. Other bench targets of the workspace run after them.
-const TARGETS: [(&str, &str); 5] = [
+const TARGETS: [(&str, &str); 6] = [
     ("codec", "criterion micro-benchmarks: encode, decode, LZ4"),
     ("batcher", "group commit: wait policies x producers"),
     (
@@ -85,6 +85,10 @@ const TARGETS: [(&str, &str); 5] = [
     (
         "store",
         "the Store end to end: puts, transactions, pipeline cost",
+    ),
+    (
+        "server",
+        "batchkv serve vs etcd 3.4 over gRPC: put, get, range, txn",
     ),
 ];
 
@@ -154,7 +158,8 @@ fn run_suite(opts: &Options, dir: &Path) -> Result<()> {
             .as_deref()
             .is_none_or(|f| "db_bench".contains(f) || f.contains("db_bench"));
     let targets = targets()?;
-    let steps = 1 + targets.len() as u64 + u64::from(run_db_bench);
+    let server = targets.iter().any(|(t, _)| t == "server");
+    let steps = 1 + u64::from(server) + targets.len() as u64 + u64::from(run_db_bench);
     let progress = Progress::new(dir, steps)?;
     println!(
         "bench: {} steps; each step's output goes to {}",
@@ -169,8 +174,17 @@ fn run_suite(opts: &Options, dir: &Path) -> Result<()> {
     let build = cargo_bench(None)
         .args(["--no-run"])
         .env("BATCHKV_REPORT_DIR", dir);
-    let secs = progress.step("build", "compile the bench targets (release)", build)?;
+    let mut secs = progress.step("build", "compile the bench targets (release)", build)?;
+    // The server bench drives the `batchkv` binary (`batchkv serve`), which `cargo bench` does
+    // not build for another package's bench: build the workspace's binaries too.
+    if server {
+        let bins = Cargo::new("build").args(["--workspace", "--release", "--bins", "--locked"]);
+        secs += progress.step("build", "compile the binaries (release)", bins)?;
+    }
     timings.push(("build".to_owned(), secs));
+    let batchkv_bin = target_dir()?
+        .join("release")
+        .join(format!("batchkv{}", std::env::consts::EXE_SUFFIX));
 
     for (target, what) in &targets {
         let mut args: Vec<String> = Vec::new();
@@ -197,7 +211,8 @@ fn run_suite(opts: &Options, dir: &Path) -> Result<()> {
             .args(["--"])
             .args(&args)
             .env("BATCHKV_REPORT_DIR", dir)
-            .env("BATCHKV_BENCH_QUICK", if opts.quick { "1" } else { "" });
+            .env("BATCHKV_BENCH_QUICK", if opts.quick { "1" } else { "" })
+            .env("BATCHKV_BIN", &batchkv_bin);
         let secs = progress.step(target, what, cmd)?;
         timings.push((target.clone(), secs));
     }

@@ -1,9 +1,9 @@
 //! `cargo xtask doctor`: the prerequisites, checked and (on Debian as root) installed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::util::{has_program, run_cmd, section};
 
@@ -55,6 +55,18 @@ fn needs() -> Vec<Need> {
             why: "the real etcd 3.4 the MVCC differential test compares against",
             present: || has_program("etcd", "--version") && has_program("etcdctl", "version"),
             debian: &["etcd-server", "etcd-client"],
+            optional: false,
+        },
+        Need {
+            what: "python3 with venv",
+            why: "the venv of Python's etcd3 client, the third-language client test (python/smoke.py)",
+            present: || {
+                Command::new("python3")
+                    .args(["-c", "import venv, ensurepip"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+            debian: &["python3", "python3-venv"],
             optional: false,
         },
         Need {
@@ -146,15 +158,78 @@ fn is_debian_root() -> bool {
     root && Path::new("/etc/debian_version").exists() && has_program("apt-get", "--version")
 }
 
-/// Checks every prerequisite; installs the missing ones on Debian as root.
+/// Checks every prerequisite; installs the missing ones on Debian as root; then the Python
+/// client's venv.
 pub fn run() -> Result<()> {
     section("doctor");
     check_components()?;
+    system_packages()?;
+    python_client()
+}
+
+/// The venv holding Python's etcd3 client: `$HOME/.cache/batchkv/py` (the python client test,
+/// crates/batchkv-cli/tests/python.rs, runs its `bin/python`).
+fn python_venv() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set: no place for the Python venv")?;
+    Ok(PathBuf::from(home).join(".cache/batchkv/py"))
+}
+
+/// Python's etcd3 client, pinned by python/requirements.txt, in its own venv (never the system's
+/// site-packages). Installed again when the requirements changed since the last install.
+fn python_client() -> Result<()> {
+    let venv = python_venv()?;
+    let requirements = crate::util::root().join("python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("read {}", requirements.display()))?;
+    let stamp = venv.join("batchkv-requirements.txt");
+    let python = venv.join("bin/python");
+    let imports = || {
+        Command::new(&python)
+            .args(["-c", "import etcd3"])
+            .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && imports() {
+        println!("doctor: Python's etcd3 client present ({})", venv.display());
+        return Ok(());
+    }
+    println!(
+        "doctor: installing Python's etcd3 client into {}",
+        venv.display()
+    );
+    let venv_arg = venv.to_string_lossy().into_owned();
+    run_cmd("python3", &["-m", "venv", &venv_arg])?;
+    let pip = venv.join("bin/pip").to_string_lossy().into_owned();
+    let req_arg = requirements.to_string_lossy().into_owned();
+    run_cmd(
+        &pip,
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            &req_arg,
+        ],
+    )?;
+    if !imports() {
+        bail!(
+            "`{} -c \"import etcd3\"` still fails after the install",
+            python.display()
+        );
+    }
+    std::fs::write(&stamp, wanted).with_context(|| format!("write {}", stamp.display()))?;
+    println!("doctor: Python's etcd3 client installed");
+    Ok(())
+}
+
+/// The system packages: checked, and installed on Debian as root.
+fn system_packages() -> Result<()> {
     let missing: Vec<Need> = needs().into_iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         println!(
-            "doctor: all prerequisites present (c++, libclang, protoc, libprotobuf-dev, etcd, prometheus, rustfmt, \
-             clippy, DejaVu Sans, db_bench)"
+            "doctor: all prerequisites present (c++, libclang, protoc, libprotobuf-dev, etcd, \
+             python3-venv, prometheus, rustfmt, clippy, DejaVu Sans, db_bench)"
         );
         return Ok(());
     }

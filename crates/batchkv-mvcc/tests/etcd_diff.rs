@@ -37,6 +37,7 @@ use batchkv_engine::WriteMode;
 use batchkv_mvcc::{Mvcc, MvccConfig};
 use bytes::Bytes;
 
+use batchkv_testkit::keyspace::{BOUNDS, KEYS, ORDERS, PREFIXES, SORT_TARGETS, VALUES};
 use batchkv_testkit::{Etcd, Rng, env_u64, shell_words};
 
 use crate::etcd::{Answer, Resp, Shape};
@@ -44,20 +45,6 @@ use crate::etcd::{Answer, Resp, Shape};
 const DEFAULT_SEED: u64 = 0x00e7_cd00_2024;
 const DEFAULT_OPS: usize = 2000;
 
-/// The key space: 11 keys, so a sorted read never has more than 12 items (Go's sort is an
-/// insertion sort, hence stable, only up to 12; batchkv's sort is stable with ties in key
-/// order). "a" is also a prefix of the a-keys.
-const KEYS: [&str; 11] = [
-    "a", "a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "b3", "b4",
-];
-/// Range ends for `get k e` / `del k e` (some sort before some keys: an empty range).
-const BOUNDS: [&str; 13] = [
-    "a", "a0", "a1", "a2", "a2x", "a3", "a4", "a5", "b", "b0", "b2", "b4", "c",
-];
-const PREFIXES: [&str; 7] = ["a", "a1", "a2x", "b", "b3", "c", "a0"];
-const VALUES: [&str; 9] = ["", "v", "v", "x1", "abc", "z9", "0", "hello", "abd"];
-const SORT_TARGETS: [&str; 5] = ["KEY", "VERSION", "CREATE", "MODIFY", "VALUE"];
-const ORDERS: [&str; 2] = ["ASCEND", "DESCEND"];
 /// `--lease=1234` (hex): a lease etcd does not have.
 const LEASE: i64 = 0x1234;
 /// etcd's default `--max-txn-ops`.

@@ -15,7 +15,7 @@ pub fn status(e: &StoreError) -> Status {
     match e {
         StoreError::Op(op) => op_status(op),
         StoreError::Closed => Status::unavailable(STOPPED),
-        // etcd's ErrGRPCTooManyRequests: the batcher's queue is full (the async submit sheds).
+        // etcd's ErrGRPCTooManyRequests.
         StoreError::Busy => Status::resource_exhausted("etcdserver: too many requests"),
         StoreError::Halted { .. } => Status::unavailable(format!("etcdserver: {e}")),
         StoreError::Storage(_) => Status::unavailable(format!("etcdserver: {e}")),

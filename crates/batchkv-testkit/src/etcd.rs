@@ -24,7 +24,7 @@ const START_ATTEMPTS: usize = 3;
 const LOG_TAIL: usize = 40;
 
 /// Fails (never skips) when `binary` is missing or broken.
-fn require(binary: &str, version_arg: &str) {
+pub(crate) fn require(binary: &str, version_arg: &str) {
     match Command::new(binary)
         .arg(version_arg)
         .env("ETCDCTL_API", "3")
@@ -210,6 +210,14 @@ impl Etcd {
         }
     }
 
+    /// The process id of member `i` (for its CPU time in /proc, as the server bench reads it).
+    ///
+    /// # Panics
+    /// If there is no member `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.members[i].child.id()
+    }
+
     /// The number of members.
     pub fn members(&self) -> usize {
         self.members.len()
@@ -237,10 +245,7 @@ impl Etcd {
     /// `etcdctl` (ETCDCTL_API=3) aimed at every member, arguments still to add: for commands
     /// that run long (`watch`) or need their own options.
     pub fn etcdctl(&self) -> Command {
-        let mut cmd = Command::new("etcdctl");
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints().join(",")));
-        cmd
+        etcdctl_at(&self.endpoints().join(","))
     }
 
     /// Runs `etcdctl --command-timeout=30s <args>` against every member, feeding `stdin` if
@@ -265,7 +270,17 @@ impl Etcd {
     }
 }
 
-fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
+/// `etcdctl` (ETCDCTL_API=3) aimed at `endpoints` (comma-separated `host:port`), arguments
+/// still to add.
+pub(crate) fn etcdctl_at(endpoints: &str) -> Command {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"));
+    cmd
+}
+
+/// Runs an etcdctl command, feeding `stdin` if given; what it printed.
+pub(crate) fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

@@ -3,11 +3,15 @@
 //! - [`Etcd`]: a real etcd 3.4, one member or an N-member cluster, on free loopback ports with
 //!   a temp data dir, health-checked before use and killed on drop; [`CtlOutput`] is what one
 //!   `etcdctl` call printed.
+//! - [`BatchkvServer`]: `batchkv serve` (its binary's path given by the test) on free loopback
+//!   ports over a temp data dir, health-checked like etcd; stopped with SIGTERM (exit status
+//!   returned), killed with SIGKILL, restarted on the same data dir.
 //! - [`Rng`]: the seeded generator (splitmix64) every test and harness draws from, so a seed
 //!   printed by a failing test replays the same sequence; [`env_u64`] reads a seed override.
 //! - [`ChildProcess`]: re-runs the current test binary (or harness) as a child with one test
 //!   selected and an environment variable telling it to play the child, reads its stdout lines
 //!   and kills it with SIGKILL.
+//! - [`keyspace`]: the key space of the etcd differential generators.
 //! - [`free_port`], [`free_ports`], [`temp_dir`].
 //!
 //! It is a dev-dependency only (`publish = false`) and depends on no batchkv crate, so every
@@ -27,13 +31,16 @@
 
 mod child;
 mod etcd;
+pub mod keyspace;
 mod net;
 mod rng;
+mod serve;
 
 pub use crate::child::{ChildExit, ChildProcess, Lines, child_env, this_exe, this_test};
 pub use crate::etcd::{CtlOutput, Etcd, INSTALL_HINT, endpoint_health, shell_words};
 pub use crate::net::{free_port, free_ports};
 pub use crate::rng::{Rng, env_u64, mix64};
+pub use crate::serve::{BatchkvServer, ServeOptions};
 
 /// A fresh temporary directory (named `batchkv-…`), removed when the handle is dropped.
 ///

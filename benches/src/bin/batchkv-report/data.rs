@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use batchkv_benches::rows::{
     AdaptiveChunkRow, BatcherRow, CodecSizeRow, CompressionRow, CriterionRow, DbBenchRow,
-    EngineReadRow, EngineWriteRow, MvccMetric, MvccRow, MvccSide, StoreMetric, StoreRow, TimingRow,
+    EngineReadRow, EngineWriteRow, MvccMetric, MvccRow, MvccSide, ServerRow, StoreMetric, StoreRow,
+    TimingRow,
 };
 use batchkv_benches::table::{self, Table};
 
@@ -78,6 +79,8 @@ pub struct Data {
     pub criterion: Vec<CriterionRow>,
     pub codec_sizes: Vec<CodecSizeRow>,
     pub timings: Vec<TimingRow>,
+    /// `server.csv`: batchkv serve and etcd over gRPC.
+    pub server: Vec<ServerRow>,
     /// CSV files that were not there.
     pub missing: Vec<&'static str>,
     pub run: RunInfo,
@@ -112,6 +115,7 @@ impl Data {
         d.criterion = load(dir, missing)?;
         d.codec_sizes = load(dir, missing)?;
         d.timings = load(dir, missing)?;
+        d.server = load(dir, missing)?;
         for r in mvcc {
             d.mvcc.insert((r.case, r.side, r.metric), r.median);
         }
@@ -175,6 +179,23 @@ impl Data {
                 let x: f64 = rest.parse().ok()?;
                 Some((x, self.store(case, metric)?))
             })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// The `server.csv` points of `server` under `workload`, as (clients, `f(row)`), by clients.
+    pub fn server_series(
+        &self,
+        server: &str,
+        workload: &str,
+        f: impl Fn(&ServerRow) -> f64,
+    ) -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = self
+            .server
+            .iter()
+            .filter(|r| r.server == server && r.workload == workload)
+            .map(|r| (r.clients as f64, f(r)))
             .collect();
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
         out

@@ -65,7 +65,7 @@ fn fonts() -> Result<(), String> {
 /// Draws every plot it has data for into `dir`.
 pub fn all(dir: &Path, d: &Data) -> Vec<Plot> {
     type Draw = fn(&Path, &Data) -> Result<Option<String>>;
-    let plots: [(&'static str, &'static str, &str, Draw); 6] = [
+    let plots: [(&'static str, &'static str, &str, Draw); 7] = [
         (
             "engine-writes.png",
             "Batch write throughput vs batch size",
@@ -109,6 +109,14 @@ pub fn all(dir: &Path, d: &Data) -> Vec<Plot> {
             "db_bench fillrandom (C++, Debian's RocksDB) beside the same sustained writes through \
              rust-rocksdb, and single puts through the batchkv Store, measured in the same run.",
             db_bench,
+        ),
+        (
+            "server.png",
+            "batchkv serve vs etcd 3.4 over gRPC: throughput and p99 vs clients",
+            "One closed-loop load generator (Rust etcd-client) against both servers in the same \
+             run, both fsyncing before they answer: puts, point gets, 1,000-key prefix ranges and \
+             compare-and-swap txns, clients sharing up to 16 connections.",
+            server,
         ),
     ];
     let font = fonts();
@@ -1314,6 +1322,67 @@ fn db_bench(path: &Path, d: &Data) -> Result<Option<String>> {
             ("raw rust-rocksdb (the store bench's raw cases)", GRAY),
             ("batchkv Store", BLUE),
         ],
+    )?;
+    Ok(None)
+}
+
+fn server(path: &Path, d: &Data) -> Result<Option<String>> {
+    if d.server.is_empty() {
+        return Ok(Some(
+            "server.csv is missing (the server bench did not run)".to_owned(),
+        ));
+    }
+    let workloads = [
+        ("put", BLUE),
+        ("get", GREEN),
+        ("range", ORANGE),
+        ("txn", RED),
+    ];
+    let mut thr = Vec::new();
+    let mut p99 = Vec::new();
+    for (w, color) in workloads {
+        for (server, mark) in [("batchkv", Mark::Line), ("etcd", Mark::Dashed)] {
+            let ops = d.server_series(server, w, |r| r.ops_per_s);
+            if ops.is_empty() {
+                continue;
+            }
+            thr.push(Series::new(format!("{w}, {server}"), color, mark, ops));
+            p99.push(Series::new(
+                format!("{w}, {server}"),
+                color,
+                mark,
+                d.server_series(server, w, |r| r.p99_us / 1e3),
+            ));
+        }
+    }
+    let panels = [
+        Panel {
+            caption: "Throughput (solid: batchkv, dashed: etcd)".to_owned(),
+            x_desc: "clients (closed loop)".to_owned(),
+            y_desc: "throughput (requests/s)".to_owned(),
+            series: thr,
+        },
+        Panel {
+            caption: "p99 latency of one request".to_owned(),
+            x_desc: "clients (closed loop)".to_owned(),
+            y_desc: "p99 latency (ms)".to_owned(),
+            series: p99,
+        },
+    ];
+    draw_log_grid(
+        path,
+        "batchkv serve vs etcd 3.4 over gRPC: throughput and p99 vs clients",
+        &format!(
+            "16 B keys, 100 B values, both fsync before answering; up to 16 connections{}",
+            if d.run.quick {
+                " (quick run: 1 s per point)"
+            } else {
+                ""
+            }
+        ),
+        (1, 2),
+        (1800, 780),
+        &panels,
     )?;
     Ok(None)
 }

@@ -1,0 +1,86 @@
+//! A client in a third language: python/smoke.py (Python's `etcd3` over gRPC: KV, ranges, a
+//! txn, a lease with a key and its revoke, a watch) against `batchkv serve` and against a real
+//! etcd 3.4. The same script must pass on both.
+//!
+//! The client lives in a venv at `$HOME/.cache/batchkv/py`, which `cargo xtask doctor`
+//! installs (python/requirements.txt); without it these tests fail, naming doctor.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use batchkv_testkit::{BatchkvServer, Etcd};
+
+const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../python/smoke.py");
+/// The script's own calls time out after 20 s each; this bounds the whole run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The venv's python (`cargo xtask doctor` makes it).
+fn python() -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let python = PathBuf::from(home).join(".cache/batchkv/py/bin/python");
+    assert!(
+        python.is_file(),
+        "no Python venv with the etcd3 client at {}: `cargo xtask doctor` installs it",
+        python.display()
+    );
+    python
+}
+
+/// Runs the smoke script against `endpoint`; panics with its output unless it passes.
+fn smoke(endpoint: &str, what: &str) {
+    let dir = batchkv_testkit::temp_dir();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let file = |p: &PathBuf| std::fs::File::create(p).expect("create an output file");
+    let mut child = Command::new(python())
+        .arg(SCRIPT)
+        .arg(endpoint)
+        // etcd3 0.12's generated code with current protobuf (see python/smoke.py).
+        .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(file(&out))
+        .stderr(file(&err))
+        .spawn()
+        .expect("start python");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll python") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let (stdout, stderr) = (read(&out), read(&err));
+    assert!(
+        status.is_some_and(|s| s.success()) && stdout.ends_with("smoke: ok\n"),
+        "python/smoke.py against {what} ({endpoint}): {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        status.map_or_else(
+            || format!("no exit within {RUN_TIMEOUT:?}"),
+            |s| s.to_string()
+        ),
+    );
+}
+
+#[test]
+fn etcd3_python_client_on_etcd() {
+    let etcd = Etcd::start();
+    smoke(etcd.endpoint(), "etcd 3.4");
+}
+
+#[test]
+fn etcd3_python_client_on_batchkv() {
+    let server = BatchkvServer::start(BATCHKV);
+    smoke(&server.endpoint(), "batchkv serve");
+    assert!(
+        server.log_tail().lines().all(|l| !l.contains("panicked")),
+        "the server panicked:\n{}",
+        server.log_tail()
+    );
+}
