@@ -38,8 +38,8 @@ pub struct ServeArgs {
     /// Maximum client request size in bytes the server will accept
     #[arg(long, value_name = "BYTES", default_value_t = batchkv::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
-    /// Backend size quota in bytes, reported by Status (0: etcd's default, 2 GiB; not
-    /// enforced yet)
+    /// Backend size quota in bytes: past it the NOSPACE alarm refuses writes until disarmed
+    /// (0: etcd's default, 2 GiB; negative: no quota)
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     quota_backend_bytes: i64,
     /// URLs to serve /metrics and /health on (comma-separated, http only)
@@ -120,10 +120,10 @@ fn run(args: ServeArgs) -> Result<(), String> {
             .map(|u| u.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
         max_request_bytes: args.max_request_bytes,
-        quota_backend_bytes: if args.quota_backend_bytes > 0 {
-            args.quota_backend_bytes
-        } else {
+        quota_backend_bytes: if args.quota_backend_bytes == 0 {
             ServerConfig::default().quota_backend_bytes
+        } else {
+            args.quota_backend_bytes
         },
         snapshot_dir: args
             .data_dir

@@ -27,6 +27,7 @@
 pub mod blocking;
 mod convert;
 pub mod error;
+mod quota;
 mod service;
 
 use std::future::Future;
@@ -89,7 +90,8 @@ pub struct ServerConfig {
     pub progress_notify_interval: Duration,
     /// Concurrent gRPC streams per connection.
     pub max_concurrent_streams: u32,
-    /// The space quota (etcd's `--quota-backend-bytes`), reported by Status (not enforced yet).
+    /// The space quota in bytes (etcd's `--quota-backend-bytes`; 0 or less: none): past it the
+    /// NOSPACE alarm is raised and writes are refused until it is disarmed (`quota.rs`).
     pub quota_backend_bytes: i64,
     /// Where Snapshot writes its temporary checkpoint (on the data dir's file system, RocksDB
     /// hard-links the files instead of copying them); None: the system's temp dir.
@@ -118,7 +120,7 @@ pub(crate) struct Ctx {
     pub name: String,
     pub client_urls: Vec<String>,
     pub progress_notify_interval: Duration,
-    pub quota_backend_bytes: i64,
+    pub quota: quota::Quota,
     pub snapshot_dir: Option<PathBuf>,
     /// Becomes true when the server stops: the streams end.
     pub stopping: watch::Receiver<bool>,
@@ -198,7 +200,7 @@ impl Server {
             name: self.config.name.clone(),
             client_urls,
             progress_notify_interval: self.config.progress_notify_interval,
-            quota_backend_bytes: self.config.quota_backend_bytes,
+            quota: quota::Quota::new(self.config.quota_backend_bytes),
             snapshot_dir: self.config.snapshot_dir.clone(),
             stopping,
         });

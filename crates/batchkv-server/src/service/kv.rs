@@ -11,6 +11,7 @@ use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
 impl Etcd {
     /// Submits a write and checks the kind of its answer.
     async fn write(&self, op: Op) -> Result<OpResponse, Status> {
+        self.ctx.quota.admit(&self.ctx.store, &op).await?;
         store(blocking::submit(&self.ctx.store, op).await?)
     }
 }

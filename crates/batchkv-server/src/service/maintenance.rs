@@ -28,14 +28,41 @@ impl Maintenance for Etcd {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let r = request.into_inner();
-        if AlarmAction::try_from(r.action).is_err() {
-            return Err(bad_enum("alarm action", r.action));
-        }
-        // No alarm is ever raised (no quota yet): every action answers the empty list.
+        let action =
+            AlarmAction::try_from(r.action).map_err(|_| bad_enum("alarm action", r.action))?;
+        let kind = pb::AlarmType::try_from(r.alarm).map_err(|_| bad_enum("alarm", r.alarm))?;
+        let nospace = pb::AlarmMember {
+            member_id: MEMBER_ID,
+            alarm: pb::AlarmType::Nospace as i32,
+        };
+        let quota = &self.ctx.quota;
+        // NOSPACE is the one alarm batchkv raises (CORRUPT: a corrupt store halts instead,
+        // and Status reports why).
+        let alarms = match (action, kind) {
+            (AlarmAction::Get, pb::AlarmType::None | pb::AlarmType::Nospace) => {
+                if quota.raised() {
+                    vec![nospace]
+                } else {
+                    Vec::new()
+                }
+            }
+            (AlarmAction::Activate, pb::AlarmType::Nospace) => {
+                quota.raise();
+                vec![nospace]
+            }
+            (AlarmAction::Deactivate, pb::AlarmType::Nospace) => {
+                if quota.clear() {
+                    vec![nospace]
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
         Ok(Response::new(pb::AlarmResponse {
             header: self.ctx.header(rev),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -44,9 +71,13 @@ impl Maintenance for Etcd {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let stats = store(blocking::run(&self.ctx.store, |s| s.stats()).await?)?;
-        let totals = stats.engine.totals();
-        let db_size = i64::try_from(totals.sst_bytes + totals.memtable_bytes).unwrap_or(i64::MAX);
-        let in_use = i64::try_from(totals.live_data_bytes).unwrap_or(i64::MAX);
+        let db_size = crate::quota::db_size(&stats);
+        let in_use = i64::try_from(stats.engine.totals().live_data_bytes).unwrap_or(i64::MAX);
+        let mut errors: Vec<String> = stats.halted.into_iter().collect();
+        if self.ctx.quota.raised() {
+            // etcd's text of an AlarmMember.
+            errors.push(format!("memberID:{MEMBER_ID} alarm:NOSPACE "));
+        }
         Ok(Response::new(pb::StatusResponse {
             header: self.ctx.header(stats.revision),
             version: ETCD_VERSION.to_owned(),
@@ -55,11 +86,11 @@ impl Maintenance for Etcd {
             raft_index: stats.applied_index,
             raft_term: RAFT_TERM,
             raft_applied_index: stats.applied_index,
-            errors: stats.halted.into_iter().collect(),
+            errors,
             db_size_in_use: if in_use > 0 { in_use } else { db_size },
             is_learner: false,
             storage_version: String::new(),
-            db_size_quota: self.ctx.quota_backend_bytes,
+            db_size_quota: self.ctx.quota.limit(),
             downgrade_info: None,
         }))
     }
