@@ -83,6 +83,16 @@ fn serve_answers_etcdctl_and_stops_on_sigterm() {
         "{missing:?}"
     );
 
+    // etcdctl stores the snapshot (a tar of a checkpoint, with etcd's SHA-256 trailer).
+    let snap = dir.path().join("snap.db");
+    let saved = etcdctl(
+        &endpoint,
+        &["snapshot", "save", &snap.display().to_string()],
+    );
+    assert!(saved.status.success(), "{saved:?}");
+    let len = std::fs::metadata(&snap).expect("the snapshot file").len();
+    assert_eq!(len % 512, 32, "a tar archive and its SHA-256");
+
     let text = http_get(&metrics, "/metrics");
     assert!(
         text.starts_with("HTTP/1.") && text.contains(" 200 "),

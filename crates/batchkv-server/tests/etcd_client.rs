@@ -492,8 +492,13 @@ async fn maintenance_and_cluster() {
         last_remaining = chunk.remaining_bytes();
     }
     assert_eq!(last_remaining, 0);
+    // etcd's trailer: the SHA-256 of the archive before it.
+    let (archive, sum) = bytes.split_at(bytes.len() - 32);
+    assert_eq!(archive.len() % 512, 0);
+    use sha2::Digest;
+    assert_eq!(sha2::Sha256::digest(archive).as_slice(), sum);
     let out = server.dir.path().join("restored");
-    tar::Archive::new(bytes.as_slice()).unpack(&out).unwrap();
+    tar::Archive::new(archive).unpack(&out).unwrap();
     let copy = batchkv::Store::open(out.join("snapshot")).unwrap();
     assert_eq!(copy.current_revision(), 11);
     assert_eq!(copy.hash_kv(0).unwrap().hash, mine.hash);

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use batchkv::Store;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -162,7 +163,8 @@ impl Maintenance for Etcd {
 type SnapshotTx = mpsc::Sender<Result<pb::SnapshotResponse, Status>>;
 
 /// Writes a RocksDB checkpoint of the store (consistent: whole entries only) and streams it as
-/// one tar archive of its files (not a bbolt file: `batchkv` opens it after unpacking).
+/// one tar archive of its files (not a bbolt file: `batchkv` opens it after unpacking),
+/// followed by the archive's SHA-256 as etcd's stream ends.
 fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Status> {
     let io = |what: &str, e: std::io::Error| Status::internal(format!("etcdserver: {what}: {e}"));
     let tmp = match &ctx.snapshot_dir {
@@ -187,11 +189,13 @@ fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Stat
     files.sort();
     // The archive's size, for `remaining_bytes`: a 512-byte header and the data padded to
     // 512 bytes per file, then two zero blocks.
+    // Then etcd's trailer: the SHA-256 of everything before it.
     let total: u64 = files
         .iter()
         .map(|(_, len)| 512 + len.div_ceil(512) * 512)
         .sum::<u64>()
-        + 1024;
+        + 1024
+        + 32;
     let rev = store.current_revision();
     let mut out = Chunks {
         tx,
@@ -199,6 +203,7 @@ fn stream_snapshot(store: &Store, ctx: &Ctx, tx: &SnapshotTx) -> Result<(), Stat
         buf: Vec::with_capacity(SNAPSHOT_CHUNK),
         total,
         sent: 0,
+        sha: Sha256::new(),
     };
     {
         let mut tar = tar::Builder::new(&mut out);
@@ -219,6 +224,7 @@ struct Chunks<'a> {
     buf: Vec<u8>,
     total: u64,
     sent: u64,
+    sha: Sha256,
 }
 
 impl Chunks<'_> {
@@ -227,6 +233,9 @@ impl Chunks<'_> {
             return Ok(());
         }
         let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        if !last {
+            self.sha.update(&blob);
+        }
         self.sent += blob.len() as u64;
         let remaining_bytes = if last {
             0
@@ -244,7 +253,11 @@ impl Chunks<'_> {
             .map_err(|_| std::io::Error::other("the client went away"))
     }
 
+    /// Sends what is left of the archive, then the SHA-256 of the archive as the last message
+    /// (as etcd, whose `snapshot save` refuses a stream without it).
     fn finish(mut self) -> std::io::Result<()> {
+        self.send(false)?;
+        self.buf = self.sha.clone().finalize().to_vec();
         self.send(true)
     }
 }
