@@ -4,7 +4,6 @@ use tonic::{Request, Response, Status};
 
 use super::Etcd;
 use crate::MEMBER_ID;
-use crate::blocking;
 use crate::error::unserved;
 use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster};
 
@@ -35,9 +34,10 @@ impl Cluster for Etcd {
         &self,
         _request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
+        // etcd's cluster server fills the header without a revision (cluster id, member id,
+        // raft term only).
         Ok(Response::new(pb::MemberListResponse {
-            header: self.ctx.header(rev),
+            header: self.ctx.header(0),
             members: vec![pb::Member {
                 id: MEMBER_ID,
                 name: self.ctx.name.clone(),
