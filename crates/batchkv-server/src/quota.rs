@@ -32,6 +32,10 @@ pub(crate) struct Quota {
     limit: i64,
     nospace: AtomicBool,
     measured: Mutex<Option<(Instant, i64)>>,
+    /// One measurement at a time: when the figure is stale, the first write measures (on the
+    /// blocking pool) and the others await this lock (a task each, no thread) and take its
+    /// figure; without it every concurrent write took a blocking thread to measure.
+    measuring: tokio::sync::Mutex<()>,
 }
 
 impl Quota {
@@ -40,6 +44,7 @@ impl Quota {
             limit,
             nospace: AtomicBool::new(false),
             measured: Mutex::new(None),
+            measuring: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -89,10 +94,20 @@ impl Quota {
         Ok(())
     }
 
+    /// The measured size, if measured within [`MEASURE_EVERY`].
+    fn fresh(&self) -> Option<i64> {
+        match *self.measured.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, size)) if at.elapsed() < MEASURE_EVERY => Some(size),
+            _ => None,
+        }
+    }
+
     async fn size(&self, store: &Store) -> Result<i64, Status> {
-        if let Some((at, size)) = *self.measured.lock().unwrap_or_else(|e| e.into_inner())
-            && at.elapsed() < MEASURE_EVERY
-        {
+        if let Some(size) = self.fresh() {
+            return Ok(size);
+        }
+        let _one = self.measuring.lock().await;
+        if let Some(size) = self.fresh() {
             return Ok(size);
         }
         let size = db_size(
