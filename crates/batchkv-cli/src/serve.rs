@@ -42,6 +42,17 @@ pub struct ServeArgs {
     /// (0: etcd's default, 2 GiB; negative: no quota)
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     quota_backend_bytes: i64,
+    /// Maximum concurrent gRPC streams each client connection can open (etcd's default is
+    /// unbounded; batchkv's is 4096)
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_concurrent_streams: u32,
+    /// How long a connection may be idle before the server pings it (0: never)
+    #[arg(long, value_name = "DURATION", default_value = "2h")]
+    grpc_keepalive_interval: String,
+    /// How long to wait for the answer to a ping before closing the connection (0: tonic's
+    /// default, 20s)
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    grpc_keepalive_timeout: String,
     /// URLs to serve /metrics and /health on (comma-separated, http only)
     #[arg(long, value_name = "URLS")]
     listen_metrics_urls: Option<String>,
@@ -96,6 +107,8 @@ fn run(args: ServeArgs) -> Result<(), String> {
         None => Vec::new(),
     };
     let compaction = auto_compaction(&args.auto_compaction_mode, &args.auto_compaction_retention)?;
+    let keepalive_interval = keepalive(&args.grpc_keepalive_interval, "--grpc-keepalive-interval")?;
+    let keepalive_timeout = keepalive(&args.grpc_keepalive_timeout, "--grpc-keepalive-timeout")?;
     let max_request = args.max_request_bytes;
     let mut builder = Store::builder(&args.data_dir)
         .metrics(!metrics.is_empty())
@@ -122,6 +135,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
             .map(|u| u.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
         max_request_bytes: args.max_request_bytes,
+        max_concurrent_streams: args.max_concurrent_streams,
+        keepalive_interval,
+        keepalive_timeout,
         quota_backend_bytes: if args.quota_backend_bytes == 0 {
             ServerConfig::default().quota_backend_bytes
         } else {
@@ -251,6 +267,18 @@ fn auto_compaction(mode: &str, retention: &str) -> Result<Option<AutoCompaction>
     }
 }
 
+/// A keepalive duration flag: a Go duration, `0` (off: None).
+fn keepalive(s: &str, flag: &str) -> Result<Option<Duration>, String> {
+    if s == "0" {
+        return Ok(None);
+    }
+    match go_duration(s) {
+        Some(d) if !d.is_zero() => Ok(Some(d)),
+        Some(_) => Ok(None),
+        None => Err(format!("{flag}: {s:?} is not a duration (e.g. 2h, 20s, 0)")),
+    }
+}
+
 /// A Go duration of whole units: `1h30m`, `90s`, `500ms`.
 fn go_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
@@ -307,5 +335,13 @@ mod tests {
         assert!(auto_compaction("weekly", "1").is_err());
         assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(go_duration("5x"), None);
+        assert_eq!(keepalive("0", "--k"), Ok(None));
+        assert_eq!(keepalive("2h", "--k"), Ok(Some(Duration::from_secs(7200))));
+        assert_eq!(keepalive("20s", "--k"), Ok(Some(Duration::from_secs(20))));
+        assert!(
+            keepalive("soon", "--k")
+                .expect_err("not a duration")
+                .contains("--k")
+        );
     }
 }

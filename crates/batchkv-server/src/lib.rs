@@ -88,8 +88,15 @@ pub struct ServerConfig {
     /// How often a `progress_notify` watch without events gets a progress notification (etcd:
     /// 10 minutes).
     pub progress_notify_interval: Duration,
-    /// Concurrent gRPC streams per connection.
+    /// Concurrent gRPC streams per connection (etcd's `--max-concurrent-streams`; etcd's
+    /// default is unbounded, batchkv's 4,096).
     pub max_concurrent_streams: u32,
+    /// How long a connection may be idle before the server pings it (etcd's
+    /// `--grpc-keepalive-interval`, 2 h); None: never.
+    pub keepalive_interval: Option<Duration>,
+    /// How long the server waits for a ping's answer before it closes the connection (etcd's
+    /// `--grpc-keepalive-timeout`, 20 s); None: tonic's default (20 s).
+    pub keepalive_timeout: Option<Duration>,
     /// The space quota in bytes (etcd's `--quota-backend-bytes`; 0 or less: none): past it the
     /// NOSPACE alarm is raised and writes are refused until it is disarmed (`quota.rs`).
     pub quota_backend_bytes: i64,
@@ -107,6 +114,8 @@ impl Default for ServerConfig {
             max_request_bytes: batchkv::DEFAULT_MAX_REQUEST_BYTES,
             progress_notify_interval: Duration::from_secs(600),
             max_concurrent_streams: 4096,
+            keepalive_interval: Some(Duration::from_secs(2 * 60 * 60)),
+            keepalive_timeout: Some(Duration::from_secs(20)),
             quota_backend_bytes: 2 << 30,
             snapshot_dir: None,
         }
@@ -220,8 +229,8 @@ impl Server {
         tonic::transport::Server::builder()
             .max_concurrent_streams(self.config.max_concurrent_streams)
             // etcd's defaults: a ping after 2 hours idle, 20 s to answer it.
-            .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .http2_keepalive_interval(self.config.keepalive_interval)
+            .http2_keepalive_timeout(self.config.keepalive_timeout)
             .add_service(KvServer::new(svc.clone()).max_decoding_message_size(max))
             .add_service(WatchServer::new(svc.clone()).max_decoding_message_size(max))
             .add_service(LeaseServer::new(svc.clone()).max_decoding_message_size(max))
