@@ -12,17 +12,9 @@ use std::thread;
 use std::time::Duration;
 
 use batchkv_batcher::{BatchConfig, BatchError, Batcher, Shutdown, SubmitError};
+use batchkv_testkit::rt::{runtime, within};
 
 type B = Batcher<u64, u64, String>;
-
-/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
-fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .expect("no answer within 60 s: a missed wake")
-    })
-}
 
 /// A sink that doubles every item and records what it saw.
 fn recording(log: &Arc<Mutex<Vec<u64>>>) -> B {
@@ -75,11 +67,7 @@ fn gated(config: BatchConfig) -> Gated {
 fn thousands_of_awaited_tickets_on_two_threads_are_each_answered_once() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let b = recording(&log);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let n = 5_000u64;
     let answers = within(&rt, async {
         let tasks: Vec<_> = (0..n)
@@ -164,11 +152,7 @@ fn abort_answers_queued_async_tickets_closed() {
         max_ops: 1,
         ..BatchConfig::default()
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let first = b.try_submit(0).expect("room");
     entered.recv().expect("item 0 is in the sink");
     let queued: Vec<_> = (1..50)

@@ -11,33 +11,16 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use batchkv_codec::{Compact, Op};
 use batchkv_mvcc::{Mvcc, WatchRequest, Watcher};
+use batchkv_testkit::rt::{runtime, within};
 use batchkv_testkit::temp_dir;
 
 use crate::common::{apply_ok, open, put};
 
 fn all_keys() -> WatchRequest {
     WatchRequest::range("\0", "\0")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime")
-}
-
-/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
-fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .expect("no answer within 60 s: a missed wake")
-    })
 }
 
 /// Counts wakes: the smallest executor, to see who wakes the task and when.

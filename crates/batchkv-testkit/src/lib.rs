@@ -34,6 +34,7 @@ mod etcd;
 pub mod keyspace;
 mod net;
 mod rng;
+pub mod rt;
 mod serve;
 
 pub use crate::child::{ChildExit, ChildProcess, Lines, child_env, this_exe, this_test};

@@ -19,26 +19,10 @@ use batchkv::{
     LeaseRevoke, LocalLog, Log, LogError, Op, OpError, Put, Range, Store, StoreError, Txn,
     WatchRequest,
 };
+use batchkv_testkit::rt::{runtime, within};
 use batchkv_testkit::temp_dir;
 use bytes::Bytes;
 use proptest::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime")
-}
-
-/// Awaits `f` on `rt`; fails instead of hanging if it never resolves (a missed wake).
-fn within<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .expect("no answer within 60 s: a missed wake")
-    })
-}
 
 fn all() -> Range {
     Range {
