@@ -131,6 +131,9 @@ pub(crate) struct Ctx {
     pub progress_notify_interval: Duration,
     pub quota: quota::Quota,
     pub snapshot_dir: Option<PathBuf>,
+    /// The size a `fragment` watch's responses are split under: `--max-request-bytes` plus
+    /// [`GRPC_OVERHEAD_BYTES`], as etcd's watch server.
+    pub fragment_bytes: usize,
     /// Becomes true when the server stops: the streams end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -211,6 +214,7 @@ impl Server {
             progress_notify_interval: self.config.progress_notify_interval,
             quota: quota::Quota::new(self.config.quota_backend_bytes),
             snapshot_dir: self.config.snapshot_dir.clone(),
+            fragment_bytes: self.config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             stopping,
         });
         let svc = service::Etcd::new(ctx);

@@ -336,3 +336,73 @@ async fn same_answers_as_etcd() {
     assert_eq!(got.len(), expected.len(), "{got:#?}\n{expected:#?}");
     server.stop().await.unwrap();
 }
+
+/// One revision's events larger than `--max-request-bytes` (etcd's default, 1.5 MiB) plus
+/// etcd's 512 KiB allowance for gRPC: a watch
+/// created with `fragment` gets them in several responses, each under the limit; a watch
+/// without it gets one response. Returns, per watch, the event counts of its responses.
+async fn fragment_script(c: &mut Client) -> Vec<String> {
+    const KEYS: usize = 12;
+    let value = vec![b'v'; 200 * 1024];
+    for i in 0..KEYS {
+        c.put(format!("frag/{i:02}"), value.clone(), None)
+            .await
+            .unwrap();
+    }
+    let opts = || WatchOptions::new().with_prefix().with_prev_key();
+    let mut fragmented = c
+        .watch("frag/", Some(opts().with_fragment()))
+        .await
+        .unwrap();
+    let mut whole = c.watch("frag/", Some(opts())).await.unwrap();
+    for s in [&mut fragmented, &mut whole] {
+        let created = s.message().await.unwrap().unwrap();
+        assert!(created.created(), "{created:?}");
+    }
+    let deleted = c
+        .delete("frag/", Some(DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted(), KEYS as i64);
+    let mut out = Vec::new();
+    for (name, s) in [("fragment", &mut fragmented), ("whole", &mut whole)] {
+        let mut counts = Vec::new();
+        let mut keys = Vec::new();
+        while keys.len() < KEYS {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(60), s.message())
+                .await
+                .expect("the events within a minute")
+                .unwrap()
+                .expect("the stream goes on");
+            counts.push(r.events().len());
+            for e in r.events() {
+                let kv = e.kv().unwrap();
+                let prev = e.prev_kv().map_or(0, |p| p.value().len());
+                keys.push(format!("{}:{prev}", String::from_utf8_lossy(kv.key())));
+            }
+        }
+        out.push(format!(
+            "{name}: responses {counts:?}, events {}",
+            keys.join(",")
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragmented_watch_responses_as_etcd() {
+    let etcd = batchkv_testkit::Etcd::start();
+    let mut ec = Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("connect to etcd");
+    let expected = fragment_script(&mut ec).await;
+    assert!(
+        expected[0].starts_with("fragment: responses [") && !expected[0].contains("[12]"),
+        "etcd fragmented: {expected:?}"
+    );
+    let server = TestServer::start().await;
+    let mut bc = server.client().await;
+    let got = fragment_script(&mut bc).await;
+    assert_eq!(got, expected);
+    server.stop().await.unwrap();
+}

@@ -7,9 +7,10 @@
 //! watch id -1 and the reason, for a bad range or a duplicate id) before any event; a cancel
 //! answers `canceled` (an unknown id: nothing); a progress request answers watch id -1 with
 //! the current revision; a watch whose history was compacted is cancelled with
-//! `compact_revision`. Responses are never fragmented.
+//! `compact_revision`; a watch created with `fragment` gets a response larger than
+//! `--max-request-bytes` plus 512 KiB split as etcd's `sendFragments` does ([`fragments`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use batchkv::{DEFAULT_WATCH_BUFFER, WatchRequest};
 use tokio::sync::mpsc;
@@ -52,6 +53,7 @@ impl Watch for Etcd {
             items_tx,
             watches: HashMap::new(),
             tokens: HashMap::new(),
+            fragment: HashSet::new(),
             next_token: 0,
             next_id: 0,
         };
@@ -76,6 +78,8 @@ struct WatchStream {
     /// cancel from the cancelled watch's last responses still queued.
     watches: HashMap<i64, (u64, WatchBridge)>,
     tokens: HashMap<u64, i64>,
+    /// The tokens of the watches created with `fragment`.
+    fragment: HashSet<u64>,
     next_token: u64,
     next_id: i64,
 }
@@ -138,6 +142,7 @@ impl WatchStream {
                     return Ok(());
                 };
                 self.tokens.remove(&token);
+                self.fragment.remove(&token);
                 let rev = self.revision().await?;
                 self.send(pb::WatchResponse {
                     header: self.ctx.header(rev),
@@ -235,6 +240,9 @@ impl WatchStream {
             Ok(bridge) => {
                 self.watches.insert(id, (token, bridge));
                 self.tokens.insert(token, id);
+                if c.fragment {
+                    self.fragment.insert(token);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -269,12 +277,21 @@ impl WatchStream {
                     ..Default::default()
                 }
             }
-            WatchItem::Response(r) => pb::WatchResponse {
-                header: self.ctx.header(r.revision),
-                watch_id: id,
-                events: r.events.into_iter().map(convert::event).collect(),
-                ..Default::default()
-            },
+            WatchItem::Response(r) => {
+                let resp = pb::WatchResponse {
+                    header: self.ctx.header(r.revision),
+                    watch_id: id,
+                    events: r.events.into_iter().map(convert::event).collect(),
+                    ..Default::default()
+                };
+                if !self.fragment.contains(&token) {
+                    return self.send(resp).await;
+                }
+                for part in fragments(resp, self.ctx.fragment_bytes) {
+                    self.send(part).await?;
+                }
+                return Ok(());
+            }
             WatchItem::Progress(rev) => pb::WatchResponse {
                 header: self.ctx.header(rev),
                 watch_id: id,
@@ -297,6 +314,114 @@ impl WatchStream {
 
     fn forget(&mut self, id: i64, token: u64) {
         self.tokens.remove(&token);
+        self.fragment.remove(&token);
         self.watches.remove(&id);
+    }
+}
+
+/// etcd 3.4's `sendFragments`: a response of `max` bytes or more with two events or more goes
+/// out as several responses, all but the last marked `fragment`. Each takes events in order
+/// while it stays under `max` bytes (encoded, `fragment` set), and at least one.
+fn fragments(resp: pb::WatchResponse, max: usize) -> Vec<pb::WatchResponse> {
+    use prost::Message;
+    /// `WatchResponse.events`' field number.
+    const EVENTS_TAG: u32 = 11;
+    if resp.encoded_len() < max || resp.events.len() < 2 {
+        return vec![resp];
+    }
+    let mut events = resp.events.into_iter().peekable();
+    let template = pb::WatchResponse {
+        events: Vec::new(),
+        fragment: true,
+        ..resp
+    };
+    let empty = template.encoded_len();
+    let mut parts = Vec::new();
+    while events.peek().is_some() {
+        let mut part = template.clone();
+        let mut size = empty;
+        while let Some(ev) = events.peek() {
+            let len = prost::encoding::message::encoded_len(EVENTS_TAG, ev);
+            if !part.events.is_empty() && size + len >= max {
+                break;
+            }
+            size += len;
+            part.events.extend(events.next());
+        }
+        part.fragment = events.peek().is_some();
+        parts.push(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::fragments;
+    use crate::pb::etcdserverpb as pb;
+    use crate::pb::mvccpb;
+
+    fn response(values: &[usize]) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: Some(pb::ResponseHeader {
+                revision: 7,
+                ..Default::default()
+            }),
+            watch_id: 3,
+            events: values
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| mvccpb::Event {
+                    kv: Some(mvccpb::KeyValue {
+                        key: format!("k{i}").into_bytes().into(),
+                        value: vec![b'v'; n].into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The parts, rejoined, are the response; all but the last are fragments; each is under
+    /// `max` bytes or holds one event.
+    fn check(values: &[usize], max: usize) -> usize {
+        let whole = response(values);
+        let parts = fragments(whole.clone(), max);
+        let mut joined = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(
+                p.fragment,
+                i + 1 < parts.len(),
+                "part {i} of {}",
+                parts.len()
+            );
+            assert!(
+                p.encoded_len() < max || p.events.len() == 1,
+                "part {i} too big"
+            );
+            assert_eq!((p.watch_id, p.header), (3, whole.header));
+            assert!(!p.events.is_empty());
+            joined.extend(p.events.iter().cloned());
+        }
+        assert_eq!(joined, whole.events);
+        parts.len()
+    }
+
+    #[test]
+    fn small_or_single_event_responses_go_whole() {
+        assert_eq!(check(&[10, 10, 10], 1000), 1);
+        assert_eq!(check(&[5000], 1000), 1);
+        assert!(!fragments(response(&[5000]), 1000)[0].fragment);
+    }
+
+    #[test]
+    fn large_responses_split_under_the_limit() {
+        assert_eq!(check(&[400, 400, 400, 400], 1000), 2);
+        assert_eq!(check(&[2000, 10, 10, 2000, 10], 1000), 4);
+        let many: Vec<usize> = (0..200).map(|i| 17 * i % 300).collect();
+        assert!(check(&many, 2048) > 10);
     }
 }
