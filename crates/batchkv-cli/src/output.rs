@@ -11,12 +11,9 @@ use serde::{Serialize, Serializer};
 
 use crate::error::{CliError, CliResult, exit};
 
-/// The `cluster_id` of every response header: "batchkv" in ASCII, read as a big-endian number.
-pub const CLUSTER_ID: u64 = 0x0062_6174_6368_6b76;
-/// The `member_id` of every response header (one node).
-pub const MEMBER_ID: u64 = 1;
-/// The `raft_term` of every response header (no Raft: one term).
-pub const RAFT_TERM: u64 = 1;
+/// The header ids of the CLI's answers are the server's (one node: one member, one term), so
+/// `batchkv` on a data dir and `etcdctl` against `batchkv serve` on it print the same headers.
+pub use batchkv_server::{CLUSTER_ID, MEMBER_ID, RAFT_TERM};
 
 /// `-w`: how a command prints its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
