@@ -78,6 +78,10 @@ mod node;
 mod storage;
 mod transport;
 
+/// raft-rs itself, for [`RaftStorage`]'s raft-facing methods (its `eraftpb` types); the rest of
+/// the API needs none of it.
+pub use raft;
+
 pub use crate::error::RaftError;
 pub use crate::node::{NodeConfig, NodeStatus, RaftNode, StateMachine};
 pub use crate::storage::{RAFT_CF, RaftStorage};

@@ -479,7 +479,10 @@ impl Worker {
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
         if let Some(snap) = &snapshot {
             let index = snap.get_metadata().index;
-            self.sm.restore(index, &snap.data);
+            // A state machine already past the snapshot holds everything in it.
+            if index > self.sm.applied_index() {
+                self.sm.restore(index, &snap.data);
+            }
             self.applied = self.applied.max(index);
         }
 

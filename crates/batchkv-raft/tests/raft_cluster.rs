@@ -290,3 +290,51 @@ fn message_loss_and_delay_slow_the_cluster_but_it_agrees() {
     );
     c.assert_no_reapply();
 }
+
+#[test]
+fn a_follower_that_cannot_persist_never_acknowledges() {
+    let mut c = Cluster::new(3, 8);
+    let all = c.ids.clone();
+    let first = c.propose(&all, b"first");
+    c.wait_applied(&all, first);
+    let leader = c.wait_leader(&all);
+    let others: Vec<u64> = all.iter().copied().filter(|&id| id != leader).collect();
+    let (failing, stopped) = (others[0], others[1]);
+    c.stop(stopped);
+    c.raft_engine(failing)
+        .expect("the follower runs")
+        .inject_write_failures_after(0);
+
+    // The only follower left cannot make the append durable, so it must not acknowledge it:
+    // the entry cannot commit.
+    let r = c
+        .node(leader)
+        .propose(b"never durable on a quorum".to_vec());
+    assert!(
+        matches!(r, Err(RaftError::Ambiguous | RaftError::Timeout)),
+        "{r:?}"
+    );
+    assert!(
+        !c.history(leader)
+            .iter()
+            .any(|(_, d)| d == b"never durable on a quorum"),
+        "applied without a durable quorum"
+    );
+    // The follower's node stopped on the failed write and says so.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !matches!(c.node(failing).read_index(), Err(RaftError::Stopped)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failing node goes on"
+        );
+    }
+
+    // A working disk again: both come back from disk and the cluster agrees.
+    c.stop(failing);
+    c.start(failing);
+    c.start(stopped);
+    let last = c.propose(&all, b"after");
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    c.assert_no_reapply();
+}

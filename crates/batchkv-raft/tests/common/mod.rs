@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
@@ -157,6 +157,7 @@ pub struct Cluster {
     dirs: BTreeMap<u64, tempfile::TempDir>,
     nodes: BTreeMap<u64, RaftNode>,
     pub applied: BTreeMap<u64, Arc<Mutex<Applied>>>,
+    raft_engines: BTreeMap<u64, Weak<Engine>>,
     config: ConfigFn,
 }
 
@@ -177,6 +178,7 @@ impl Cluster {
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             applied: BTreeMap::new(),
+            raft_engines: BTreeMap::new(),
             config: Box::new(config),
         };
         for id in ids {
@@ -192,6 +194,8 @@ impl Cluster {
         assert!(!self.nodes.contains_key(&id), "node {id} is running");
         let dir = self.dirs[&id].path();
         let storage = RaftStorage::open_dir(dir.join("raft")).expect("open raft storage");
+        self.raft_engines
+            .insert(id, Arc::downgrade(storage.engine()));
         let sm = ListMachine::open(&dir.join("sm"), Arc::clone(&self.applied[&id]));
         let node = RaftNode::start(
             (self.config)(id, &self.ids),
@@ -210,6 +214,11 @@ impl Cluster {
         if let Some(n) = self.nodes.remove(&id) {
             n.stop();
         }
+    }
+
+    /// The engine under node `id`'s raft storage, while the node runs.
+    pub fn raft_engine(&self, id: u64) -> Option<Arc<Engine>> {
+        self.raft_engines.get(&id).and_then(Weak::upgrade)
     }
 
     pub fn node(&self, id: u64) -> &RaftNode {
