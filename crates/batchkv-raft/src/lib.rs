@@ -6,7 +6,8 @@
 //! - [`RaftNode`]: one thread running raft-rs's Ready loop. [`RaftNode::propose`] hands an
 //!   opaque entry to raft and waits until it is applied, returning its index (or a typed
 //!   [`RaftError`]: [`RaftError::NotLeader`], [`RaftError::Ambiguous`], [`RaftError::Timeout`],
-//!   [`RaftError::Stopped`]); [`RaftNode::read_index`] is a linearizable read point (raft's
+//!   [`RaftError::Stopped`]); [`RaftNode::propose_for_output`] also returns what this node's
+//!   state machine answered for the entry (the proposer's results); [`RaftNode::read_index`] is a linearizable read point (raft's
 //!   ReadIndex, then waiting until this node applied up to it); [`RaftNode::status`] tells the
 //!   leader, term, commit and applied indexes.
 //! - [`StateMachine`]: the one applier per node. Every committed normal entry is applied in
@@ -37,9 +38,11 @@
 //! #[derive(Default)]
 //! struct Log { entries: Vec<(u64, Vec<u8>)>, applied: u64 }
 //! impl StateMachine for Log {
-//!     fn apply(&mut self, index: u64, entry: &[u8]) {
+//!     type Output = usize; // what the proposer gets back: here, the entries applied so far
+//!     fn apply(&mut self, index: u64, entry: &[u8]) -> usize {
 //!         self.entries.push((index, entry.to_vec()));
 //!         self.applied = index;
+//!         self.entries.len()
 //!     }
 //!     fn applied_index(&self) -> u64 { self.applied }
 //!     fn snapshot(&mut self) -> Vec<u8> { Vec::new() }
@@ -59,8 +62,11 @@
 //! net.register(1, node.mailbox());
 //! node.campaign();
 //! let index = loop {
-//!     match node.propose(b"hello".to_vec()) {
-//!         Ok(index) => break index,
+//!     match node.propose_for_output(b"hello".to_vec()) {
+//!         Ok((index, applied)) => {
+//!             assert_eq!(applied, Some(1));
+//!             break index;
+//!         }
 //!         Err(batchkv_raft::RaftError::NotLeader { .. }) => {
 //!             std::thread::sleep(std::time::Duration::from_millis(10))
 //!         }

@@ -17,9 +17,13 @@ use crate::transport::{Mailbox, Transport};
 /// The applier: one per node, it applies every committed normal entry in index order, whoever
 /// proposed it.
 pub trait StateMachine: Send {
+    /// What applying an entry answers the entry's proposer, if it proposed at this node (the
+    /// results of the entry's ops, say): [`RaftNode::propose_for_output`] returns it.
+    type Output: Send + 'static;
+
     /// Applies the entry at `index` (greater than every index applied before). Empty entries
     /// (a new leader's) and configuration changes are not passed here.
-    fn apply(&mut self, index: u64, entry: &[u8]);
+    fn apply(&mut self, index: u64, entry: &[u8]) -> Self::Output;
 
     /// The last index applied, durably: at restart the log is replayed above it, and entries at
     /// or below it are never passed to [`StateMachine::apply`] again.
@@ -104,11 +108,18 @@ pub struct NodeStatus {
 }
 
 type Reply = Sender<Result<u64, RaftError>>;
+/// A proposal's answer: its index and, if the state machine applied it here, the output.
+type ProposeReply<O> = Sender<Result<(u64, Option<O>), RaftError>>;
 
-pub(crate) enum Input {
+enum Input<O> {
     Raft(Vec<u8>),
-    Propose { data: Vec<u8>, reply: Reply },
-    ReadIndex { reply: Reply },
+    Propose {
+        data: Vec<u8>,
+        reply: ProposeReply<O>,
+    },
+    ReadIndex {
+        reply: Reply,
+    },
     Campaign,
     Stop,
 }
@@ -118,16 +129,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A raft member: a thread runs raft-rs's Ready loop (ticks, incoming messages, proposals,
-/// persistence, sending, applying). Stopped on drop.
-pub struct RaftNode {
+/// persistence, sending, applying). Stopped on drop. `O` is its state machine's
+/// [`StateMachine::Output`].
+pub struct RaftNode<O: Send + 'static = ()> {
     id: u64,
-    tx: Sender<Input>,
+    tx: Sender<Input<O>>,
     status: Arc<Mutex<NodeStatus>>,
     request_timeout: Duration,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for RaftNode {
+impl<O: Send + 'static> std::fmt::Debug for RaftNode<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftNode")
             .field("status", &self.status())
@@ -135,7 +147,7 @@ impl std::fmt::Debug for RaftNode {
     }
 }
 
-impl RaftNode {
+impl<O: Send + 'static> RaftNode<O> {
     /// Starts a node over `storage` (bootstrapped with `config.peers` if new), applying to `sm`
     /// and sending through `transport`. At restart the state machine's applied index is where
     /// applying resumes; if it is below the last snapshot, the snapshot is restored first.
@@ -145,9 +157,9 @@ impl RaftNode {
     pub fn start(
         config: NodeConfig,
         mut storage: RaftStorage,
-        mut sm: Box<dyn StateMachine>,
+        mut sm: Box<dyn StateMachine<Output = O>>,
         transport: Arc<dyn Transport>,
-    ) -> Result<RaftNode, RaftError> {
+    ) -> Result<RaftNode<O>, RaftError> {
         storage.bootstrap(&config.peers)?;
         let snap = storage.snapshot_metadata().clone();
         if sm.applied_index() < snap.index {
@@ -215,7 +227,8 @@ impl RaftNode {
 
     /// Where the transport delivers this node's incoming messages.
     pub fn mailbox(&self) -> Mailbox {
-        Mailbox(self.tx.clone())
+        let tx = self.tx.clone();
+        Mailbox(Arc::new(move |msg| tx.send(Input::Raft(msg)).is_ok()))
     }
 
     /// The node's view as of its last Ready.
@@ -235,6 +248,16 @@ impl RaftNode {
     /// [`RaftError::NotLeader`] (nothing proposed), [`RaftError::Ambiguous`] (leadership lost
     /// before the entry was known committed), [`RaftError::Timeout`], [`RaftError::Stopped`].
     pub fn propose(&self, entry: Vec<u8>) -> Result<u64, RaftError> {
+        self.propose_for_output(entry).map(|(index, _)| index)
+    }
+
+    /// [`RaftNode::propose`], also returning what this node's state machine answered when it
+    /// applied the entry (`None` for an entry it did not apply: an empty one, or one it had
+    /// already applied).
+    ///
+    /// # Errors
+    /// As [`RaftNode::propose`].
+    pub fn propose_for_output(&self, entry: Vec<u8>) -> Result<(u64, Option<O>), RaftError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx
             .send(Input::Propose { data: entry, reply })
@@ -256,7 +279,7 @@ impl RaftNode {
         self.wait(&rx)
     }
 
-    fn wait(&self, rx: &Receiver<Result<u64, RaftError>>) -> Result<u64, RaftError> {
+    fn wait<T>(&self, rx: &Receiver<Result<T, RaftError>>) -> Result<T, RaftError> {
         match rx.recv_timeout(self.request_timeout) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => Err(RaftError::Timeout),
@@ -277,7 +300,7 @@ impl RaftNode {
     }
 }
 
-impl Drop for RaftNode {
+impl<O: Send + 'static> Drop for RaftNode<O> {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -288,14 +311,14 @@ struct PendingRead {
     since_tick: u64,
 }
 
-struct Worker {
+struct Worker<O> {
     rn: RawNode<RaftStorage>,
-    sm: Box<dyn StateMachine>,
+    sm: Box<dyn StateMachine<Output = O>>,
     transport: Arc<dyn Transport>,
-    rx: Receiver<Input>,
+    rx: Receiver<Input<O>>,
     status: Arc<Mutex<NodeStatus>>,
     /// Proposals appended by this leader: index -> (term, reply).
-    pending: BTreeMap<u64, (u64, Reply)>,
+    pending: BTreeMap<u64, (u64, ProposeReply<O>)>,
     /// ReadIndex requests in flight, by context.
     reads: HashMap<u64, PendingRead>,
     /// Reads with a read index, waiting for `applied` to reach it.
@@ -309,7 +332,7 @@ struct Worker {
     _logger: slog::Logger,
 }
 
-impl Worker {
+impl<O: Send + 'static> Worker<O> {
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.config.tick;
         'run: loop {
@@ -357,7 +380,7 @@ impl Worker {
     }
 
     /// False: stop.
-    fn handle(&mut self, input: Input) -> bool {
+    fn handle(&mut self, input: Input<O>) -> bool {
         match input {
             Input::Raft(bytes) => match decode::<Message>(&bytes) {
                 Ok(m) => {
@@ -394,7 +417,7 @@ impl Worker {
         Some(self.rn.raft.leader_id).filter(|&l| l != raft::INVALID_ID)
     }
 
-    fn propose(&mut self, data: Vec<u8>, reply: Reply) {
+    fn propose(&mut self, data: Vec<u8>, reply: ProposeReply<O>) {
         if self.rn.raft.state != StateRole::Leader {
             let _ = reply.send(Err(RaftError::NotLeader {
                 leader: self.leader(),
@@ -537,10 +560,11 @@ impl Worker {
             if index <= self.applied {
                 continue;
             }
+            let mut output = None;
             match e.get_entry_type() {
                 EntryType::EntryNormal => {
                     if !e.data.is_empty() && index > self.sm.applied_index() {
-                        self.sm.apply(index, &e.data);
+                        output = Some(self.sm.apply(index, &e.data));
                     }
                 }
                 EntryType::EntryConfChange => {
@@ -565,7 +589,7 @@ impl Worker {
                     break;
                 };
                 let outcome = if i == index && term == e.term {
-                    Ok(index)
+                    Ok((index, output.take()))
                 } else {
                     Err(RaftError::Ambiguous)
                 };

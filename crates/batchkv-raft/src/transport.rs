@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::node::Input;
-
 /// Sends raft messages, encoded by raft's own codec, to other nodes. Best effort: a message may
 /// be lost (raft retries), and `send` must not block on the peer.
 pub trait Transport: Send + Sync {
@@ -18,13 +16,19 @@ pub trait Transport: Send + Sync {
 
 /// Where a node's incoming raft messages go: hand each received message to
 /// [`Mailbox::deliver`]. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Mailbox(pub(crate) Sender<Input>);
+#[derive(Clone)]
+pub struct Mailbox(pub(crate) Arc<dyn Fn(Vec<u8>) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailbox")
+    }
+}
 
 impl Mailbox {
     /// Queues one encoded raft message for the node; false if the node has stopped.
     pub fn deliver(&self, msg: Vec<u8>) -> bool {
-        self.0.send(Input::Raft(msg)).is_ok()
+        (self.0)(msg)
     }
 }
 

@@ -47,8 +47,25 @@ fn three_nodes_elect_replicate_and_apply_the_same_entries_in_the_same_order() {
     assert!(c.node(follower).status().applied >= ri);
     assert_eq!(c.history(follower).last().map(|(i, _)| *i), Some(last));
 
+    // The proposer gets what its own node's state machine answered for its entry.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let (index, len) = loop {
+        let l = c.wait_leader(&all);
+        match c.node(l).propose_for_output(b"with output".to_vec()) {
+            Ok((index, len)) => break (index, len.map(|n| (l, n))),
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+    };
+    let (at, len) = len.expect("applied at the proposer");
+    let h = c.history(at);
+    let pos = h.iter().position(|(i, _)| *i == index).expect("applied");
+    assert_eq!((len, &h[pos].1[..]), (pos + 1, &b"with output"[..]));
+    last = index;
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+
     let st = c.node(leader).status();
-    assert!(st.is_leader && st.commit >= last && st.applied >= last && st.term >= 1);
+    assert!(st.commit >= last && st.applied >= last && st.term >= 1);
     c.assert_no_reapply();
 }
 

@@ -44,7 +44,8 @@ fn check_prefixes(c: &Cluster) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 4,
+        // BATCHKV_RAFT_CASES=N runs a longer campaign.
+        cases: batchkv_testkit::env_u64("BATCHKV_RAFT_CASES").map_or(4, |n| n as u32),
         max_shrink_iters: 4,
         ..ProptestConfig::default()
     })]

@@ -83,7 +83,10 @@ impl ListMachine {
 }
 
 impl StateMachine for ListMachine {
-    fn apply(&mut self, index: u64, entry: &[u8]) {
+    type Output = usize;
+
+    /// The length of the history after this entry.
+    fn apply(&mut self, index: u64, entry: &[u8]) -> usize {
         let mut s = lock(&self.shared);
         s.apply_calls += 1;
         if index <= self.applied {
@@ -99,6 +102,7 @@ impl StateMachine for ListMachine {
         b.commit(WriteMode::WAL).expect("apply");
         self.applied = index;
         s.entries.push((index, entry.to_vec()));
+        s.entries.len()
     }
 
     fn applied_index(&self) -> u64 {
@@ -155,7 +159,7 @@ pub struct Cluster {
     pub net: LocalNetwork,
     pub ids: Vec<u64>,
     dirs: BTreeMap<u64, tempfile::TempDir>,
-    nodes: BTreeMap<u64, RaftNode>,
+    nodes: BTreeMap<u64, RaftNode<usize>>,
     pub applied: BTreeMap<u64, Arc<Mutex<Applied>>>,
     raft_engines: BTreeMap<u64, Weak<Engine>>,
     config: ConfigFn,
@@ -221,7 +225,7 @@ impl Cluster {
         self.raft_engines.get(&id).and_then(Weak::upgrade)
     }
 
-    pub fn node(&self, id: u64) -> &RaftNode {
+    pub fn node(&self, id: u64) -> &RaftNode<usize> {
         &self.nodes[&id]
     }
 
