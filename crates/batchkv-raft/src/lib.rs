@@ -22,7 +22,9 @@
 //!   as ONE fsynced WriteBatch ([`RaftStorage::persist`]) before the Ready's *persisted*
 //!   messages (votes, append responses) are sent and before its committed entries are applied;
 //!   only a leader's own appends and heartbeats (`Ready::messages`) go out before (raft's thesis
-//!   §10.2.1). Everything queued when a Ready is taken shares its one fsync (group commit).
+//!   §10.2.1). Everything queued when a Ready is taken shares its one fsync (group commit). A
+//!   Ready that changes only the commit index is written without fsync (raft-rs's
+//!   `Ready::must_sync`): a lost commit index is learned again from the leader.
 //! - **Opaque messages.** raft-rs 0.7 brings its own prost (0.11) for its protobufs; batchkv's
 //!   gRPC is on prost 0.14. Messages, entries and states are encoded with raft's own codec
 //!   (`protobuf::Message`, which raft-proto implements over its prost) into `Vec<u8>`, so raft's

@@ -513,9 +513,10 @@ impl<O: Send + 'static> Worker<O> {
         // Ready in one fsynced WriteBatch; only then go the persisted messages (votes, append
         // responses).
         let hs = ready.hs().cloned();
+        let sync = ready.must_sync();
         self.rn
             .mut_store()
-            .persist(snapshot.as_ref(), ready.entries(), hs.as_ref())?;
+            .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
 
         for rs in ready.take_read_states() {
             self.read_state(rs.index, &rs.request_ctx);

@@ -232,7 +232,8 @@ impl RaftStorage {
 
     /// Persists what one `Ready` asks for as ONE WriteBatch, fsynced before it returns: a
     /// snapshot received from the leader (the log is replaced by it), new entries (a conflicting
-    /// suffix of the log is dropped) and the hard state.
+    /// suffix of the log is dropped) and the hard state. [`RaftStorage::persist_with`] may skip
+    /// the fsync where raft allows it.
     ///
     /// # Errors
     /// RocksDB's; nothing changes in memory then.
@@ -242,6 +243,23 @@ impl RaftStorage {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), RaftError> {
+        self.persist_with(snapshot, entries, hard_state, true)
+    }
+
+    /// [`RaftStorage::persist`], fsynced only if `sync` (raft-rs's `Ready::must_sync`: false
+    /// when only the commit index changed, which raft can learn again from the leader). A
+    /// snapshot or entries are always fsynced.
+    ///
+    /// # Errors
+    /// RocksDB's; nothing changes in memory then.
+    pub fn persist_with(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
+        let sync = sync || snapshot.is_some() || !entries.is_empty();
         let mut batch = self.engine.begin_batch();
         let mut truncated = self.truncated;
         let mut keep = self.terms.len();
@@ -299,7 +317,11 @@ impl RaftStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        batch.commit(WriteMode::SYNC)?;
+        batch.commit(if sync {
+            WriteMode::SYNC
+        } else {
+            WriteMode::WAL
+        })?;
 
         // Durable: mirror it in memory.
         if let Some(snap) = snapshot {
