@@ -36,7 +36,7 @@ fn needs() -> Vec<Need> {
         },
         Need {
             what: "protoc",
-            why: "the wire-format oracle tests",
+            why: "the wire-format oracle tests; raft-proto's build (prost-build 0.11, for batchkv-raft)",
             present: || has_program("protoc", "--version"),
             debian: &["protobuf-compiler"],
             optional: false,

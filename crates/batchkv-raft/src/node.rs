@@ -1,0 +1,662 @@
+//! [`RaftNode`]: one thread running raft-rs's Ready loop over a [`RaftStorage`], a
+//! [`StateMachine`] (the applier) and a [`Transport`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+
+use crate::error::RaftError;
+use crate::storage::{RaftStorage, decode, encode};
+use crate::transport::{Mailbox, Transport};
+
+/// The applier: one per node, it applies every committed normal entry in index order, whoever
+/// proposed it.
+pub trait StateMachine: Send {
+    /// What applying an entry answers the entry's proposer, if it proposed at this node (the
+    /// results of the entry's ops, say): [`RaftNode::propose_for_output`] returns it.
+    type Output: Send + 'static;
+
+    /// Applies the entry at `index` (greater than every index applied before). Empty entries
+    /// (a new leader's) and configuration changes are not passed here.
+    fn apply(&mut self, index: u64, entry: &[u8]) -> Self::Output;
+
+    /// The last index applied, durably: at restart the log is replayed above it, and entries at
+    /// or below it are never passed to [`StateMachine::apply`] again.
+    fn applied_index(&self) -> u64;
+
+    /// The state as of [`StateMachine::applied_index`], made durable, as opaque bytes for
+    /// [`StateMachine::restore`] on another node (and for log compaction).
+    fn snapshot(&mut self) -> Vec<u8>;
+
+    /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
+    /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
+    fn restore(&mut self, index: u64, data: &[u8]);
+}
+
+/// A node's settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (non-zero, unique in the cluster).
+    pub id: u64,
+    /// The initial voters, this node included; the same list on every member. Used only when the
+    /// storage has no configuration yet.
+    pub peers: Vec<u64>,
+    /// How often raft's logical clock ticks.
+    pub tick: Duration,
+    /// Ticks without a leader's word before a follower campaigns (randomized up to twice that).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long [`RaftNode::propose`] and [`RaftNode::read_index`] wait for an answer.
+    pub request_timeout: Duration,
+    /// Applied entries past the last snapshot that trigger a new snapshot and log compaction
+    /// (0: never).
+    pub snapshot_entries: u64,
+    /// Entries kept in the log below a snapshot, so a slightly slow follower catches up from
+    /// the log rather than by snapshot (etcd's `SnapshotCatchUpEntries`).
+    pub catch_up_entries: u64,
+    /// Largest append message, in bytes.
+    pub max_size_per_msg: u64,
+    /// Append messages in flight per follower.
+    pub max_inflight_msgs: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for node `id` of a cluster of `peers`: a 100 ms tick, elections after 10 ticks,
+    /// heartbeats every tick, a 5 s request timeout, a snapshot every 10,000 entries keeping
+    /// 5,000 (etcd's figures).
+    pub fn new(id: u64, peers: &[u64]) -> NodeConfig {
+        NodeConfig {
+            id,
+            peers: peers.to_vec(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            request_timeout: Duration::from_secs(5),
+            snapshot_entries: 10_000,
+            catch_up_entries: 5_000,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+        }
+    }
+}
+
+/// What a node knows of the cluster, as of its last Ready.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub id: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// Whether this node is the leader.
+    pub is_leader: bool,
+    /// The current term.
+    pub term: u64,
+    /// The highest index known committed.
+    pub commit: u64,
+    /// The highest index applied (empty entries included).
+    pub applied: u64,
+    /// The first index still in the log (compaction drops the ones before).
+    pub first_index: u64,
+    /// The last index in the log.
+    pub last_index: u64,
+}
+
+type Reply = Sender<Result<u64, RaftError>>;
+/// A proposal's answer: its index and, if the state machine applied it here, the output.
+type ProposeReply<O> = Sender<Result<(u64, Option<O>), RaftError>>;
+
+enum Input<O> {
+    Raft(Vec<u8>),
+    Propose {
+        data: Vec<u8>,
+        reply: ProposeReply<O>,
+    },
+    ReadIndex {
+        reply: Reply,
+    },
+    Campaign,
+    Stop,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A raft member: a thread runs raft-rs's Ready loop (ticks, incoming messages, proposals,
+/// persistence, sending, applying). Stopped on drop. `O` is its state machine's
+/// [`StateMachine::Output`].
+pub struct RaftNode<O: Send + 'static = ()> {
+    id: u64,
+    tx: Sender<Input<O>>,
+    status: Arc<Mutex<NodeStatus>>,
+    request_timeout: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<O: Send + 'static> std::fmt::Debug for RaftNode<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl<O: Send + 'static> RaftNode<O> {
+    /// Starts a node over `storage` (bootstrapped with `config.peers` if new), applying to `sm`
+    /// and sending through `transport`. At restart the state machine's applied index is where
+    /// applying resumes; if it is below the last snapshot, the snapshot is restored first.
+    ///
+    /// # Errors
+    /// raft-rs refuses the configuration or the stored state; storage errors.
+    pub fn start(
+        config: NodeConfig,
+        mut storage: RaftStorage,
+        mut sm: Box<dyn StateMachine<Output = O>>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<RaftNode<O>, RaftError> {
+        storage.bootstrap(&config.peers)?;
+        let snap = storage.snapshot_metadata().clone();
+        if sm.applied_index() < snap.index {
+            let data = storage.snapshot_data()?;
+            sm.restore(snap.index, &data);
+        }
+        let first = raft::Storage::first_index(&storage)?;
+        // raft wants first_index - 1 <= applied <= commit; entries the state machine already
+        // has (above the stored commit, say) are skipped when they come again.
+        let applied = sm
+            .applied_index()
+            .clamp(first - 1, storage.hard_state().commit.max(first - 1));
+        let rcfg = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied,
+            max_size_per_msg: config.max_size_per_msg,
+            max_inflight_msgs: config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            ..raft::Config::default()
+        };
+        let logger = crate::log::logger(config.id);
+        let rn = RawNode::new(&rcfg, storage, &logger)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let status = Arc::new(Mutex::new(NodeStatus {
+            id: config.id,
+            ..NodeStatus::default()
+        }));
+        let worker = Worker {
+            rn,
+            sm,
+            transport,
+            rx,
+            status: Arc::clone(&status),
+            pending: BTreeMap::new(),
+            reads: HashMap::new(),
+            read_waits: Vec::new(),
+            next_read: 1,
+            applied,
+            leader_term: None,
+            ticks: 0,
+            config: config.clone(),
+            _logger: logger,
+        };
+        worker.publish();
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{}", config.id))
+            .spawn(move || worker.run())
+            .map_err(|e| RaftError::Raft(format!("spawn the node thread: {e}")))?;
+        Ok(RaftNode {
+            id: config.id,
+            tx,
+            status,
+            request_timeout: config.request_timeout,
+            thread: Some(thread),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where the transport delivers this node's incoming messages.
+    pub fn mailbox(&self) -> Mailbox {
+        let tx = self.tx.clone();
+        Mailbox(Arc::new(move |msg| tx.send(Input::Raft(msg)).is_ok()))
+    }
+
+    /// The node's view as of its last Ready.
+    pub fn status(&self) -> NodeStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Asks this node to start an election now.
+    pub fn campaign(&self) {
+        let _ = self.tx.send(Input::Campaign);
+    }
+
+    /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
+    /// its index.
+    ///
+    /// # Errors
+    /// [`RaftError::NotLeader`] (nothing proposed), [`RaftError::Ambiguous`] (leadership lost
+    /// before the entry was known committed), [`RaftError::Timeout`], [`RaftError::Stopped`].
+    pub fn propose(&self, entry: Vec<u8>) -> Result<u64, RaftError> {
+        self.propose_for_output(entry).map(|(index, _)| index)
+    }
+
+    /// [`RaftNode::propose`], also returning what this node's state machine answered when it
+    /// applied the entry (`None` for an entry it did not apply: an empty one, or one it had
+    /// already applied).
+    ///
+    /// # Errors
+    /// As [`RaftNode::propose`].
+    pub fn propose_for_output(&self, entry: Vec<u8>) -> Result<(u64, Option<O>), RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::Propose { data: entry, reply })
+            .map_err(|_| RaftError::Stopped)?;
+        self.wait(&rx)
+    }
+
+    /// A linearizable read point: the leader's commit index confirmed by a quorum (raft's
+    /// ReadIndex), returned once this node has applied up to it, so a local read afterwards sees
+    /// every write acknowledged before the call.
+    ///
+    /// # Errors
+    /// [`RaftError::Timeout`] (no leader or no quorum), [`RaftError::Stopped`].
+    pub fn read_index(&self) -> Result<u64, RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::ReadIndex { reply })
+            .map_err(|_| RaftError::Stopped)?;
+        self.wait(&rx)
+    }
+
+    fn wait<T>(&self, rx: &Receiver<Result<T, RaftError>>) -> Result<T, RaftError> {
+        match rx.recv_timeout(self.request_timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err(RaftError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(RaftError::Stopped),
+        }
+    }
+
+    /// Stops the node's thread; pending proposals and reads get [`RaftError::Stopped`].
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.tx.send(Input::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<O: Send + 'static> Drop for RaftNode<O> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct PendingRead {
+    reply: Reply,
+    since_tick: u64,
+}
+
+struct Worker<O> {
+    rn: RawNode<RaftStorage>,
+    sm: Box<dyn StateMachine<Output = O>>,
+    transport: Arc<dyn Transport>,
+    rx: Receiver<Input<O>>,
+    status: Arc<Mutex<NodeStatus>>,
+    /// Proposals appended by this leader: index -> (term, reply).
+    pending: BTreeMap<u64, (u64, ProposeReply<O>)>,
+    /// ReadIndex requests in flight, by context.
+    reads: HashMap<u64, PendingRead>,
+    /// Reads with a read index, waiting for `applied` to reach it.
+    read_waits: Vec<(u64, Reply)>,
+    next_read: u64,
+    applied: u64,
+    /// The term this node is leader in (its pending proposals belong to it).
+    leader_term: Option<u64>,
+    ticks: u64,
+    config: NodeConfig,
+    _logger: slog::Logger,
+}
+
+impl<O: Send + 'static> Worker<O> {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.config.tick;
+        'run: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(input) => {
+                    if !self.handle(input) {
+                        break 'run;
+                    }
+                    // Group what is queued into this Ready (one fsync for all of it).
+                    for _ in 0..4096 {
+                        match self.rx.try_recv() {
+                            Ok(input) => {
+                                if !self.handle(input) {
+                                    break 'run;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break 'run,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.rn.tick();
+                self.ticks += 1;
+                next_tick += self.config.tick;
+                if next_tick < now {
+                    next_tick = now + self.config.tick;
+                }
+                self.on_tick();
+            }
+            if let Err(e) = self.on_ready() {
+                tracing::error!(node = self.config.id, error = %e, "raft node stops: storage failed");
+                break 'run;
+            }
+            self.publish();
+        }
+        self.fail_all(|| RaftError::Stopped);
+        let mut s = lock(&self.status);
+        s.is_leader = false;
+        s.leader = None;
+    }
+
+    /// False: stop.
+    fn handle(&mut self, input: Input<O>) -> bool {
+        match input {
+            Input::Raft(bytes) => match decode::<Message>(&bytes) {
+                Ok(m) => {
+                    if let Err(e) = self.rn.step(m) {
+                        tracing::debug!(node = self.config.id, error = %e, "raft message refused");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = self.config.id, error = %e, "undecodable raft message dropped");
+                }
+            },
+            Input::Propose { data, reply } => self.propose(data, reply),
+            Input::ReadIndex { reply } => {
+                let ctx = self.next_read;
+                self.next_read += 1;
+                self.rn.read_index(ctx.to_be_bytes().to_vec());
+                self.reads.insert(
+                    ctx,
+                    PendingRead {
+                        reply,
+                        since_tick: self.ticks,
+                    },
+                );
+            }
+            Input::Campaign => {
+                let _ = self.rn.campaign();
+            }
+            Input::Stop => return false,
+        }
+        true
+    }
+
+    fn leader(&self) -> Option<u64> {
+        Some(self.rn.raft.leader_id).filter(|&l| l != raft::INVALID_ID)
+    }
+
+    fn propose(&mut self, data: Vec<u8>, reply: ProposeReply<O>) {
+        if self.rn.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(RaftError::NotLeader {
+                leader: self.leader(),
+            }));
+            return;
+        }
+        let before = self.rn.raft.raft_log.last_index();
+        match self.rn.propose(Vec::new(), data) {
+            Ok(()) => {
+                let index = self.rn.raft.raft_log.last_index();
+                if index == before {
+                    let _ = reply.send(Err(RaftError::NotLeader {
+                        leader: self.leader(),
+                    }));
+                    return;
+                }
+                let term = self.rn.raft.term;
+                self.leader_term = Some(term);
+                self.pending.insert(index, (term, reply));
+            }
+            Err(raft::Error::ProposalDropped) => {
+                // Transferring leadership, or too much uncommitted.
+                let _ = reply.send(Err(RaftError::NotLeader {
+                    leader: self.leader(),
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        // A read raft dropped (no leader yet, or a leader without a commit in its term) is asked
+        // again every election timeout; past the request timeout its caller has given up.
+        let again = self.config.election_ticks.max(1) as u64;
+        let expire = (self.config.request_timeout.as_millis() / self.config.tick.as_millis().max(1))
+            as u64
+            + 1;
+        let ticks = self.ticks;
+        let mut reissue = Vec::new();
+        self.reads.retain(|ctx, r| {
+            let age = ticks - r.since_tick;
+            if age > expire {
+                let _ = r.reply.send(Err(RaftError::Timeout));
+                return false;
+            }
+            if age > 0 && age.is_multiple_of(again) {
+                reissue.push(*ctx);
+            }
+            true
+        });
+        for ctx in reissue {
+            self.rn.read_index(ctx.to_be_bytes().to_vec());
+        }
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            match encode(&m) {
+                Ok(bytes) => self.transport.send(m.to, bytes),
+                Err(e) => {
+                    tracing::error!(node = self.config.id, error = %e, "raft message not encoded")
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), RaftError> {
+        if !self.rn.has_ready() {
+            self.check_leadership();
+            return Ok(());
+        }
+        let mut ready = self.rn.ready();
+
+        // A leader's messages may go before its own append is durable (raft's thesis, 10.2.1).
+        self.send(ready.take_messages());
+
+        // A snapshot from the leader: the state machine takes it first, so a crash in between
+        // leaves the state machine ahead of raft's log (its entries are skipped when they come
+        // again), never behind a log that no longer holds them.
+        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        if let Some(snap) = &snapshot {
+            let index = snap.get_metadata().index;
+            // A state machine already past the snapshot holds everything in it.
+            if index > self.sm.applied_index() {
+                self.sm.restore(index, &snap.data);
+            }
+            self.applied = self.applied.max(index);
+        }
+
+        // Persist before acknowledging: the snapshot, the entries and the hard state of this
+        // Ready in one fsynced WriteBatch; only then go the persisted messages (votes, append
+        // responses).
+        let hs = ready.hs().cloned();
+        let sync = ready.must_sync();
+        self.rn
+            .mut_store()
+            .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
+
+        for rs in ready.take_read_states() {
+            self.read_state(rs.index, &rs.request_ctx);
+        }
+        self.apply(ready.take_committed_entries())?;
+        self.send(ready.take_persisted_messages());
+
+        let mut light = self.rn.advance(ready);
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.rn.advance_apply_to(self.applied);
+        self.maybe_compact()?;
+        self.check_leadership();
+        self.answer_reads();
+        Ok(())
+    }
+
+    fn read_state(&mut self, index: u64, ctx: &[u8]) {
+        let Some(ctx) = ctx.try_into().ok().map(u64::from_be_bytes) else {
+            return;
+        };
+        if let Some(r) = self.reads.remove(&ctx) {
+            self.read_waits.push((index, r.reply));
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.applied;
+        self.read_waits.retain(|(index, reply)| {
+            if *index <= applied {
+                let _ = reply.send(Ok(*index));
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), RaftError> {
+        for e in entries {
+            let index = e.index;
+            if index <= self.applied {
+                continue;
+            }
+            let mut output = None;
+            match e.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if !e.data.is_empty() && index > self.sm.applied_index() {
+                        output = Some(self.sm.apply(index, &e.data));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let cc: ConfChange = decode(&e.data)?;
+                    let cs = self.rn.apply_conf_change(&cc)?;
+                    self.rn.mut_store().set_conf_state(cs)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc: ConfChangeV2 = decode(&e.data)?;
+                    let cs = self.rn.apply_conf_change(&cc)?;
+                    self.rn.mut_store().set_conf_state(cs)?;
+                }
+            }
+            self.applied = index;
+            // Answer this entry's proposer, and any older proposal this index passed (replaced
+            // by another leader's entries: not applied).
+            while let Some((&i, _)) = self.pending.first_key_value() {
+                if i > index {
+                    break;
+                }
+                let Some((_, (term, reply))) = self.pending.pop_first() else {
+                    break;
+                };
+                let outcome = if i == index && term == e.term {
+                    Ok((index, output.take()))
+                } else {
+                    Err(RaftError::Ambiguous)
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    /// A leader that stepped down cannot tell what became of its uncommitted proposals.
+    fn check_leadership(&mut self) {
+        if let Some(term) = self.leader_term
+            && (self.rn.raft.state != StateRole::Leader || self.rn.raft.term != term)
+        {
+            self.leader_term = None;
+            self.fail_all(|| RaftError::Ambiguous);
+        }
+    }
+
+    fn fail_all(&mut self, err: impl Fn() -> RaftError) {
+        for (_, (_, reply)) in std::mem::take(&mut self.pending) {
+            let _ = reply.send(Err(err()));
+        }
+        if matches!(err(), RaftError::Stopped) {
+            for (_, r) in self.reads.drain() {
+                let _ = r.reply.send(Err(RaftError::Stopped));
+            }
+            for (_, reply) in self.read_waits.drain(..) {
+                let _ = reply.send(Err(RaftError::Stopped));
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), RaftError> {
+        let every = self.config.snapshot_entries;
+        let last_snap = self.rn.store().snapshot_metadata().index;
+        if every == 0 || self.applied < last_snap + every {
+            return Ok(());
+        }
+        // The state machine's state at its applied index is its state at `self.applied` too:
+        // only empty entries and conf changes lie between.
+        let data = self.sm.snapshot();
+        let applied = self.applied;
+        let compact_to = applied.saturating_sub(self.config.catch_up_entries);
+        self.rn.mut_store().compact(applied, compact_to, &data)?;
+        tracing::debug!(
+            node = self.config.id,
+            applied,
+            compact_to,
+            "raft log compacted"
+        );
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let r = &self.rn.raft;
+        let st = NodeStatus {
+            id: self.config.id,
+            leader: self.leader(),
+            is_leader: r.state == StateRole::Leader,
+            term: r.term,
+            commit: r.raft_log.committed,
+            applied: self.applied,
+            first_index: r.raft_log.first_index(),
+            last_index: r.raft_log.last_index(),
+        };
+        *lock(&self.status) = st;
+    }
+}

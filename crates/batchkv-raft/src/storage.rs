@@ -1,0 +1,517 @@
+//! [`RaftStorage`]: raft-rs's [`raft::Storage`] on RocksDB, through `batchkv-engine`.
+//!
+//! Layout (one column family, [`RAFT_CF`], of the engine given):
+//!
+//! | key               | value                                                      |
+//! |-------------------|------------------------------------------------------------|
+//! | `e` + index (BE)  | the [`Entry`], raft's own encoding                          |
+//! | `t` + index (BE)  | the entry's term (8 bytes BE; kept in memory as well)       |
+//! | `h`               | the [`HardState`]                                           |
+//! | `c`               | the [`ConfState`]                                           |
+//! | `r`               | where the log was truncated: index and term (16 bytes BE)   |
+//! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data       |
+//!
+//! Everything one `Ready` asks to persist (a snapshot, entries, the hard state) goes in one
+//! WriteBatch, fsynced: [`RaftStorage::persist`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::error::RaftError;
+
+/// The column family raft's state lives in.
+pub const RAFT_CF: &str = "raft";
+
+const HARD_STATE: &[u8] = b"h";
+const CONF_STATE: &[u8] = b"c";
+const TRUNCATED: &[u8] = b"r";
+const SNAP_META: &[u8] = b"s";
+const SNAP_DATA: &[u8] = b"d";
+
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn term_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b't';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Encodes a raft protobuf value with raft's own codec.
+pub(crate) fn encode<M: protobuf::Message>(m: &M) -> Result<Vec<u8>, RaftError> {
+    m.write_to_bytes()
+        .map_err(|e| RaftError::Corrupt(format!("encode: {e}")))
+}
+
+/// Decodes a raft protobuf value with raft's own codec.
+pub(crate) fn decode<M: protobuf::Message + Default>(bytes: &[u8]) -> Result<M, RaftError> {
+    let mut m = M::default();
+    m.merge_from_bytes(bytes)
+        .map_err(|e| RaftError::Corrupt(format!("decode: {e}")))?;
+    Ok(m)
+}
+
+fn store_err(e: RaftError) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+/// raft-rs's log, hard state, conf state and last snapshot, persisted in RocksDB.
+///
+/// The log's terms, the hard and conf states and the truncation point are also kept in memory;
+/// entries are read from RocksDB when raft asks for them.
+pub struct RaftStorage {
+    engine: Arc<Engine>,
+    cf: Cf,
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// The log holds the entries after this (index, term).
+    truncated: (u64, u64),
+    /// Terms of the entries `truncated.0 + 1 ..= last_index`.
+    terms: Vec<u64>,
+    /// The last snapshot taken or installed (index 0: none).
+    snapshot_meta: SnapshotMetadata,
+}
+
+impl std::fmt::Debug for RaftStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftStorage")
+            .field("path", &self.engine.path())
+            .field("first_index", &self.first())
+            .field("last_index", &self.last())
+            .field("commit", &self.hard_state.commit)
+            .field("term", &self.hard_state.term)
+            .field("snapshot_index", &self.snapshot_meta.index)
+            .finish()
+    }
+}
+
+impl RaftStorage {
+    /// Opens (or creates) a RocksDB database of its own at `dir` for raft's state.
+    ///
+    /// # Errors
+    /// RocksDB's, or [`RaftError::Corrupt`] if the stored state does not decode.
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<RaftStorage, RaftError> {
+        let engine = Engine::open(EngineConfig::new(dir.as_ref()).column_families([RAFT_CF]))?;
+        RaftStorage::open(Arc::new(engine))
+    }
+
+    /// Opens raft's state in the [`RAFT_CF`] column family of `engine` (which must have been
+    /// opened with it).
+    ///
+    /// # Errors
+    /// RocksDB's, or [`RaftError::Corrupt`] if the stored state does not decode or the log has
+    /// a hole.
+    pub fn open(engine: Arc<Engine>) -> Result<RaftStorage, RaftError> {
+        let cf = engine.cf(RAFT_CF)?;
+        let hard_state = match engine.get(cf, HARD_STATE)? {
+            Some(b) => decode(&b)?,
+            None => HardState::default(),
+        };
+        let conf_state = match engine.get(cf, CONF_STATE)? {
+            Some(b) => decode(&b)?,
+            None => ConfState::default(),
+        };
+        let snapshot_meta = match engine.get(cf, SNAP_META)? {
+            Some(b) => decode(&b)?,
+            None => SnapshotMetadata::default(),
+        };
+        let truncated = match engine.get(cf, TRUNCATED)? {
+            Some(b) => (
+                be_u64(&b).ok_or_else(|| RaftError::Corrupt("truncation point".into()))?,
+                be_u64(b.get(8..).unwrap_or_default())
+                    .ok_or_else(|| RaftError::Corrupt("truncation point".into()))?,
+            ),
+            None => (0, 0),
+        };
+        let mut terms = Vec::new();
+        let mut hole = None;
+        engine.scan(
+            cf,
+            &KeyRange::between(term_key(truncated.0 + 1), term_key(u64::MAX)),
+            false,
+            |k, v| {
+                let index = be_u64(&k[1..]).unwrap_or(0);
+                if index != truncated.0 + 1 + terms.len() as u64 {
+                    hole = Some(index);
+                    return false;
+                }
+                terms.push(be_u64(v).unwrap_or(0));
+                true
+            },
+        )?;
+        if let Some(index) = hole {
+            return Err(RaftError::Corrupt(format!(
+                "raft log has a hole before index {index} (truncated at {})",
+                truncated.0
+            )));
+        }
+        Ok(RaftStorage {
+            engine,
+            cf,
+            hard_state,
+            conf_state,
+            truncated,
+            terms,
+            snapshot_meta,
+        })
+    }
+
+    /// Whether a configuration was ever stored (by [`RaftStorage::bootstrap`] or a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        self.conf_state != ConfState::default()
+    }
+
+    /// Stores the initial voters of a new cluster; every member must be bootstrapped with the
+    /// same list (etcd's `--initial-cluster`). Does nothing if already initialized.
+    ///
+    /// # Errors
+    /// RocksDB's.
+    pub fn bootstrap(&mut self, voters: &[u64]) -> Result<(), RaftError> {
+        if self.is_initialized() {
+            return Ok(());
+        }
+        let cs = ConfState {
+            voters: voters.to_vec(),
+            ..ConfState::default()
+        };
+        let mut batch = self.engine.begin_batch();
+        batch.put(self.cf, CONF_STATE, &encode(&cs)?)?;
+        batch.commit(WriteMode::SYNC)?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// The engine raft's state is stored in.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The stored hard state (term, vote, commit).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The stored configuration.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The last snapshot taken or installed (index 0: none).
+    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
+        &self.snapshot_meta
+    }
+
+    /// The last snapshot's data, as the state machine produced it.
+    ///
+    /// # Errors
+    /// RocksDB's.
+    pub fn snapshot_data(&self) -> Result<Vec<u8>, RaftError> {
+        Ok(self.engine.get(self.cf, SNAP_DATA)?.unwrap_or_default())
+    }
+
+    fn first(&self) -> u64 {
+        self.truncated.0 + 1
+    }
+
+    fn last(&self) -> u64 {
+        self.truncated.0 + self.terms.len() as u64
+    }
+
+    /// Persists what one `Ready` asks for as ONE WriteBatch, fsynced before it returns: a
+    /// snapshot received from the leader (the log is replaced by it), new entries (a conflicting
+    /// suffix of the log is dropped) and the hard state. [`RaftStorage::persist_with`] may skip
+    /// the fsync where raft allows it.
+    ///
+    /// # Errors
+    /// RocksDB's; nothing changes in memory then.
+    pub fn persist(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), RaftError> {
+        self.persist_with(snapshot, entries, hard_state, true)
+    }
+
+    /// [`RaftStorage::persist`], fsynced only if `sync` (raft-rs's `Ready::must_sync`: false
+    /// when only the commit index changed, which raft can learn again from the leader). A
+    /// snapshot or entries are always fsynced.
+    ///
+    /// # Errors
+    /// RocksDB's; nothing changes in memory then.
+    pub fn persist_with(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
+        let sync = sync || snapshot.is_some() || !entries.is_empty();
+        let mut batch = self.engine.begin_batch();
+        let mut truncated = self.truncated;
+        let mut keep = self.terms.len();
+        let mut hs = hard_state.cloned();
+        let mut cs = None;
+        if let Some(snap) = snapshot {
+            let meta = snap.get_metadata();
+            if meta.index < self.truncated.0 {
+                return Err(RaftError::Corrupt(format!(
+                    "snapshot at {} is older than the log's start ({})",
+                    meta.index, self.truncated.0
+                )));
+            }
+            batch.delete_range(self.cf, &entry_key(0), &entry_key(u64::MAX))?;
+            batch.delete_range(self.cf, &term_key(0), &term_key(u64::MAX))?;
+            truncated = (meta.index, meta.term);
+            keep = 0;
+            batch.put(self.cf, SNAP_META, &encode(meta)?)?;
+            batch.put(self.cf, SNAP_DATA, &snap.data)?;
+            batch.put(self.cf, CONF_STATE, &encode(meta.get_conf_state())?)?;
+            cs = Some(meta.get_conf_state().clone());
+            let mut h = hs.take().unwrap_or_else(|| self.hard_state.clone());
+            h.term = h.term.max(meta.term);
+            h.commit = h.commit.max(meta.index);
+            hs = Some(h);
+        }
+        if let Some(first) = entries.first() {
+            let last_now = truncated.0 + keep as u64;
+            if first.index <= truncated.0 || first.index > last_now + 1 {
+                return Err(RaftError::Corrupt(format!(
+                    "append at {} to a log holding {}..={}",
+                    first.index,
+                    truncated.0 + 1,
+                    last_now
+                )));
+            }
+            // Entries from `first.index` on are replaced.
+            keep = (first.index - truncated.0 - 1) as usize;
+            let new_last = first.index + entries.len() as u64 - 1;
+            if new_last < last_now {
+                batch.delete_range(self.cf, &entry_key(new_last + 1), &entry_key(last_now + 1))?;
+                batch.delete_range(self.cf, &term_key(new_last + 1), &term_key(last_now + 1))?;
+            }
+            for e in entries {
+                batch.put(self.cf, &entry_key(e.index), &encode(e)?)?;
+                batch.put(self.cf, &term_key(e.index), &e.term.to_be_bytes())?;
+            }
+        }
+        if let Some(h) = &hs {
+            batch.put(self.cf, HARD_STATE, &encode(h)?)?;
+        }
+        if snapshot.is_some() {
+            batch.put(self.cf, TRUNCATED, &truncation_bytes(truncated))?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit(if sync {
+            WriteMode::SYNC
+        } else {
+            WriteMode::WAL
+        })?;
+
+        // Durable: mirror it in memory.
+        if let Some(snap) = snapshot {
+            self.snapshot_meta = snap.get_metadata().clone();
+            self.terms.clear();
+        }
+        self.truncated = truncated;
+        self.terms.truncate(keep);
+        self.terms.extend(entries.iter().map(|e| e.term));
+        if let Some(h) = hs {
+            self.hard_state = h;
+        }
+        if let Some(c) = cs {
+            self.conf_state = c;
+        }
+        Ok(())
+    }
+
+    /// Stores a new configuration (after a conf change was applied).
+    ///
+    /// # Errors
+    /// RocksDB's.
+    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), RaftError> {
+        let mut batch = self.engine.begin_batch();
+        batch.put(self.cf, CONF_STATE, &encode(&cs)?)?;
+        batch.commit(WriteMode::SYNC)?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Records a snapshot of the state machine at `applied` (its data, opaque here) and drops the
+    /// log up to `compact_to` (≤ `applied`), so the log stays bounded and a follower that needs an
+    /// entry before the log's start is sent this snapshot. The state machine's state at `applied`
+    /// must be durable before this is called.
+    ///
+    /// # Errors
+    /// [`RaftError::Corrupt`] if `applied` is not in the log or `compact_to > applied`; RocksDB's.
+    pub fn compact(&mut self, applied: u64, compact_to: u64, data: &[u8]) -> Result<(), RaftError> {
+        if compact_to > applied {
+            return Err(RaftError::Corrupt(format!(
+                "compact to {compact_to} above the snapshot at {applied}"
+            )));
+        }
+        let term = self.term_of(applied).ok_or_else(|| {
+            RaftError::Corrupt(format!(
+                "snapshot at {applied} outside the log {}..={}",
+                self.truncated.0,
+                self.last()
+            ))
+        })?;
+        let compact_to = compact_to.max(self.truncated.0);
+        let compact_term = self.term_of(compact_to).unwrap_or(self.truncated.1);
+        let meta = SnapshotMetadata {
+            index: applied,
+            term,
+            conf_state: Some(self.conf_state.clone()),
+        };
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(applied);
+
+        let mut batch = self.engine.begin_batch();
+        batch.put(self.cf, SNAP_META, &encode(&meta)?)?;
+        batch.put(self.cf, SNAP_DATA, data)?;
+        batch.put(self.cf, HARD_STATE, &encode(&hs)?)?;
+        batch.delete_range(self.cf, &entry_key(0), &entry_key(compact_to + 1))?;
+        batch.delete_range(self.cf, &term_key(0), &term_key(compact_to + 1))?;
+        batch.put(
+            self.cf,
+            TRUNCATED,
+            &truncation_bytes((compact_to, compact_term)),
+        )?;
+        batch.commit(WriteMode::SYNC)?;
+
+        let drop = (compact_to - self.truncated.0) as usize;
+        self.terms.drain(..drop.min(self.terms.len()));
+        self.truncated = (compact_to, compact_term);
+        self.snapshot_meta = meta;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    fn term_of(&self, index: u64) -> Option<u64> {
+        if index == self.truncated.0 {
+            return Some(self.truncated.1);
+        }
+        if index < self.truncated.0 || index > self.last() {
+            return None;
+        }
+        self.terms
+            .get((index - self.truncated.0 - 1) as usize)
+            .copied()
+    }
+
+    fn read_entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> Result<Vec<Entry>, RaftError> {
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut bad = None;
+        self.engine.scan(
+            self.cf,
+            &KeyRange::between(entry_key(low), entry_key(high)),
+            false,
+            |_, v| match decode::<Entry>(v) {
+                Ok(e) => {
+                    out.push(e);
+                    true
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            },
+        )?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        if out.len() as u64 != high - low || out.first().is_some_and(|e| e.index != low) {
+            return Err(RaftError::Corrupt(format!(
+                "raft log entries {low}..{high}: {} found",
+                out.len()
+            )));
+        }
+        raft::util::limit_size(&mut out, max_size);
+        Ok(out)
+    }
+}
+
+fn truncation_bytes((index, term): (u64, u64)) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&index.to_be_bytes());
+    b[8..].copy_from_slice(&term.to_be_bytes());
+    b
+}
+
+impl raft::Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if low == high {
+            return Ok(Vec::new());
+        }
+        self.read_entries(low, high, max_size.into())
+            .map_err(store_err)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx < self.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.term_of(idx)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot_meta.index == 0 || self.snapshot_meta.index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snap = Snapshot::default();
+        snap.set_metadata(self.snapshot_meta.clone());
+        snap.data = self.snapshot_data().map_err(store_err)?;
+        Ok(snap)
+    }
+}
