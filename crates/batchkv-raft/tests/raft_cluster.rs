@@ -391,3 +391,46 @@ fn a_follower_that_cannot_persist_never_acknowledges() {
     c.assert_same_history(&all);
     c.assert_no_reapply();
 }
+
+#[test]
+fn concurrent_proposers_get_distinct_indexes_and_every_node_applies_one_order() {
+    let c = std::sync::Arc::new(Cluster::new(3, 10));
+    let all = c.ids.clone();
+    c.wait_leader(&all);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let c = std::sync::Arc::clone(&c);
+            let all = all.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        (
+                            c.propose(&all, &entry(&format!("t{t}"), i)),
+                            entry(&format!("t{t}"), i),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, Vec<u8>)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("proposer thread"))
+        .collect();
+    acked.sort();
+    let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
+    indexes.dedup();
+    assert_eq!(
+        indexes.len(),
+        200,
+        "every acknowledged proposal has its own index"
+    );
+    let last = *indexes.last().expect("200 indexes");
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    let h = c.history(all[0]);
+    for a in &acked {
+        assert!(h.contains(a), "acknowledged {a:?} not applied at its index");
+    }
+    c.assert_no_reapply();
+}
