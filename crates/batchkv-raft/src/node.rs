@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
 use crate::error::RaftError;
 use crate::storage::{RaftStorage, decode, encode};
@@ -203,6 +203,7 @@ impl<O: Send + 'static> RaftNode<O> {
             applied,
             leader_term: None,
             ticks: 0,
+            snapshot_since: HashMap::new(),
             config: config.clone(),
             _logger: logger,
         };
@@ -328,6 +329,8 @@ struct Worker<O> {
     /// The term this node is leader in (its pending proposals belong to it).
     leader_term: Option<u64>,
     ticks: u64,
+    /// Followers in raft's snapshot state, and the tick since when.
+    snapshot_since: HashMap<u64, u64>,
     config: NodeConfig,
     _logger: slog::Logger,
 }
@@ -472,6 +475,40 @@ impl<O: Send + 'static> Worker<O> {
         });
         for ctx in reissue {
             self.rn.read_index(ctx.to_be_bytes().to_vec());
+        }
+        self.retry_snapshots();
+    }
+
+    /// raft-rs keeps a follower it sent a snapshot to paused until the application reports the
+    /// snapshot's fate; the transport is best effort and tells nothing, so a snapshot not
+    /// acknowledged within two election timeouts is reported failed, and raft sends another.
+    fn retry_snapshots(&mut self) {
+        if self.rn.raft.state != StateRole::Leader {
+            self.snapshot_since.clear();
+            return;
+        }
+        let ticks = self.ticks;
+        let patience = 2 * self.config.election_ticks.max(1) as u64;
+        let in_snapshot: Vec<u64> = self
+            .rn
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, pr)| pr.state == ProgressState::Snapshot)
+            .map(|(id, _)| *id)
+            .collect();
+        self.snapshot_since.retain(|id, _| in_snapshot.contains(id));
+        for id in in_snapshot {
+            let since = *self.snapshot_since.entry(id).or_insert(ticks);
+            if ticks - since >= patience {
+                tracing::debug!(
+                    node = self.config.id,
+                    to = id,
+                    "snapshot unacknowledged: sent again"
+                );
+                self.rn.report_snapshot(id, SnapshotStatus::Failure);
+                self.snapshot_since.remove(&id);
+            }
         }
     }
 

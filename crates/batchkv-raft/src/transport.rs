@@ -46,9 +46,12 @@ struct NetState {
     /// Percent of messages lost at random.
     loss_percent: u64,
     delay: Duration,
+    /// Messages larger than this are lost (a link that cannot carry a snapshot).
+    max_bytes: Option<usize>,
     rng: u64,
     sent: u64,
     dropped: u64,
+    oversize: u64,
 }
 
 impl NetState {
@@ -176,13 +179,25 @@ impl LocalNetwork {
         lock(&self.state).delay = delay;
     }
 
-    /// Removes every fault: no partition, no cut link, no loss, no delay.
+    /// Loses every message larger than `bytes` (`None`: no limit), as a link that cannot carry
+    /// a snapshot.
+    pub fn set_max_message_bytes(&self, bytes: Option<usize>) {
+        lock(&self.state).max_bytes = bytes;
+    }
+
+    /// Removes every fault: no partition, no cut link, no loss, no delay, no size limit.
     pub fn heal(&self) {
         let mut s = lock(&self.state);
         s.groups = None;
         s.cut.clear();
         s.loss_percent = 0;
         s.delay = Duration::ZERO;
+        s.max_bytes = None;
+    }
+
+    /// Messages lost so far for being larger than [`LocalNetwork::set_max_message_bytes`].
+    pub fn oversize_dropped(&self) -> u64 {
+        lock(&self.state).oversize
     }
 
     /// Messages sent so far and how many of them the faults dropped.
@@ -195,6 +210,11 @@ impl LocalNetwork {
         let mut s = lock(&self.state);
         s.sent += 1;
         let lost = s.loss_percent > 0 && s.draw() % 100 < s.loss_percent;
+        if s.max_bytes.is_some_and(|max| msg.len() > max) {
+            s.oversize += 1;
+            s.dropped += 1;
+            return;
+        }
         if lost || !s.passes(from, to) {
             s.dropped += 1;
             return;

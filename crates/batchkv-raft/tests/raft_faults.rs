@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Cluster, assert_prefixes, test_config};
 use proptest::prelude::*;
@@ -26,7 +26,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1u8..4).prop_map(Op::Propose),
+        5 => (1u8..6).prop_map(Op::Propose),
         2 => (1u8..7).prop_map(Op::Partition),
         2 => Just(Op::Heal),
         1 => (0u8..40).prop_map(Op::Loss),
@@ -53,7 +53,7 @@ proptest! {
     #[test]
     fn applied_histories_stay_prefixes_of_one_another(
         seed in any::<u64>(),
-        ops in prop::collection::vec(op(), 6..16),
+        ops in prop::collection::vec(op(), 8..24),
     ) {
         let mut c = Cluster::with_config(3, seed, |id, peers| {
             let mut cfg = test_config(id, peers);
@@ -63,11 +63,19 @@ proptest! {
             cfg
         });
         let all = c.ids.clone();
+        c.wait_leader(&all);
         let mut acked: Vec<(u64, u64, Vec<u8>)> = Vec::new();
         let mut tag = 0u64;
         for op in &ops {
             match *op {
                 Op::Propose(n) => {
+                    // Give an election a moment (there may be no majority: then nothing).
+                    let until = Instant::now() + Duration::from_secs(1);
+                    while Instant::now() < until
+                        && !c.running().iter().any(|&id| c.node(id).status().is_leader)
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     for id in c.running() {
                         if !c.node(id).status().is_leader {
                             continue;

@@ -20,7 +20,7 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub type History = Vec<(u64, Vec<u8>)>;
 
 /// Makes node `id`'s settings, given the cluster's ids.
-pub type ConfigFn = Box<dyn Fn(u64, &[u64]) -> NodeConfig>;
+pub type ConfigFn = Box<dyn Fn(u64, &[u64]) -> NodeConfig + Send + Sync>;
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -173,7 +173,7 @@ impl Cluster {
     pub fn with_config(
         n: u64,
         seed: u64,
-        config: impl Fn(u64, &[u64]) -> NodeConfig + 'static,
+        config: impl Fn(u64, &[u64]) -> NodeConfig + Send + Sync + 'static,
     ) -> Cluster {
         let ids: Vec<u64> = (1..=n).collect();
         let mut c = Cluster {
