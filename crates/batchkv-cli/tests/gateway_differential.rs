@@ -46,16 +46,11 @@ impl Pair {
             },
         );
         let bases = [format!("http://{}", etcd.endpoint()), batchkv.client_url()];
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(HTTP_TIMEOUT))
-            .build()
-            .into();
         Pair {
             _etcd: etcd,
             _batchkv: batchkv,
             bases,
-            agent,
+            agent: agent(),
         }
     }
 
@@ -111,6 +106,15 @@ impl Pair {
         assert_eq!(resp.status().as_u16(), 200, "{}: POST {path}", name(side));
         BufReader::new(resp.into_body().into_reader())
     }
+}
+
+/// An HTTP client that returns error statuses as answers and gives up after [`HTTP_TIMEOUT`].
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .build()
+        .into()
 }
 
 /// The next line of a stream, as normalized JSON.
@@ -535,4 +539,54 @@ fn streams_answer_as_etcd_does() {
             "{line:?}"
         );
     }
+}
+
+/// batchkv's own (etcd cannot be stopped under its gateway this way): SIGTERM ends a gateway
+/// watch stream with grpc-gateway's error line (Unavailable, etcd's "server stopped"), then the
+/// body ends and the server exits 0.
+#[test]
+fn a_stopping_server_ends_gateway_streams_with_an_error_line() {
+    let mut server = BatchkvServer::start(BATCHKV);
+    let resp = agent()
+        .post(&format!("{}/v3/watch", server.client_url()))
+        .send(r#"{"create_request":{"key":"YQ=="}}"#)
+        .expect("POST /v3/watch");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = BufReader::new(resp.into_body().into_reader());
+    let created = read_line(&mut reader, "the watch's first line");
+    assert_eq!(created["result"]["created"], json!(true), "{created}");
+    let status = server.stop();
+    assert!(status.success(), "batchkv serve exited with {status}");
+    let last = read_line(&mut reader, "the line after SIGTERM");
+    assert_eq!(
+        last,
+        json!({"error": {
+            "grpc_code": 14,
+            "http_code": 503,
+            "message": "etcdserver: server stopped",
+            "http_status": "Service Unavailable",
+        }})
+    );
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).expect("the body ends");
+    assert_eq!(rest, "", "after the error line");
+}
+
+/// etcd's `--enable-grpc-gateway=false`: the gateway's paths are gone (404), gRPC is served.
+#[test]
+fn the_gateway_can_be_turned_off() {
+    let server = BatchkvServer::start_with(
+        BATCHKV,
+        ServeOptions {
+            args: vec!["--enable-grpc-gateway=false".into()],
+            ..ServeOptions::default()
+        },
+    );
+    let resp = agent()
+        .post(&format!("{}/v3/kv/range", server.client_url()))
+        .send(r#"{"key":"YQ=="}"#)
+        .expect("POST /v3/kv/range");
+    assert_eq!(resp.status().as_u16(), 404);
+    let put = server.ctl(&["put", "a", "1"], None);
+    assert!(put.ok, "etcdctl put over gRPC: {put:?}");
 }

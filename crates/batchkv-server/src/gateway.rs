@@ -63,6 +63,12 @@ pub(crate) fn routes(
     api.merge(grpc.into_axum_router()).fallback(fallback).into()
 }
 
+/// The gRPC routes alone (the gateway turned off), with the same fallback: a plain HTTP request
+/// gets 404, not a gRPC answer.
+pub(crate) fn without_gateway(grpc: tonic::service::Routes) -> tonic::service::Routes {
+    grpc.into_axum_router().fallback(fallback).into()
+}
+
 /// A unary RPC: the JSON body decoded into its request, the service's answer encoded.
 macro_rules! unary {
     ($svc:expr, $trait:ident :: $method:ident) => {{

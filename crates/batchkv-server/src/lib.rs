@@ -108,6 +108,9 @@ pub struct ServerConfig {
     /// The space quota in bytes (etcd's `--quota-backend-bytes`; 0 or less: none): past it the
     /// NOSPACE alarm is raised and writes are refused until it is disarmed (`quota.rs`).
     pub quota_backend_bytes: i64,
+    /// Serve etcd's HTTP/JSON gateway (`POST /v3/...`) on the client port besides gRPC (etcd's
+    /// `--enable-grpc-gateway`, on by default).
+    pub grpc_gateway: bool,
     /// Where Snapshot writes its temporary checkpoint (on the data dir's file system, RocksDB
     /// hard-links the files instead of copying them); None: the system's temp dir.
     pub snapshot_dir: Option<PathBuf>,
@@ -125,6 +128,7 @@ impl Default for ServerConfig {
             keepalive_interval: Some(Duration::from_secs(2 * 60 * 60)),
             keepalive_timeout: Some(Duration::from_secs(20)),
             quota_backend_bytes: 2 << 30,
+            grpc_gateway: true,
             snapshot_dir: None,
         }
     }
@@ -231,7 +235,11 @@ impl Server {
             .add_service(MaintenanceServer::new(svc.clone()).max_decoding_message_size(max))
             .add_service(AuthServer::new(svc.clone()).max_decoding_message_size(max));
         // etcd's HTTP/JSON gateway on the same port, over the same services (gateway.rs).
-        let routes = gateway::routes(grpc.routes(), &svc, self.config.max_request_bytes);
+        let routes = if self.config.grpc_gateway {
+            gateway::routes(grpc.routes(), &svc, self.config.max_request_bytes)
+        } else {
+            gateway::without_gateway(grpc.routes())
+        };
         // Every listener's connections, with Nagle off (small answers go out at once).
         let mut incoming = tokio_stream::StreamMap::new();
         for (i, l) in self.listeners.into_iter().enumerate() {
