@@ -423,6 +423,23 @@ fn errors_answer_as_etcd_does() {
             );
         }
     }
+    // A request over the size limit: grpc's ResourceExhausted (429, code 8), whose text
+    // carries each side's numbers.
+    let big = format!(
+        r#"{{"key":"{foo}","value":"{}"}}"#,
+        b64(&"x".repeat(5 << 20))
+    );
+    for side in 0..2 {
+        let (status, v) = p.post(side, "/v3/kv/put", &big);
+        assert_eq!(status, 429, "{}: {v}", name(side));
+        assert_eq!(v["code"], json!(8), "{}: {v}", name(side));
+        let text = v["message"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("grpc: received message larger than max"),
+            "{}: {v}",
+            name(side)
+        );
+    }
     // Not a gateway path; not POST.
     for side in 0..2 {
         let (status, _) = p.post(side, "/v3/kv/nothing", "{}");

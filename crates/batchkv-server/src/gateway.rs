@@ -57,9 +57,10 @@ pub(crate) fn routes(
             api = api.route(&format!("{prefix}{path}"), route);
         }
     }
+    // `read` applies the limit, with grpc's answer (axum's own limit would answer 413 in text).
     let api = api
         .route("/version", get(version))
-        .layer(DefaultBodyLimit::max(limit));
+        .layer(DefaultBodyLimit::disable());
     api.merge(grpc.into_axum_router()).fallback(fallback).into()
 }
 
@@ -71,12 +72,12 @@ pub(crate) fn without_gateway(grpc: tonic::service::Routes) -> tonic::service::R
 
 /// A unary RPC: the JSON body decoded into its request, the service's answer encoded.
 macro_rules! unary {
-    ($svc:expr, $trait:ident :: $method:ident) => {{
-        let svc: Etcd = $svc.clone();
-        post(move |body: Bytes| {
+    ($svc:expr, $limit:expr, $trait:ident :: $method:ident) => {{
+        let (svc, limit): (Etcd, usize) = ($svc.clone(), $limit);
+        post(move |body: Body| {
             let svc = svc.clone();
             async move {
-                match decode(&body) {
+                match read(body, limit).await.and_then(|b| decode(&b)) {
                     Ok(req) => match <Etcd as $trait>::$method(&svc, Request::new(req)).await {
                         Ok(resp) => json(&resp.into_inner()),
                         Err(status) => error(&status),
@@ -107,10 +108,10 @@ fn table(svc: &Etcd, limit: usize) -> Vec<(&'static str, MethodRouter)> {
     };
     let snapshot = {
         let svc = svc.clone();
-        post(move |body: Bytes| {
+        post(move |body: Body| {
             let svc = svc.clone();
             async move {
-                match decode(&body) {
+                match read(body, limit).await.and_then(|b| decode(&b)) {
                     Ok(req) => stream(
                         Maintenance::snapshot(&svc, Request::new(req))
                             .await
@@ -122,70 +123,91 @@ fn table(svc: &Etcd, limit: usize) -> Vec<(&'static str, MethodRouter)> {
         })
     };
     vec![
-        ("/kv/range", unary!(svc, Kv::range)),
-        ("/kv/put", unary!(svc, Kv::put)),
-        ("/kv/deleterange", unary!(svc, Kv::delete_range)),
-        ("/kv/txn", unary!(svc, Kv::txn)),
-        ("/kv/compaction", unary!(svc, Kv::compact)),
+        ("/kv/range", unary!(svc, limit, Kv::range)),
+        ("/kv/put", unary!(svc, limit, Kv::put)),
+        ("/kv/deleterange", unary!(svc, limit, Kv::delete_range)),
+        ("/kv/txn", unary!(svc, limit, Kv::txn)),
+        ("/kv/compaction", unary!(svc, limit, Kv::compact)),
         ("/watch", watch),
-        ("/lease/grant", unary!(svc, Lease::lease_grant)),
-        ("/lease/revoke", unary!(svc, Lease::lease_revoke)),
-        ("/kv/lease/revoke", unary!(svc, Lease::lease_revoke)),
+        ("/lease/grant", unary!(svc, limit, Lease::lease_grant)),
+        ("/lease/revoke", unary!(svc, limit, Lease::lease_revoke)),
+        ("/kv/lease/revoke", unary!(svc, limit, Lease::lease_revoke)),
         ("/lease/keepalive", keep_alive),
-        ("/lease/timetolive", unary!(svc, Lease::lease_time_to_live)),
+        (
+            "/lease/timetolive",
+            unary!(svc, limit, Lease::lease_time_to_live),
+        ),
         (
             "/kv/lease/timetolive",
-            unary!(svc, Lease::lease_time_to_live),
+            unary!(svc, limit, Lease::lease_time_to_live),
         ),
-        ("/lease/leases", unary!(svc, Lease::lease_leases)),
-        ("/kv/lease/leases", unary!(svc, Lease::lease_leases)),
-        ("/cluster/member/add", unary!(svc, Cluster::member_add)),
+        ("/lease/leases", unary!(svc, limit, Lease::lease_leases)),
+        ("/kv/lease/leases", unary!(svc, limit, Lease::lease_leases)),
+        (
+            "/cluster/member/add",
+            unary!(svc, limit, Cluster::member_add),
+        ),
         (
             "/cluster/member/remove",
-            unary!(svc, Cluster::member_remove),
+            unary!(svc, limit, Cluster::member_remove),
         ),
         (
             "/cluster/member/update",
-            unary!(svc, Cluster::member_update),
+            unary!(svc, limit, Cluster::member_update),
         ),
-        ("/cluster/member/list", unary!(svc, Cluster::member_list)),
+        (
+            "/cluster/member/list",
+            unary!(svc, limit, Cluster::member_list),
+        ),
         (
             "/cluster/member/promote",
-            unary!(svc, Cluster::member_promote),
+            unary!(svc, limit, Cluster::member_promote),
         ),
-        ("/maintenance/alarm", unary!(svc, Maintenance::alarm)),
-        ("/maintenance/status", unary!(svc, Maintenance::status)),
+        ("/maintenance/alarm", unary!(svc, limit, Maintenance::alarm)),
+        (
+            "/maintenance/status",
+            unary!(svc, limit, Maintenance::status),
+        ),
         (
             "/maintenance/defragment",
-            unary!(svc, Maintenance::defragment),
+            unary!(svc, limit, Maintenance::defragment),
         ),
-        ("/maintenance/hash", unary!(svc, Maintenance::hash)),
+        ("/maintenance/hash", unary!(svc, limit, Maintenance::hash)),
         ("/maintenance/snapshot", snapshot),
         (
             "/maintenance/transfer-leadership",
-            unary!(svc, Maintenance::move_leader),
+            unary!(svc, limit, Maintenance::move_leader),
         ),
-        ("/auth/enable", unary!(svc, Auth::auth_enable)),
-        ("/auth/disable", unary!(svc, Auth::auth_disable)),
-        ("/auth/authenticate", unary!(svc, Auth::authenticate)),
-        ("/auth/user/add", unary!(svc, Auth::user_add)),
-        ("/auth/user/get", unary!(svc, Auth::user_get)),
-        ("/auth/user/list", unary!(svc, Auth::user_list)),
-        ("/auth/user/delete", unary!(svc, Auth::user_delete)),
+        ("/auth/enable", unary!(svc, limit, Auth::auth_enable)),
+        ("/auth/disable", unary!(svc, limit, Auth::auth_disable)),
+        ("/auth/authenticate", unary!(svc, limit, Auth::authenticate)),
+        ("/auth/user/add", unary!(svc, limit, Auth::user_add)),
+        ("/auth/user/get", unary!(svc, limit, Auth::user_get)),
+        ("/auth/user/list", unary!(svc, limit, Auth::user_list)),
+        ("/auth/user/delete", unary!(svc, limit, Auth::user_delete)),
         (
             "/auth/user/changepw",
-            unary!(svc, Auth::user_change_password),
+            unary!(svc, limit, Auth::user_change_password),
         ),
-        ("/auth/user/grant", unary!(svc, Auth::user_grant_role)),
-        ("/auth/user/revoke", unary!(svc, Auth::user_revoke_role)),
-        ("/auth/role/add", unary!(svc, Auth::role_add)),
-        ("/auth/role/get", unary!(svc, Auth::role_get)),
-        ("/auth/role/list", unary!(svc, Auth::role_list)),
-        ("/auth/role/delete", unary!(svc, Auth::role_delete)),
-        ("/auth/role/grant", unary!(svc, Auth::role_grant_permission)),
+        (
+            "/auth/user/grant",
+            unary!(svc, limit, Auth::user_grant_role),
+        ),
+        (
+            "/auth/user/revoke",
+            unary!(svc, limit, Auth::user_revoke_role),
+        ),
+        ("/auth/role/add", unary!(svc, limit, Auth::role_add)),
+        ("/auth/role/get", unary!(svc, limit, Auth::role_get)),
+        ("/auth/role/list", unary!(svc, limit, Auth::role_list)),
+        ("/auth/role/delete", unary!(svc, limit, Auth::role_delete)),
+        (
+            "/auth/role/grant",
+            unary!(svc, limit, Auth::role_grant_permission),
+        ),
         (
             "/auth/role/revoke",
-            unary!(svc, Auth::role_revoke_permission),
+            unary!(svc, limit, Auth::role_revoke_permission),
         ),
     ]
 }
@@ -217,6 +239,22 @@ async fn fallback(req: axum::extract::Request) -> Response {
     } else {
         (StatusCode::NOT_FOUND, "Not Found\n").into_response()
     }
+}
+
+/// A unary request's body, at most `limit` bytes: above it, what etcd's gateway answers when
+/// its gRPC call is refused as too large (ResourceExhausted, grpc's text).
+async fn read(body: Body, limit: usize) -> Result<Bytes, Status> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Status::resource_exhausted(format!(
+                "grpc: received message larger than max (over {limit} bytes)"
+            ))
+        } else {
+            Status::invalid_argument(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// A request from a JSON body: its first value (as Go's decoder reads it); an empty body is the
