@@ -185,17 +185,20 @@ fn python_client() -> Result<()> {
     let python = venv.join("bin/python");
     let imports = || {
         Command::new(&python)
-            .args(["-c", "import etcd3"])
+            .args(["-c", "import etcd3, etcd3gw"])
             .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
             .output()
             .is_ok_and(|o| o.status.success())
     };
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && imports() {
-        println!("doctor: Python's etcd3 client present ({})", venv.display());
+        println!(
+            "doctor: Python's etcd3 and etcd3gw clients present ({})",
+            venv.display()
+        );
         return Ok(());
     }
     println!(
-        "doctor: installing Python's etcd3 client into {}",
+        "doctor: installing Python's etcd3 and etcd3gw clients into {}",
         venv.display()
     );
     let venv_arg = venv.to_string_lossy().into_owned();
@@ -214,12 +217,12 @@ fn python_client() -> Result<()> {
     )?;
     if !imports() {
         bail!(
-            "`{} -c \"import etcd3\"` still fails after the install",
+            "`{} -c \"import etcd3, etcd3gw\"` still fails after the install",
             python.display()
         );
     }
     std::fs::write(&stamp, wanted).with_context(|| format!("write {}", stamp.display()))?;
-    println!("doctor: Python's etcd3 client installed");
+    println!("doctor: Python's etcd3 and etcd3gw clients installed");
     Ok(())
 }
 

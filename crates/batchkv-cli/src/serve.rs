@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// default, 20s)
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     grpc_keepalive_timeout: String,
+    /// Serve etcd's HTTP/JSON gateway (POST /v3/kv/range, ...) on the client port
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    enable_grpc_gateway: bool,
     /// URLs to serve /metrics and /health on (comma-separated, http only)
     #[arg(long, value_name = "URLS")]
     listen_metrics_urls: Option<String>,
@@ -138,6 +142,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         max_concurrent_streams: args.max_concurrent_streams,
         keepalive_interval,
         keepalive_timeout,
+        grpc_gateway: args.enable_grpc_gateway,
         quota_backend_bytes: if args.quota_backend_bytes == 0 {
             ServerConfig::default().quota_backend_bytes
         } else {

@@ -1,8 +1,9 @@
 //! A client in a third language: python/smoke.py (Python's `etcd3` over gRPC: KV, ranges, a
-//! txn, a lease with a key and its revoke, a watch) against `batchkv serve` and against a real
-//! etcd 3.4. The same script must pass on both.
+//! txn, a lease with a key and its revoke, a watch) and python/gateway_smoke.py (Python's
+//! `etcd3gw` over etcd's HTTP/JSON gateway: the same kinds of steps) against `batchkv serve` and
+//! against a real etcd 3.4. Each script must pass on both.
 //!
-//! The client lives in a venv at `$HOME/.cache/batchkv/py`, which `cargo xtask doctor`
+//! The clients live in a venv at `$HOME/.cache/batchkv/py`, which `cargo xtask doctor`
 //! installs (python/requirements.txt); without it these tests fail, naming doctor.
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use batchkv_testkit::{BatchkvServer, Etcd};
 
 const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../python/smoke.py");
+const GATEWAY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../python/gateway_smoke.py");
 /// The script's own calls time out after 20 s each; this bounds the whole run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -30,11 +32,17 @@ fn python() -> PathBuf {
 
 /// Runs the smoke script against `endpoint`; panics with its output unless it passes.
 fn smoke(endpoint: &str, what: &str) {
+    run_script(SCRIPT, "smoke: ok\n", endpoint, what);
+}
+
+/// Runs `script` against `endpoint`; panics with its output unless it exits 0 and its output
+/// ends with `ok_line`.
+fn run_script(script: &str, ok_line: &str, endpoint: &str, what: &str) {
     let dir = batchkv_testkit::temp_dir();
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let file = |p: &PathBuf| std::fs::File::create(p).expect("create an output file");
     let mut child = Command::new(python())
-        .arg(SCRIPT)
+        .arg(script)
         .arg(endpoint)
         // etcd3 0.12's generated code with current protobuf (see python/smoke.py).
         .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
@@ -59,8 +67,8 @@ fn smoke(endpoint: &str, what: &str) {
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
     let (stdout, stderr) = (read(&out), read(&err));
     assert!(
-        status.is_some_and(|s| s.success()) && stdout.ends_with("smoke: ok\n"),
-        "python/smoke.py against {what} ({endpoint}): {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        status.is_some_and(|s| s.success()) && stdout.ends_with(ok_line),
+        "{script} against {what} ({endpoint}): {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         status.map_or_else(
             || format!("no exit within {RUN_TIMEOUT:?}"),
             |s| s.to_string()
@@ -78,6 +86,33 @@ fn etcd3_python_client_on_etcd() {
 fn etcd3_python_client_on_batchkv() {
     let server = BatchkvServer::start(BATCHKV);
     smoke(&server.endpoint(), "batchkv serve");
+    assert!(
+        server.log_tail().lines().all(|l| !l.contains("panicked")),
+        "the server panicked:\n{}",
+        server.log_tail()
+    );
+}
+
+#[test]
+fn etcd3gw_python_client_on_etcd() {
+    let etcd = Etcd::start();
+    run_script(
+        GATEWAY_SCRIPT,
+        "gateway smoke: ok\n",
+        etcd.endpoint(),
+        "etcd 3.4",
+    );
+}
+
+#[test]
+fn etcd3gw_python_client_on_batchkv() {
+    let server = BatchkvServer::start(BATCHKV);
+    run_script(
+        GATEWAY_SCRIPT,
+        "gateway smoke: ok\n",
+        &server.endpoint(),
+        "batchkv serve",
+    );
     assert!(
         server.log_tail().lines().all(|l| !l.contains("panicked")),
         "the server panicked:\n{}",

@@ -10,8 +10,9 @@
 //! Served: KV (Range, Put, DeleteRange, Txn, Compact), Watch (the bidirectional stream),
 //! Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases), Maintenance (Status, Hash, HashKV,
 //! Snapshot, Defragment, Alarm), Cluster (MemberList). Every other RPC answers `Unimplemented`
-//! naming itself. Errors are etcd's codes and texts ([`error`]). docs/ETCD-COMPAT.md has the
-//! table and every difference.
+//! naming itself. The same port serves etcd's HTTP/JSON gateway (`POST /v3/kv/range`, ...;
+//! gateway.rs) over the same services. Errors are etcd's codes and texts ([`error`]).
+//! docs/ETCD-COMPAT.md has the table and every difference.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +28,7 @@
 pub mod blocking;
 mod convert;
 pub mod error;
+mod gateway;
 mod quota;
 mod service;
 
@@ -48,14 +50,20 @@ pub mod pb {
     /// `etcdserverpb`: the RPC messages and services.
     pub mod etcdserverpb {
         tonic::include_proto!("etcdserverpb");
+        // The protobuf JSON mapping (serde impls by pbjson-build), for the HTTP gateway.
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
     }
     /// `mvccpb`: KeyValue and Event.
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
+        // The protobuf JSON mapping (serde impls by pbjson-build), for the HTTP gateway.
+        include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
     }
     /// `authpb`: users and roles (messages only; Auth is not served).
     pub mod authpb {
         tonic::include_proto!("authpb");
+        // The protobuf JSON mapping (serde impls by pbjson-build), for the HTTP gateway.
+        include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
     }
 }
 
@@ -100,6 +108,9 @@ pub struct ServerConfig {
     /// The space quota in bytes (etcd's `--quota-backend-bytes`; 0 or less: none): past it the
     /// NOSPACE alarm is raised and writes are refused until it is disarmed (`quota.rs`).
     pub quota_backend_bytes: i64,
+    /// Serve etcd's HTTP/JSON gateway (`POST /v3/...`) on the client port besides gRPC (etcd's
+    /// `--enable-grpc-gateway`, on by default).
+    pub grpc_gateway: bool,
     /// Where Snapshot writes its temporary checkpoint (on the data dir's file system, RocksDB
     /// hard-links the files instead of copying them); None: the system's temp dir.
     pub snapshot_dir: Option<PathBuf>,
@@ -117,6 +128,7 @@ impl Default for ServerConfig {
             keepalive_interval: Some(Duration::from_secs(2 * 60 * 60)),
             keepalive_timeout: Some(Duration::from_secs(20)),
             quota_backend_bytes: 2 << 30,
+            grpc_gateway: true,
             snapshot_dir: None,
         }
     }
@@ -219,6 +231,19 @@ impl Server {
         });
         let svc = service::Etcd::new(ctx);
         let max = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        let mut grpc = tonic::service::Routes::builder();
+        grpc.add_service(KvServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(WatchServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(svc.clone()).max_decoding_message_size(max))
+            .add_service(AuthServer::new(svc.clone()).max_decoding_message_size(max));
+        // etcd's HTTP/JSON gateway on the same port, over the same services (gateway.rs).
+        let routes = if self.config.grpc_gateway {
+            gateway::routes(grpc.routes(), &svc, self.config.max_request_bytes)
+        } else {
+            gateway::without_gateway(grpc.routes())
+        };
         // Every listener's connections, with Nagle off (small answers go out at once).
         let mut incoming = tokio_stream::StreamMap::new();
         for (i, l) in self.listeners.into_iter().enumerate() {
@@ -231,16 +256,13 @@ impl Server {
         });
         tracing::info!(?addrs, "serving etcd's v3 API");
         tonic::transport::Server::builder()
+            // HTTP/1.1 as well as HTTP/2: the gateway's JSON clients (curl, etcd3gw) speak it.
+            .accept_http1(true)
             .max_concurrent_streams(self.config.max_concurrent_streams)
             // etcd's defaults: a ping after 2 hours idle, 20 s to answer it.
             .http2_keepalive_interval(self.config.keepalive_interval)
             .http2_keepalive_timeout(self.config.keepalive_timeout)
-            .add_service(KvServer::new(svc.clone()).max_decoding_message_size(max))
-            .add_service(WatchServer::new(svc.clone()).max_decoding_message_size(max))
-            .add_service(LeaseServer::new(svc.clone()).max_decoding_message_size(max))
-            .add_service(ClusterServer::new(svc.clone()).max_decoding_message_size(max))
-            .add_service(MaintenanceServer::new(svc.clone()).max_decoding_message_size(max))
-            .add_service(AuthServer::new(svc).max_decoding_message_size(max))
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 tracing::info!("stopping: no new requests; ending the streams");

@@ -3,6 +3,7 @@
 use batchkv::{LeaseGrant, LeaseRevoke, Op, OpError, OpResponse, StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Etcd, stopped, store};
@@ -66,7 +67,51 @@ impl Lease for Etcd {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let mut inbound = request.into_inner();
+        Ok(Response::new(self.keep_alive_stream(request.into_inner())))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let r = request.into_inner();
+        let (t, rev) = blocking::run(&self.ctx.store, move |s| {
+            (s.lease_time_to_live(r.id, r.keys), s.current_revision())
+        })
+        .await?;
+        // A lease that does not exist: TTL -1, as etcd answers (not an error).
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header: self.ctx.header(rev),
+            id: t.id,
+            ttl: t.ttl,
+            granted_ttl: t.granted_ttl,
+            keys: t.keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let (ids, rev) =
+            blocking::run(&self.ctx.store, |s| (s.leases(), s.current_revision())).await?;
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: self.ctx.header(rev),
+            leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+        }))
+    }
+}
+
+impl Etcd {
+    /// A keep-alive stream over any stream of requests: the gRPC one's, or the HTTP gateway's
+    /// (JSON objects read from a request body).
+    pub(crate) fn keep_alive_stream<S>(
+        &self,
+        mut inbound: S,
+    ) -> ReceiverStream<Result<pb::LeaseKeepAliveResponse, Status>>
+    where
+        S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(KEEP_ALIVE_BUFFER);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
@@ -74,7 +119,7 @@ impl Lease for Etcd {
             tokio::pin!(stop);
             loop {
                 let msg = tokio::select! {
-                    m = inbound.message() => m,
+                    m = inbound.next() => m.transpose(),
                     () = &mut stop => {
                         let _ = tx.send(Err(stopped())).await;
                         return;
@@ -112,37 +157,6 @@ impl Lease for Etcd {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn lease_time_to_live(
-        &self,
-        request: Request<pb::LeaseTimeToLiveRequest>,
-    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        let r = request.into_inner();
-        let (t, rev) = blocking::run(&self.ctx.store, move |s| {
-            (s.lease_time_to_live(r.id, r.keys), s.current_revision())
-        })
-        .await?;
-        // A lease that does not exist: TTL -1, as etcd answers (not an error).
-        Ok(Response::new(pb::LeaseTimeToLiveResponse {
-            header: self.ctx.header(rev),
-            id: t.id,
-            ttl: t.ttl,
-            granted_ttl: t.granted_ttl,
-            keys: t.keys,
-        }))
-    }
-
-    async fn lease_leases(
-        &self,
-        _request: Request<pb::LeaseLeasesRequest>,
-    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let (ids, rev) =
-            blocking::run(&self.ctx.store, |s| (s.leases(), s.current_revision())).await?;
-        Ok(Response::new(pb::LeaseLeasesResponse {
-            header: self.ctx.header(rev),
-            leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
-        }))
+        ReceiverStream::new(rx)
     }
 }

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use batchkv::{DEFAULT_WATCH_BUFFER, WatchRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::lease::until_stopping;
@@ -45,6 +46,20 @@ impl Watch for Etcd {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(self.watch_stream(request.into_inner())))
+    }
+}
+
+impl Etcd {
+    /// A watch stream over any stream of requests: the gRPC one's, or the HTTP gateway's
+    /// (JSON objects read from a request body).
+    pub(crate) fn watch_stream<S>(
+        &self,
+        inbound: S,
+    ) -> ReceiverStream<Result<pb::WatchResponse, Status>>
+    where
+        S: Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send + 'static,
+    {
         let (out, rx) = mpsc::channel(OUT_BUFFER);
         let (items_tx, items) = mpsc::channel(ITEM_BUFFER);
         let stream = WatchStream {
@@ -57,8 +72,8 @@ impl Watch for Etcd {
             next_token: 0,
             next_id: 0,
         };
-        tokio::spawn(stream.run(request.into_inner(), items));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        tokio::spawn(stream.run(inbound, items));
+        ReceiverStream::new(rx)
     }
 }
 
@@ -87,7 +102,7 @@ struct WatchStream {
 impl WatchStream {
     async fn run(
         mut self,
-        mut inbound: Streaming<pb::WatchRequest>,
+        mut inbound: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin,
         mut items: mpsc::Receiver<(u64, WatchItem)>,
     ) {
         let stop = until_stopping(self.ctx.stopping.clone());
@@ -96,7 +111,7 @@ impl WatchStream {
         let mut reading = true;
         loop {
             let step = tokio::select! {
-                m = inbound.message(), if reading => Step::Request(m),
+                m = inbound.next(), if reading => Step::Request(m.transpose()),
                 Some((token, item)) = items.recv() => Step::Item(token, item),
                 () = &mut stop => Step::Stop,
                 () = self.out.closed() => return,
