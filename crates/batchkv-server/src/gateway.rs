@@ -312,14 +312,23 @@ where
                 return;
             }
             buf.drain(..consumed);
-            if buf.len() > limit {
-                tracing::debug!(limit, "gateway: a stream request over the size limit");
-                return;
-            }
-            match data.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                // The end of the body, or the connection failed.
-                _ => return,
+            // Read on to a chunk that can end a request: an object ends with '}', which no
+            // base64 string holds, so a large request is parsed once, not once per chunk.
+            loop {
+                match data.next().await {
+                    Some(Ok(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() > limit {
+                            tracing::debug!(limit, "gateway: a stream request over the size limit");
+                            return;
+                        }
+                        if chunk.contains(&b'}') {
+                            break;
+                        }
+                    }
+                    // The end of the body, or the connection failed.
+                    _ => return,
+                }
             }
         }
     });
@@ -477,6 +486,37 @@ mod tests {
         assert_eq!(empty, pb::RangeRequest::default());
         let bad = decode::<pb::RangeRequest>(br#"{"key":"!!"}"#).expect_err("bad base64");
         assert_eq!(bad.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn stream_requests_are_read_across_chunks_until_unreadable_input() {
+        use pb::watch_request::RequestUnion as U;
+        let chunks = [
+            r#"{"create_request":{"key":"#,
+            r#""YQ=="}} {"progress"#,
+            r#"_request":{}}"#,
+            r#" {"cancel_request":{"watch_id":"3"}} garbage {"create_request":{}}"#,
+        ];
+        let body = Body::from_stream(tokio_stream::iter(
+            chunks.map(|c| Ok::<_, Infallible>(Bytes::from(c))),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let got: Vec<_> = rt.block_on(async {
+            requests::<pb::WatchRequest>(body, 1 << 20)
+                .collect::<Vec<_>>()
+                .await
+        });
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|r| r.expect("a request").request_union)
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(matches!(&got[0], Some(U::CreateRequest(c)) if c.key.as_ref() == b"a"));
+        assert!(matches!(&got[1], Some(U::ProgressRequest(_))));
+        assert!(matches!(&got[2], Some(U::CancelRequest(c)) if c.watch_id == 3));
     }
 
     #[test]
