@@ -24,7 +24,8 @@
 //!
 //! A custom harness (repetitions, median, RSD and CSV). `cargo xtask bench mvcc` runs it;
 //! `BATCHKV_BENCH_QUICK=1` makes it small. A filter selects cases by substring (`mvcc/apply/1000`,
-//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`). Results go to stdout
+//! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`; several separated by
+//! commas: `mvcc/get,mvcc/range`). Results go to stdout
 //! and, with `BATCHKV_REPORT_DIR`, to `mvcc.csv` and the section `mvcc.md`.
 
 use std::collections::HashMap;
@@ -124,9 +125,10 @@ impl Samples {
     }
 }
 
-/// Whether the command line's filter selects `case`.
+/// Whether the command line's filter selects `case`: a substring of it, or several separated by
+/// commas (`mvcc/get,mvcc/range` measures both reads in one process, on one loaded store).
 fn wants(case: &str) -> bool {
-    common::filter().is_none_or(|f| case.contains(f.as_str()))
+    common::filter().is_none_or(|f| f.split(',').any(|part| case.contains(part)))
 }
 
 /// The tuning every side uses: the engine's default profile, statistics off (as engine.rs).

@@ -332,6 +332,45 @@ impl Table for ServerRow {
     const FILE: &'static str = "server.csv";
 }
 
+/// `workloads.csv`: one side of one case of the workloads bench (`benches/benches/workloads.rs`):
+/// YCSB A-F, the read/write mixes and the point-read cases, through the Store or raw
+/// rust-rocksdb, at one number of closed-loop client threads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadRow {
+    /// `workloads/ycsb-a/zipfian/16`, `workloads/read-seq/cold/1`, ...
+    pub case: String,
+    /// `ycsb-a` ... `ycsb-f`, `mix-80-20`, `mix-50-50`, `read-seq`, `read-random`.
+    pub workload: String,
+    /// The key choice (`uniform`, `zipfian`), or for the read cases the block cache (`warm`,
+    /// `cold`).
+    pub dist: String,
+    /// Closed-loop client threads.
+    pub threads: usize,
+    /// `store` (the batchkv Store) or `raw` (rust-rocksdb).
+    pub side: String,
+    /// Ops completed in the measured window.
+    pub ops: u64,
+    /// Throughput.
+    #[serde(serialize_with = "dp::<1, _>")]
+    pub ops_per_s: f64,
+    /// Median latency of one op, µs.
+    #[serde(serialize_with = "dp::<2, _>")]
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    #[serde(serialize_with = "dp::<2, _>")]
+    pub p99_us: f64,
+    /// CPU time (user + system) of the whole process per op, µs.
+    #[serde(serialize_with = "dp::<2, _>")]
+    pub cpu_us_per_op: f64,
+    /// Cores other processes kept busy on average over the window (a disturbed measurement).
+    #[serde(serialize_with = "dp::<2, _>")]
+    pub others_cores: f64,
+}
+
+impl Table for WorkloadRow {
+    const FILE: &'static str = "workloads.csv";
+}
+
 /// `benchmarks.csv` (written by xtask from criterion's JSON): one criterion benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CriterionRow {
@@ -430,7 +469,7 @@ mod tests {
     /// file format, deliberately, here).
     #[test]
     fn columns_are_the_files_columns() {
-        let cases: [(&[&str], &str); 15] = [
+        let cases: [(&[&str], &str); 16] = [
             (
                 columns::<BatcherRow>(),
                 "sink,policy,producers,ops,secs,ops_per_s,p50_us,p99_us,mean_batch",
@@ -477,6 +516,11 @@ mod tests {
             ),
             (columns::<RatioRow>(), "kind,figure,ours,reference,ratio"),
             (columns::<StoreRow>(), "case,round,metric,value"),
+            (
+                columns::<WorkloadRow>(),
+                "case,workload,dist,threads,side,ops,ops_per_s,p50_us,p99_us,cpu_us_per_op,\
+                 others_cores",
+            ),
         ];
         for (cols, want) in cases {
             assert_eq!(cols.join(","), want);

@@ -71,7 +71,7 @@ impl Options {
 
 /// The bench targets of `benches/` this report knows, in the order they run, with what each
 /// measures. Other bench targets of the workspace run after them.
-const TARGETS: [(&str, &str); 6] = [
+const TARGETS: [(&str, &str); 7] = [
     ("codec", "criterion micro-benchmarks: encode, decode, LZ4"),
     ("batcher", "group commit: wait policies x producers"),
     (
@@ -85,6 +85,10 @@ const TARGETS: [(&str, &str); 6] = [
     (
         "store",
         "the Store end to end: puts, transactions, pipeline cost",
+    ),
+    (
+        "workloads",
+        "YCSB A-F, mixes, point reads: the Store vs raw rust-rocksdb",
     ),
     (
         "server",

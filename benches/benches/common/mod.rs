@@ -5,6 +5,8 @@
 //! Each harness uses only part of it.
 #![allow(dead_code)]
 
+pub mod load;
+
 /// The filter given on the command line: the one positional argument. `cargo bench` adds
 /// `--bench`, and xtask may pass criterion's flags and their numeric values, which are skipped.
 pub fn filter() -> Option<String> {
@@ -53,11 +55,17 @@ pub use batchkv_testkit::Rng;
 /// 16-byte keys in pseudo-random order (splitmix64's finalizer is a bijection, so they never
 /// repeat): sequential keys would flatter the memtable, whose skiplist inserts in order cheaply.
 pub fn key(i: u64) -> Vec<u8> {
-    format!(
-        "{:016x}",
-        batchkv_testkit::mix64(i.wrapping_add(0x9e37_79b9_7f4a_7c15))
-    )
-    .into_bytes()
+    key16(i).to_vec()
+}
+
+/// [`key`] without an allocation.
+pub fn key16(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    let v = batchkv_testkit::mix64(i.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    for (j, b) in k.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((v >> (60 - 4 * j)) & 0xf) as usize];
+    }
+    k
 }
 
 /// The median of `xs` (NaN when empty).

@@ -299,7 +299,7 @@ impl<'a> Entry<'a> {
         let span = KeySpan::etcd(&d.key, &d.range_end);
         let (items, _) = self.view.scan(span, tx.read_rev(), 0);
         let prev_kvs = if d.prev_kv {
-            self.view.fetch_all(&items)?
+            self.view.fetch_all(items.clone())?
         } else {
             Vec::new()
         };
@@ -428,7 +428,7 @@ impl<'a> Entry<'a> {
             });
         }
         let kvs = match c.target {
-            CompareTarget::Value(_) | CompareTarget::Lease(_) => self.view.fetch_all(&items)?,
+            CompareTarget::Value(_) | CompareTarget::Lease(_) => self.view.fetch_all(items)?,
             _ => items
                 .iter()
                 .map(|(key, l)| KeyValue {

@@ -975,21 +975,18 @@ impl Mvcc {
     /// Compacted or future revision; a storage error.
     pub fn get_at(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>, MvccError> {
         let at = crate::view::check_read_revision(at, self.current, self.compacted)?;
-        let floor = self.index.floor(key);
-        if floor > at {
-            return Err(OpError::Compacted {
+        // One search of the index for the floor and the revision.
+        match self.index.get_checked(key, at) {
+            Err(floor) => Err(OpError::Compacted {
                 requested: at,
                 compacted: floor,
             }
-            .into());
-        }
-        match self.index.get(key, at) {
-            None => Ok(None),
-            Some(found) => {
-                let view = self.view();
-                let key = Bytes::copy_from_slice(key);
-                Ok(Some(view.fetch(&key, &crate::view::Lookup::Stored(found))?))
-            }
+            .into()),
+            Ok(None) => Ok(None),
+            Ok(Some(found)) => Ok(Some(
+                self.view()
+                    .fetch_stored(Bytes::copy_from_slice(key), &found)?,
+            )),
         }
     }
 

@@ -166,6 +166,16 @@ impl TreeIndex {
         (floors, removed)
     }
 
+    /// `key` as of revision `at`, after checking its pruning floor with the same search:
+    /// `Err(floor)` when pruning removed the history a read at `at` needs.
+    pub(crate) fn get_checked(&self, key: &[u8], at: i64) -> Result<Option<Found>, i64> {
+        match self.keys.get(key) {
+            None => Ok(None),
+            Some(ki) if ki.floor() > at => Err(ki.floor()),
+            Some(ki) => Ok(ki.get(at)),
+        }
+    }
+
     /// `key` as of revision `at`.
     pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<Found> {
         self.keys.get(key)?.get(at)

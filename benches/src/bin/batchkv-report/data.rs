@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use batchkv_benches::rows::{
     AdaptiveChunkRow, BatcherRow, CodecSizeRow, CompressionRow, CriterionRow, DbBenchRow,
     EngineReadRow, EngineWriteRow, MvccMetric, MvccRow, MvccSide, ServerRow, StoreMetric, StoreRow,
-    TimingRow,
+    TimingRow, WorkloadRow,
 };
 use batchkv_benches::table::{self, Table};
 
@@ -81,6 +81,7 @@ pub struct Data {
     pub timings: Vec<TimingRow>,
     /// `server.csv`: batchkv serve and etcd over gRPC.
     pub server: Vec<ServerRow>,
+    pub workloads: Vec<WorkloadRow>,
     /// CSV files that were not there.
     pub missing: Vec<&'static str>,
     pub run: RunInfo,
@@ -116,6 +117,7 @@ impl Data {
         d.codec_sizes = load(dir, missing)?;
         d.timings = load(dir, missing)?;
         d.server = load(dir, missing)?;
+        d.workloads = load(dir, missing)?;
         for r in mvcc {
             d.mvcc.insert((r.case, r.side, r.metric), r.median);
         }
@@ -202,6 +204,29 @@ impl Data {
     }
 
     /// One criterion benchmark by id.
+    /// Store over raw throughput of each workloads case that has both sides, in the run's
+    /// order: (case, ratio, threads).
+    pub fn workload_ratios(&self) -> Vec<(String, f64, usize)> {
+        self.workloads
+            .iter()
+            .filter(|r| r.side == "store")
+            .filter_map(|s| {
+                let raw = self
+                    .workloads
+                    .iter()
+                    .find(|r| r.side == "raw" && r.case == s.case)?;
+                let ratio = s.ops_per_s / raw.ops_per_s;
+                ratio.is_finite().then(|| {
+                    (
+                        s.case.trim_start_matches("workloads/").to_owned(),
+                        ratio,
+                        s.threads,
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn criterion(&self, id: &str) -> Option<&CriterionRow> {
         self.criterion.iter().find(|c| c.id == id)
     }

@@ -65,7 +65,7 @@ fn fonts() -> Result<(), String> {
 /// Draws every plot it has data for into `dir`.
 pub fn all(dir: &Path, d: &Data) -> Vec<Plot> {
     type Draw = fn(&Path, &Data) -> Result<Option<String>>;
-    let plots: [(&'static str, &'static str, &str, Draw); 7] = [
+    let plots: [(&'static str, &'static str, &str, Draw); 8] = [
         (
             "engine-writes.png",
             "Batch write throughput vs batch size",
@@ -117,6 +117,14 @@ pub fn all(dir: &Path, d: &Data) -> Vec<Plot> {
              run, both fsyncing before they answer: puts, point gets, 1,000-key prefix ranges and \
              compare-and-swap txns, clients sharing up to 16 connections.",
             server,
+        ),
+        (
+            "workloads.png",
+            "Mixed workloads: the Store over raw rust-rocksdb, same run",
+            "YCSB A-F, 80/20 and 50/50 mixes, point reads in key order and at random with the \
+             block cache warm and cold, at 1 and 16 client threads: the Store's throughput over \
+             raw rust-rocksdb doing the same logical work.",
+            workloads,
         ),
     ];
     let font = fonts();
@@ -1383,6 +1391,33 @@ fn server(path: &Path, d: &Data) -> Result<Option<String>> {
         (1, 2),
         (1800, 780),
         &panels,
+    )?;
+    Ok(None)
+}
+
+fn workloads(path: &Path, d: &Data) -> Result<Option<String>> {
+    let ratios = d.workload_ratios();
+    if ratios.is_empty() {
+        return Ok(Some(
+            "workloads.csv is missing (the workloads bench did not run)".to_owned(),
+        ));
+    }
+    // Group by client threads: 1 first, then 16.
+    let rows: Vec<(String, f64, usize)> = ratios
+        .into_iter()
+        .map(|(case, ratio, threads)| (case, ratio, usize::from(threads > 1)))
+        .collect();
+    bars(
+        path,
+        "Mixed workloads: the Store over raw rust-rocksdb (same run)",
+        &format!(
+            "throughput ratio per case (workload/keys/threads); 16 B keys, 100 B values, Store with \
+             Durability::Wal, raw with the WAL on, no sync{}",
+            if d.run.quick { " (quick run)" } else { "" }
+        ),
+        "throughput ratio (1.0 = as fast as raw rust-rocksdb)",
+        &rows,
+        &[("1 client thread", BLUE), ("16 client threads", ORANGE)],
     )?;
     Ok(None)
 }
