@@ -27,6 +27,7 @@
 pub mod blocking;
 mod convert;
 pub mod error;
+pub mod peer;
 mod quota;
 mod service;
 
@@ -42,7 +43,8 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// The generated protobuf messages and tonic service traits (etcd's packages).
+/// The generated protobuf messages and tonic service traits (etcd's packages, and batchkv's
+/// own `batchkvpb`).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
 pub mod pb {
     /// `etcdserverpb`: the RPC messages and services.
@@ -56,6 +58,11 @@ pub mod pb {
     /// `authpb`: users and roles (messages only; Auth is not served).
     pub mod authpb {
         tonic::include_proto!("authpb");
+    }
+    /// `batchkvpb`: batchkv's own peer service (raft messages between members), server and
+    /// client.
+    pub mod batchkvpb {
+        tonic::include_proto!("batchkvpb");
     }
 }
 
