@@ -390,3 +390,49 @@ fn send_to_a_peer_that_is_down_never_blocks_and_counts_drops() {
         "the unknown member's message"
     );
 }
+
+#[test]
+fn a_frame_for_another_member_is_refused_and_garbage_does_not_stop_the_node() {
+    use batchkv_server::pb::batchkvpb::RaftFrame;
+    use batchkv_server::pb::batchkvpb::peer_client::PeerClient;
+
+    let c = Cluster::new();
+    let all = c.ids();
+    let leader = c.wait_leader(&all);
+    let target = c.member(leader);
+    let url = format!("http://127.0.0.1:{}", target.port);
+    let frames = vec![
+        // Not a raft message: the node drops it (and logs it).
+        RaftFrame {
+            from: 7,
+            to: target.id,
+            message: b"not a raft message".to_vec(),
+        },
+        // Misrouted: the stream is refused.
+        RaftFrame {
+            from: 7,
+            to: 99,
+            message: Vec::new(),
+        },
+    ];
+    let status = batchkv_testkit::rt::within(&c.rt, async move {
+        let mut client = PeerClient::connect(url).await.expect("connect");
+        client
+            .send(tokio_stream::iter(frames))
+            .await
+            .expect_err("a frame for member 99 is refused")
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "raft frame from member 7 is for member 63, this is member {:x}",
+            target.id
+        )
+    );
+
+    // The node still leads (or a new leader is elected) and the cluster still commits.
+    let last = c.propose(&all, b"after garbage");
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+}
