@@ -167,7 +167,8 @@ struct Link {
 /// by a tokio task into one long-lived client stream on a lazily connected channel, reconnected
 /// with backoff when it breaks. [`Transport::send`] never waits: it is called from the node's
 /// Ready loop (not a tokio thread), and a message that finds its queue full, or is for an
-/// unknown member, is dropped and counted ([`GrpcTransport::dropped`]). Dropping the transport
+/// unknown member, is dropped and counted ([`GrpcTransport::dropped`]), as are the messages
+/// still queued when a stream breaks. Dropping the transport
 /// ends its tasks and streams.
 #[derive(Debug)]
 pub struct GrpcTransport {
@@ -213,7 +214,7 @@ impl GrpcTransport {
         })
     }
 
-    /// Messages dropped so far: queue full, or no such peer.
+    /// Messages dropped so far: queue full, queued for a stream that broke, or no such peer.
     pub fn dropped(&self) -> u64 {
         self.unknown.load(Ordering::Relaxed)
             + self
@@ -223,7 +224,8 @@ impl GrpcTransport {
                 .sum::<u64>()
     }
 
-    /// Messages to member `to` dropped so far because its queue was full.
+    /// Messages to member `to` dropped so far: its queue was full, or they were queued for a
+    /// stream that broke.
     pub fn dropped_to(&self, to: u64) -> u64 {
         self.links
             .get(&to)
@@ -310,6 +312,13 @@ async fn drive(
             Some(Err(_)) | None => tracing::debug!(from, to, "raft peer stream ended"),
         }
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        // What was queued for the broken stream is stale by the time a new one opens: dropped
+        // (raft sends again what still matters), so the next stream starts with fresh messages.
+        let mut stale = 0;
+        while queue.try_recv().is_ok() {
+            stale += 1;
+        }
+        stats.dropped.fetch_add(stale, Ordering::Relaxed);
         if opened.elapsed() >= config.max_backoff {
             backoff = config.min_backoff;
         }
