@@ -2,6 +2,8 @@
 //! them in Rust (no `protoc` on the build machine), tonic-prost-build writes the prost messages
 //! and the tonic server traits into OUT_DIR, and pbjson-build writes their serde impls (the
 //! protobuf JSON mapping the HTTP/JSON gateway speaks, `gateway.rs`) from the same descriptors.
+//! batchkv's own peer service (`batchkvpb/raft.proto`) is compiled apart, with its client too
+//! (members call each other).
 
 use prost::Message;
 
@@ -30,5 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .preserve_proto_field_names()
         .ignore_unknown_fields()
         .build(&[".etcdserverpb", ".mvccpb", ".authpb"])?;
+    let peer = protox::compile(["batchkvpb/raft.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(peer)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ pub mod blocking;
 mod convert;
 pub mod error;
 mod gateway;
+pub mod peer;
 mod quota;
 mod service;
 
@@ -44,7 +45,8 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// The generated protobuf messages and tonic service traits (etcd's packages).
+/// The generated protobuf messages and tonic service traits (etcd's packages, and batchkv's
+/// own `batchkvpb`).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
 pub mod pb {
     /// `etcdserverpb`: the RPC messages and services.
@@ -64,6 +66,11 @@ pub mod pb {
         tonic::include_proto!("authpb");
         // The protobuf JSON mapping (serde impls by pbjson-build), for the HTTP gateway.
         include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
+    }
+    /// `batchkvpb`: batchkv's own peer service (raft messages between members), server and
+    /// client.
+    pub mod batchkvpb {
+        tonic::include_proto!("batchkvpb");
     }
 }
 

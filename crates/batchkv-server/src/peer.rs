@@ -1,0 +1,340 @@
+//! Raft traffic between cluster members over batchkv's own tonic service, `batchkvpb.Peer`
+//! (`proto/batchkvpb/raft.proto`): each member serves [`PeerService`] and sends through a
+//! [`GrpcTransport`], one long-lived client stream per peer.
+//!
+//! ```text
+//! RaftNode thread ─Transport::send─► bounded queue per peer (full: dropped, counted; raft resends)
+//!   ─► tokio task per peer ─► one client stream `Peer.Send` (reconnects with backoff)
+//!   ─► peer's PeerService ─► its RaftNode's Mailbox
+//! ```
+//!
+//! The raft messages stay opaque bytes (raft-rs's own codec, `batchkv-raft`); a frame only adds
+//! the sender's and the receiver's ids.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use batchkv_raft::{Mailbox, Transport};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb::batchkvpb::peer_client::PeerClient;
+use crate::pb::batchkvpb::peer_server::{Peer, PeerServer};
+use crate::pb::batchkvpb::{RaftFrame, SendResponse};
+
+/// The largest frame a [`PeerService`] accepts: raft's snapshots travel as one message for now
+/// (the state machine's bytes), so the limit is generous.
+pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
+
+/// The `batchkvpb.Peer` service of member `id`: every frame received is handed to the local
+/// `RaftNode` through its [`Mailbox`].
+#[derive(Clone, Debug)]
+pub struct PeerService {
+    id: u64,
+    mailbox: Mailbox,
+    stopping: watch::Receiver<bool>,
+}
+
+impl PeerService {
+    /// The service of member `id`, delivering to `mailbox` (`RaftNode::mailbox`). Its streams
+    /// run until the senders close them; [`serve_peer`] ends them when it stops.
+    pub fn new(id: u64, mailbox: Mailbox) -> PeerService {
+        let (_tx, stopping) = watch::channel(false);
+        PeerService {
+            id,
+            mailbox,
+            stopping,
+        }
+    }
+
+    /// The tonic server for this service, accepting frames up to [`MAX_FRAME_BYTES`], to mount
+    /// in a router of one's own. Its streams last as long as their senders keep them open, so
+    /// a graceful shutdown of that router waits for them: [`serve_peer`] ends them itself.
+    pub fn into_server(self) -> PeerServer<PeerService> {
+        PeerServer::new(self).max_decoding_message_size(MAX_FRAME_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send(
+        &self,
+        request: Request<Streaming<RaftFrame>>,
+    ) -> Result<Response<SendResponse>, Status> {
+        let mut frames = request.into_inner();
+        let stopping = stopped(self.stopping.clone());
+        tokio::pin!(stopping);
+        loop {
+            let frame = tokio::select! {
+                frame = frames.message() => frame?,
+                () = &mut stopping => return Err(Status::unavailable("peer server stopped")),
+            };
+            let Some(frame) = frame else {
+                return Ok(Response::new(SendResponse {}));
+            };
+            if frame.to != self.id {
+                return Err(Status::invalid_argument(format!(
+                    "raft frame from member {:x} is for member {:x}, this is member {:x}",
+                    frame.from, frame.to, self.id
+                )));
+            }
+            if !self.mailbox.deliver(frame.message) {
+                return Err(Status::unavailable("raft node stopped"));
+            }
+        }
+    }
+}
+
+/// Completes when the server stops (never, for a service not run by [`serve_peer`]).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes; then the open streams end
+/// (`Unavailable`, the senders reconnect elsewhere or later) and the server returns.
+///
+/// # Errors
+/// The transport failed.
+pub async fn serve_peer(
+    listener: TcpListener,
+    mut service: PeerService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stopping) = watch::channel(false);
+    service.stopping = stopping;
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
+    tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await
+}
+
+/// How a [`GrpcTransport`] sends.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Messages queued per peer; when full, `send` drops the message (raft sends again).
+    pub queue: usize,
+    /// The first wait before reconnecting a broken stream; doubled up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest wait between reconnects.
+    pub max_backoff: Duration,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    /// 4,096 messages per peer, backoff from 50 ms to 1 s, 1 s to connect.
+    fn default() -> Self {
+        TransportConfig {
+            queue: 4096,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LinkStats {
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Link {
+    queue: mpsc::Sender<Vec<u8>>,
+    stats: Arc<LinkStats>,
+}
+
+/// batchkv-raft's [`Transport`] over `batchkvpb.Peer`: for each peer, a bounded queue drained
+/// by a tokio task into one long-lived client stream on a lazily connected channel, reconnected
+/// with backoff when it breaks. [`Transport::send`] never waits: it is called from the node's
+/// Ready loop (not a tokio thread), and a message that finds its queue full, or is for an
+/// unknown member, is dropped and counted ([`GrpcTransport::dropped`]), as are the messages
+/// still queued when a stream breaks. Dropping the transport
+/// ends its tasks and streams.
+#[derive(Debug)]
+pub struct GrpcTransport {
+    links: HashMap<u64, Link>,
+    unknown: AtomicU64,
+}
+
+impl GrpcTransport {
+    /// The transport of member `from` to `peers` (member id, URL such as
+    /// `http://127.0.0.1:2380`); its tasks run on `runtime`.
+    ///
+    /// # Errors
+    /// A URL that is not a valid URI.
+    pub fn new(
+        runtime: &tokio::runtime::Handle,
+        from: u64,
+        peers: &[(u64, String)],
+        config: &TransportConfig,
+    ) -> Result<GrpcTransport, tonic::transport::Error> {
+        let mut links = HashMap::new();
+        for (to, url) in peers {
+            let endpoint = Endpoint::from_shared(url.clone())?
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+            let (queue, rx) = mpsc::channel(config.queue.max(1));
+            let stats = Arc::new(LinkStats::default());
+            runtime.spawn(drive(
+                from,
+                *to,
+                endpoint,
+                rx,
+                config.clone(),
+                Arc::clone(&stats),
+            ));
+            links.insert(*to, Link { queue, stats });
+        }
+        Ok(GrpcTransport {
+            links,
+            unknown: AtomicU64::new(0),
+        })
+    }
+
+    /// Messages dropped so far: queue full, queued for a stream that broke, or no such peer.
+    pub fn dropped(&self) -> u64 {
+        self.unknown.load(Ordering::Relaxed)
+            + self
+                .links
+                .values()
+                .map(|l| l.stats.dropped.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    /// Messages to member `to` dropped so far: its queue was full, or they were queued for a
+    /// stream that broke.
+    pub fn dropped_to(&self, to: u64) -> u64 {
+        self.links
+            .get(&to)
+            .map_or(0, |l| l.stats.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Streams to member `to` opened again after one broke (or failed to open).
+    pub fn reconnects_to(&self, to: u64) -> u64 {
+        self.links
+            .get(&to)
+            .map_or(0, |l| l.stats.reconnects.load(Ordering::Relaxed))
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn send(&self, to: u64, msg: Vec<u8>) {
+        match self.links.get(&to) {
+            Some(link) => {
+                if link.queue.try_send(msg).is_err() {
+                    link.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.unknown.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// One peer's sender: waits for a message, opens the stream, forwards the queue into it until
+/// it breaks, then waits (backoff) and opens it again. Ends when the transport is dropped.
+async fn drive(
+    from: u64,
+    to: u64,
+    endpoint: Endpoint,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    config: TransportConfig,
+    stats: Arc<LinkStats>,
+) {
+    let channel = endpoint.connect_lazy();
+    let mut backoff = config.min_backoff;
+    let mut first = None;
+    loop {
+        let msg = match first.take() {
+            Some(m) => m,
+            None => match queue.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let (frames, rx) = mpsc::channel::<RaftFrame>(64);
+        let mut client = PeerClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
+        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
+        let opened = Instant::now();
+        let mut next = Some(msg);
+        let outcome = loop {
+            if let Some(message) = next.take() {
+                let frame = RaftFrame { from, to, message };
+                tokio::select! {
+                    sent = frames.send(frame) => if sent.is_err() { break None },
+                    r = &mut call => break Some(r),
+                }
+            }
+            tokio::select! {
+                m = queue.recv() => match m {
+                    Some(m) => next = Some(m),
+                    None => {
+                        // The transport is gone: close the stream and let it finish.
+                        drop(frames);
+                        let _ = tokio::time::timeout(config.max_backoff, &mut call).await;
+                        call.abort();
+                        return;
+                    }
+                },
+                r = &mut call => break Some(r),
+            }
+        };
+        call.abort();
+        match outcome {
+            Some(Ok(Err(status))) => {
+                tracing::debug!(from, to, %status, "raft peer stream broke");
+            }
+            Some(Ok(Ok(_))) => tracing::debug!(from, to, "raft peer stream closed by the peer"),
+            Some(Err(_)) | None => tracing::debug!(from, to, "raft peer stream ended"),
+        }
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        // What was queued for the broken stream is stale by the time a new one opens: dropped
+        // (raft sends again what still matters), so the next stream starts with fresh messages.
+        let mut stale = 0;
+        while queue.try_recv().is_ok() {
+            stale += 1;
+        }
+        stats.dropped.fetch_add(stale, Ordering::Relaxed);
+        if opened.elapsed() >= config.max_backoff {
+            backoff = config.min_backoff;
+        }
+        // Wait before the next attempt; messages queued meanwhile wait (or are dropped when
+        // the queue is full). The transport may go away while waiting.
+        let wake = Instant::now() + backoff;
+        backoff = (backoff * 2).min(config.max_backoff);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            m = queue.recv() => match m {
+                Some(m) => {
+                    first = Some(m);
+                    tokio::time::sleep_until(wake).await;
+                }
+                None => return,
+            },
+        }
+    }
+}
