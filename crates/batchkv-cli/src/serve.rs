@@ -29,9 +29,24 @@ pub struct ServeArgs {
     /// Human-readable name for this member
     #[arg(long, default_value = "default")]
     name: String,
-    /// URLs to listen on for client traffic (comma-separated, http only)
+    /// URLs to listen on for client traffic (comma-separated; all http, or all https with
+    /// --cert-file and --key-file)
     #[arg(long, value_name = "URLS", default_value = "http://127.0.0.1:2379")]
     listen_client_urls: String,
+    /// Path to the client server TLS cert file (PEM)
+    #[arg(long, value_name = "PATH")]
+    cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Path to the client server TLS trusted CA cert file: clients must present a
+    /// certificate signed by it
+    #[arg(long, value_name = "PATH")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Enable client cert authentication (needs --trusted-ca-file)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    client_cert_auth: bool,
     /// Client URLs to advertise (MemberList); default: the listen URLs
     #[arg(long, value_name = "URLS")]
     advertise_client_urls: Option<String>,
@@ -105,9 +120,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn run(args: ServeArgs) -> Result<(), String> {
-    let listen = parse_urls(&args.listen_client_urls, "--listen-client-urls")?;
+    let (listen, https) = parse_urls(&args.listen_client_urls, "--listen-client-urls")?;
+    let tls = tls_config(&args, https)?;
     let metrics = match &args.listen_metrics_urls {
-        Some(urls) => parse_urls(urls, "--listen-metrics-urls")?,
+        Some(urls) => match parse_urls(urls, "--listen-metrics-urls")? {
+            (_, true) => {
+                return Err(format!(
+                    "--listen-metrics-urls: {urls}: https is not served (http only)"
+                ));
+            }
+            (addrs, false) => addrs,
+        },
         None => Vec::new(),
     };
     let compaction = auto_compaction(&args.auto_compaction_mode, &args.auto_compaction_retention)?;
@@ -153,6 +176,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
             .canonicalize()
             .ok()
             .and_then(|d| d.parent().map(PathBuf::from)),
+        tls,
         ..ServerConfig::default()
     };
     // A few workers: the store's own threads do the work (group commit, RocksDB); the
@@ -213,14 +237,16 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// `http://host:port,...` as socket addresses (host: an IP address or a name, e.g. localhost).
-fn parse_urls(urls: &str, flag: &str) -> Result<Vec<SocketAddr>, String> {
+/// `http://host:port,...` (or all `https://`) as socket addresses (host: an IP address or a
+/// name, e.g. localhost), and whether they are https.
+fn parse_urls(urls: &str, flag: &str) -> Result<(Vec<SocketAddr>, bool), String> {
     let mut out = Vec::new();
+    let mut schemes = Vec::new();
     for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         let hostport = match url.split_once("://") {
-            Some(("http", rest)) => rest.trim_end_matches('/'),
-            Some(("https" | "unixs", _)) => {
-                return Err(format!("{flag}: {url}: TLS is not served yet (http only)"));
+            Some((scheme @ ("http" | "https"), rest)) => {
+                schemes.push(scheme == "https");
+                rest.trim_end_matches('/')
             }
             Some((scheme, _)) => {
                 return Err(format!("{flag}: {url}: unsupported scheme {scheme:?}"));
@@ -241,7 +267,75 @@ fn parse_urls(urls: &str, flag: &str) -> Result<Vec<SocketAddr>, String> {
     if out.is_empty() {
         return Err(format!("{flag}: no URL given"));
     }
-    Ok(out)
+    let https = schemes[0];
+    if schemes.iter().any(|s| *s != https) {
+        return Err(format!(
+            "{flag}: {urls}: http and https mixed (batchkv serves every client URL with one scheme)"
+        ));
+    }
+    Ok((out, https))
+}
+
+/// etcd's client TLS flags: None for plaintext; the files read and checked.
+fn tls_config(args: &ServeArgs, https: bool) -> Result<Option<batchkv_server::TlsConfig>, String> {
+    let read = |path: &PathBuf, flag: &str| {
+        std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))
+    };
+    let show = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let (cert, key) = match (&args.cert_file, &args.key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if https {
+                // etcd's words.
+                return Err(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                    args.listen_client_urls
+                ));
+            }
+            if args.trusted_ca_file.is_some() || args.client_cert_auth {
+                return Err(
+                    "--trusted-ca-file and --client-cert-auth need --cert-file, --key-file and https:// client URLs"
+                        .to_owned(),
+                );
+            }
+            return Ok(None);
+        }
+        _ => {
+            return Err(format!(
+                "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                show(&args.key_file),
+                show(&args.cert_file)
+            ));
+        }
+    };
+    if !https {
+        return Err(format!(
+            "--listen-client-urls: {} is http while --cert-file and --key-file are given: use https://",
+            args.listen_client_urls
+        ));
+    }
+    if args.client_cert_auth && args.trusted_ca_file.is_none() {
+        return Err(
+            "--client-cert-auth needs --trusted-ca-file (the CA client certificates must be signed by)"
+                .to_owned(),
+        );
+    }
+    let tls = batchkv_server::TlsConfig {
+        cert_pem: read(cert, "--cert-file")?,
+        key_pem: read(key, "--key-file")?,
+        // As etcd: a trusted CA file alone already requires client certificates.
+        client_ca_pem: match &args.trusted_ca_file {
+            Some(ca) => Some(read(ca, "--trusted-ca-file")?),
+            None => None,
+        },
+    };
+    tls.check()
+        .map_err(|e| format!("--cert-file/--key-file/--trusted-ca-file: {e}"))?;
+    Ok(Some(tls))
 }
 
 /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
@@ -316,12 +410,20 @@ mod tests {
     fn urls_and_retention() {
         assert_eq!(
             parse_urls("http://127.0.0.1:2379,http://127.0.0.1:22379", "--x"),
-            Ok(vec![
-                "127.0.0.1:2379".parse().expect("addr"),
-                "127.0.0.1:22379".parse().expect("addr")
-            ])
+            Ok((
+                vec![
+                    "127.0.0.1:2379".parse().expect("addr"),
+                    "127.0.0.1:22379".parse().expect("addr")
+                ],
+                false
+            ))
         );
-        assert!(parse_urls("https://127.0.0.1:2379", "--x").is_err());
+        assert_eq!(
+            parse_urls("https://127.0.0.1:2379", "--x"),
+            Ok((vec!["127.0.0.1:2379".parse().expect("addr")], true))
+        );
+        assert!(parse_urls("https://127.0.0.1:2379,http://127.0.0.1:2380", "--x").is_err());
+        assert!(parse_urls("unix://x", "--x").is_err());
         assert!(parse_urls("127.0.0.1:2379", "--x").is_err());
         assert_eq!(auto_compaction("periodic", "0"), Ok(None));
         assert_eq!(

@@ -121,6 +121,68 @@ pub struct ServerConfig {
     /// Where Snapshot writes its temporary checkpoint (on the data dir's file system, RocksDB
     /// hard-links the files instead of copying them); None: the system's temp dir.
     pub snapshot_dir: Option<PathBuf>,
+    /// TLS on every client listener (etcd's `--cert-file`, `--key-file`,
+    /// `--trusted-ca-file`); None: plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS for the client listeners: rustls (ring) through tonic. Every listener serves TLS when
+/// it is set; MemberList's client URLs are then `https://`.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// The server's certificate chain, PEM (etcd's `--cert-file`).
+    pub cert_pem: Vec<u8>,
+    /// The server's private key, PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (etcd's `--key-file`).
+    pub key_pem: Vec<u8>,
+    /// The CAs whose client certificates are accepted, PEM (etcd's `--trusted-ca-file`): when
+    /// set, a client must present a certificate signed by one of them, as etcd requires with
+    /// a trusted CA file or `--client-cert-auth`; None: no client certificate is asked for.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    // Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .field("client_ca_pem", &self.client_ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// tonic's server TLS settings (a handshake must finish within 10 s).
+    fn tonic(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.client_ca_pem {
+            tls = tls.client_ca_root(Certificate::from_pem(ca));
+        }
+        tls
+    }
+
+    /// Checks the certificates and key parse and fit together (what serving would do), so a
+    /// bad file is an error before anything listens.
+    ///
+    /// # Errors
+    /// `InvalidInput`, with rustls' reason.
+    pub fn check(&self) -> std::io::Result<()> {
+        tonic::transport::Server::builder()
+            .tls_config(self.tonic())
+            .map(drop)
+            .map_err(|e| {
+                let mut msg = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg = format!("{msg}: {s}");
+                    source = s.source();
+                }
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+            })
+    }
 }
 
 impl Default for ServerConfig {
@@ -137,6 +199,7 @@ impl Default for ServerConfig {
             quota_backend_bytes: 2 << 30,
             grpc_gateway: true,
             snapshot_dir: None,
+            tls: None,
         }
     }
 }
@@ -174,6 +237,7 @@ impl Ctx {
 pub struct Server {
     store: Store,
     config: ServerConfig,
+    quota: quota::Quota,
     listeners: Vec<TcpListener>,
 }
 
@@ -181,8 +245,18 @@ impl Server {
     /// Binds every listen address of `config`.
     ///
     /// # Errors
-    /// An address cannot be bound.
+    /// An address cannot be bound; the TLS certificates or key do not parse
+    /// ([`TlsConfig::check`]); the persisted alarm cannot be read.
     pub async fn bind(store: Store, config: ServerConfig) -> std::io::Result<Server> {
+        if let Some(tls) = &config.tls {
+            tls.check()?;
+        }
+        // A NOSPACE alarm raised before a restart is still raised (etcd keeps alarms in its
+        // backend).
+        let quota = quota::Quota::open(
+            config.quota_backend_bytes,
+            Some(store.path().join(quota::ALARM_FILE)),
+        )?;
         let mut listeners = Vec::with_capacity(config.listen.len());
         for addr in &config.listen {
             listeners.push(TcpListener::bind(addr).await?);
@@ -190,6 +264,7 @@ impl Server {
         Ok(Server {
             store,
             config,
+            quota,
             listeners,
         })
     }
@@ -220,8 +295,13 @@ impl Server {
         };
 
         let addrs = self.local_addrs();
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let client_urls = if self.config.advertise_client_urls.is_empty() {
-            addrs.iter().map(|a| format!("http://{a}")).collect()
+            addrs.iter().map(|a| format!("{scheme}://{a}")).collect()
         } else {
             self.config.advertise_client_urls.clone()
         };
@@ -231,7 +311,7 @@ impl Server {
             name: self.config.name.clone(),
             client_urls,
             progress_notify_interval: self.config.progress_notify_interval,
-            quota: quota::Quota::new(self.config.quota_backend_bytes),
+            quota: self.quota,
             snapshot_dir: self.config.snapshot_dir.clone(),
             fragment_bytes: self.config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             stopping,
@@ -261,8 +341,16 @@ impl Server {
                 let _ = s.set_nodelay(true);
             })
         });
-        tracing::info!(?addrs, "serving etcd's v3 API");
-        tonic::transport::Server::builder()
+        tracing::info!(
+            ?addrs,
+            tls = self.config.tls.is_some(),
+            "serving etcd's v3 API"
+        );
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.config.tls {
+            builder = builder.tls_config(tls.tonic())?;
+        }
+        builder
             // HTTP/1.1 as well as HTTP/2: the gateway's JSON clients (curl, etcd3gw) speak it.
             .accept_http1(true)
             .max_concurrent_streams(self.config.max_concurrent_streams)

@@ -7,9 +7,12 @@
 //! the store is still over the quota, as etcd does.
 //!
 //! The size is RocksDB's SST and memtable bytes (Status' `dbSize`), measured at most every
-//! [`MEASURE_EVERY`] (a few RocksDB property reads). The alarm lives in memory: a restart clears
-//! it (etcd keeps it in its backend).
+//! [`MEASURE_EVERY`] (a few RocksDB property reads). A raised alarm is also a file in the data
+//! dir ([`ALARM_FILE`], written atomically and fsynced; removed when disarmed), so it survives a
+//! restart, as etcd keeps its alarms in its backend.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +25,8 @@ use crate::error::{NO_SPACE, status};
 
 /// How long a measured size is reused.
 pub const MEASURE_EVERY: Duration = Duration::from_millis(100);
+/// The file in the data dir whose presence is a raised NOSPACE alarm.
+pub const ALARM_FILE: &str = "batchkv-alarm-NOSPACE";
 /// What etcd counts for a lease grant's space (its `leaseOverhead`).
 const LEASE_COST: i64 = 64;
 
@@ -36,16 +41,33 @@ pub(crate) struct Quota {
     /// blocking pool) and the others await this lock (a task each, no thread) and take its
     /// figure; without it every concurrent write took a blocking thread to measure.
     measuring: tokio::sync::Mutex<()>,
+    /// Where the raised alarm is kept ([`ALARM_FILE`] in the data dir); None: in memory only.
+    file: Option<PathBuf>,
+    /// One file update at a time (each writes the flag's state as it is then).
+    persisting: Mutex<()>,
 }
 
 impl Quota {
-    pub fn new(limit: i64) -> Self {
-        Quota {
+    /// The quota, with the alarm raised if `file` (see [`ALARM_FILE`]) exists.
+    ///
+    /// # Errors
+    /// `file`'s existence cannot be checked.
+    pub fn open(limit: i64, file: Option<PathBuf>) -> std::io::Result<Self> {
+        let raised = match &file {
+            Some(f) => f.try_exists()?,
+            None => false,
+        };
+        if raised {
+            tracing::warn!(file = ?file, "the NOSPACE alarm raised before the restart is still raised: writes are refused until it is disarmed");
+        }
+        Ok(Quota {
             limit,
-            nospace: AtomicBool::new(false),
+            nospace: AtomicBool::new(raised),
             measured: Mutex::new(None),
             measuring: tokio::sync::Mutex::new(()),
-        }
+            file,
+            persisting: Mutex::new(()),
+        })
     }
 
     pub fn limit(&self) -> i64 {
@@ -57,15 +79,41 @@ impl Quota {
         self.nospace.load(Ordering::Acquire)
     }
 
-    /// Raises the alarm; whether it was down.
+    /// Raises the alarm (and keeps it in the data dir); whether it was down.
     pub fn raise(&self) -> bool {
-        !self.nospace.swap(true, Ordering::AcqRel)
+        let was_down = !self.nospace.swap(true, Ordering::AcqRel);
+        if was_down {
+            self.persist();
+        }
+        was_down
     }
 
-    /// Clears the alarm (the next write measures afresh); whether it was raised.
+    /// Clears the alarm (the next write measures afresh; the file is removed); whether it was
+    /// raised.
     pub fn clear(&self) -> bool {
         *self.measured.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.nospace.swap(false, Ordering::AcqRel)
+        let was_raised = self.nospace.swap(false, Ordering::AcqRel);
+        if was_raised {
+            self.persist();
+        }
+        was_raised
+    }
+
+    /// Makes the file say what the flag says now (a raise and a clear racing leave the file
+    /// as the flag ends). A few small file operations and fsyncs, on the caller's thread: the
+    /// alarm changes rarely. A failure is logged: the alarm still holds in memory.
+    fn persist(&self) {
+        let Some(file) = &self.file else { return };
+        let _one = self.persisting.lock().unwrap_or_else(|e| e.into_inner());
+        let raised = self.raised();
+        let done = if raised {
+            write_durably(file, b"NOSPACE\n")
+        } else {
+            remove_durably(file)
+        };
+        if let Err(e) = done {
+            tracing::error!(file = %file.display(), raised, error = %e, "cannot persist the NOSPACE alarm; a restart will not see this change");
+        }
     }
 
     /// Admits `op`, or refuses it with etcd's NOSPACE error.
@@ -124,6 +172,27 @@ impl Quota {
 pub(crate) fn db_size(stats: &batchkv::StoreStats) -> i64 {
     let t = stats.engine.totals();
     i64::try_from(t.sst_bytes + t.memtable_bytes).unwrap_or(i64::MAX)
+}
+
+/// Writes `file` atomically (a temp file in the same dir, fsynced, renamed over it) and fsyncs
+/// the dir, so the rename is durable.
+fn write_durably(file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes `file` (gone already is fine) and fsyncs its dir.
+fn remove_durably(file: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::File::open(file.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 pub(crate) fn no_space() -> Status {

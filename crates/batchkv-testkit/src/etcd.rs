@@ -358,9 +358,15 @@ pub fn shell_words(args: &[String]) -> String {
 /// # Panics
 /// If etcdctl cannot be run.
 pub fn endpoint_health(endpoint: &str) -> std::process::Output {
+    endpoint_health_with(endpoint, &[])
+}
+
+/// [`endpoint_health`] with more etcdctl flags (TLS credentials).
+pub(crate) fn endpoint_health_with(endpoint: &str, flags: &[String]) -> std::process::Output {
     Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
+        .args(flags)
         .args([
             "--dial-timeout=1s",
             "--command-timeout=1s",

@@ -11,6 +11,8 @@
 //! - [`ChildProcess`]: re-runs the current test binary (or harness) as a child with one test
 //!   selected and an environment variable telling it to play the child, reads its stdout lines
 //!   and kills it with SIGKILL.
+//! - [`TestPki`]: a CA, server and client certificates (and an untrusted CA's client
+//!   certificate) generated at run time, for the TLS tests.
 //! - [`keyspace`]: the key space of the etcd differential generators.
 //! - [`free_port`], [`free_ports`], [`temp_dir`].
 //!
@@ -33,6 +35,7 @@ mod child;
 mod etcd;
 pub mod keyspace;
 mod net;
+mod pki;
 mod rng;
 pub mod rt;
 mod serve;
@@ -40,8 +43,9 @@ mod serve;
 pub use crate::child::{ChildExit, ChildProcess, Lines, child_env, this_exe, this_test};
 pub use crate::etcd::{CtlOutput, Etcd, INSTALL_HINT, endpoint_health, shell_words};
 pub use crate::net::{free_port, free_ports};
+pub use crate::pki::{CertFiles, TestPki};
 pub use crate::rng::{Rng, env_u64, mix64};
-pub use crate::serve::{BatchkvServer, ServeOptions};
+pub use crate::serve::{BatchkvServer, ClientTls, ServeOptions};
 
 /// A fresh temporary directory (named `batchkv-…`), removed when the handle is dropped.
 ///

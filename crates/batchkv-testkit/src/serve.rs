@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::etcd::{CtlOutput, endpoint_health, etcdctl_at, require, run};
+use crate::etcd::{CtlOutput, endpoint_health_with, etcdctl_at, require, run};
 use crate::net::free_port_list;
 
 /// How long the server gets to become healthy after a start.
@@ -30,6 +30,32 @@ pub struct ServeOptions {
     pub metrics: bool,
     /// More flags, as given (`--quota-backend-bytes=...`, `--name=...`); kept across restarts.
     pub args: Vec<String>,
+    /// Serve over TLS: the listen URL is `https://` and every etcdctl call (the health check
+    /// too) gets these credentials; the server's own TLS flags (`--cert-file`, ...) go in
+    /// [`ServeOptions::args`].
+    pub tls: Option<ClientTls>,
+}
+
+/// What etcdctl presents to a TLS server: `--cacert`, and `--cert` with `--key` when the
+/// server asks for a client certificate.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// The CA that signed the server's certificate (`--cacert`).
+    pub ca: PathBuf,
+    /// A client certificate and its key (`--cert`, `--key`).
+    pub cert_key: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    /// etcdctl's flags for these credentials.
+    pub fn etcdctl_args(&self) -> Vec<String> {
+        let mut args = vec![format!("--cacert={}", self.ca.display())];
+        if let Some((cert, key)) = &self.cert_key {
+            args.push(format!("--cert={}", cert.display()));
+            args.push(format!("--key={}", key.display()));
+        }
+        args
+    }
 }
 
 /// A running `batchkv serve` (or a stopped one, between [`BatchkvServer::stop`] or
@@ -159,7 +185,7 @@ impl BatchkvServer {
     /// taken: worth another attempt).
     fn wait_healthy(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        let endpoint = self.endpoint();
+        let endpoint = self.ctl_endpoint();
         loop {
             let child = self.child.as_mut().expect("a server was spawned");
             if let Some(status) = child.try_wait().expect("poll the server") {
@@ -170,7 +196,7 @@ impl BatchkvServer {
                     self.log_tail()
                 ));
             }
-            let health = endpoint_health(&endpoint);
+            let health = endpoint_health_with(&endpoint, &self.tls_args());
             if health.status.success() {
                 return Ok(());
             }
@@ -185,6 +211,12 @@ impl BatchkvServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Replaces [`ServeOptions::args`] for the next [`BatchkvServer::restart`] (a restart with
+    /// other flags: a larger quota, ...).
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.options.args = args;
     }
 
     /// Sends SIGTERM and waits for the server to exit; returns its exit status (a clean
@@ -246,9 +278,24 @@ impl BatchkvServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:port`, as given to `--listen-client-urls`.
+    /// `http://127.0.0.1:port` (`https://` with [`ServeOptions::tls`]), as given to
+    /// `--listen-client-urls`.
     pub fn client_url(&self) -> String {
-        format!("http://{}", self.endpoint())
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.endpoint())
+    }
+
+    /// etcdctl's TLS flags for [`ServeOptions::tls`] (none without it).
+    fn tls_args(&self) -> Vec<String> {
+        self.options
+            .tls
+            .as_ref()
+            .map(ClientTls::etcdctl_args)
+            .unwrap_or_default()
     }
 
     /// `http://127.0.0.1:port` of `/metrics`, when [`ServeOptions::metrics`] asked for it.
@@ -273,9 +320,27 @@ impl BatchkvServer {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// `etcdctl` (ETCDCTL_API=3) aimed at the server, arguments still to add.
+    /// `etcdctl` (ETCDCTL_API=3) aimed at the server (with the credentials of
+    /// [`ServeOptions::tls`]), arguments still to add.
     pub fn etcdctl(&self) -> Command {
-        etcdctl_at(&self.endpoint())
+        let mut cmd = self.etcdctl_bare();
+        cmd.args(self.tls_args());
+        cmd
+    }
+
+    /// `etcdctl` aimed at the server without any TLS flag (`--endpoints` only): for a test's
+    /// own credentials.
+    pub fn etcdctl_bare(&self) -> Command {
+        etcdctl_at(&self.ctl_endpoint())
+    }
+
+    /// What etcdctl's `--endpoints` gets: `127.0.0.1:port`, with `https://` in front for TLS.
+    fn ctl_endpoint(&self) -> String {
+        if self.options.tls.is_some() {
+            self.client_url()
+        } else {
+            self.endpoint()
+        }
     }
 
     /// Runs `etcdctl --command-timeout=30s <args>` against the server, feeding `stdin` if given.

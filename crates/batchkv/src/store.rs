@@ -1215,6 +1215,13 @@ impl Store {
         self.inner.halt.cause()
     }
 
+    /// The store's data dir (as given to [`Store::open`]). Its files are RocksDB's; a caller
+    /// may keep small files of its own there (the server's persisted alarm), named so they
+    /// cannot clash with RocksDB's (`batchkv-...`).
+    pub fn path(&self) -> &Path {
+        self.inner.engine.path()
+    }
+
     /// Whether the store was opened read-only ([`StoreBuilder::read_only`]).
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only
@@ -1279,6 +1286,46 @@ impl Store {
         core.exclusive(|m| m.prune_old_versions(keep))
             .inspect_err(|e| core.halt.on_write_error("pruning old versions", e))
             .map_err(StoreError::from)
+    }
+
+    /// etcd's Defragment: finishes the physical compaction still pending (the records below
+    /// the compacted revision no read can reach, deleted a step at a time between entries),
+    /// then has RocksDB compact every column family over its whole range, the bottommost level
+    /// too ([`batchkv_engine::Engine::compact_all`]), so deleted data and tombstones leave the
+    /// files and the store's size ([`StoreStats::engine`]) shrinks to its live data. Blocking,
+    /// for as long as RocksDB takes; writes wait only for each compaction step, not for RocksDB.
+    ///
+    /// # Errors
+    /// The store is read-only; a storage error; [`StoreError::Halted`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// store.defragment()?;
+    /// assert!(store.get("k")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn defragment(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Err(self.read_only_error());
+        }
+        self.inner.halt.check()?;
+        let core = &self.inner.core;
+        // One bounded step per turn of the log lock, so writes interleave.
+        loop {
+            let done = core
+                .exclusive(|m| m.compact_step(batchkv_mvcc::DEFAULT_COMPACTION_BATCH))
+                .inspect_err(|e| core.halt.on_write_error("compacting old revisions", e))?;
+            if done {
+                break;
+            }
+        }
+        self.inner
+            .engine
+            .compact_all()
+            .map_err(|e| StoreError::Storage(Arc::new(e.into())))
     }
 
     /// Figures for monitoring.

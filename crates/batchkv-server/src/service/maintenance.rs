@@ -101,9 +101,10 @@ impl Maintenance for Etcd {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        // RocksDB has no fragmentation to undo (its compactions rewrite files continuously);
-        // Defragment makes every acknowledged write durable in the SST files and answers.
-        store(blocking::run(&self.ctx.store, |s| s.flush()).await?)?;
+        // etcd rewrites its bbolt file without the free pages; batchkv finishes the pending
+        // physical compaction and has RocksDB compact every column family over its whole
+        // range (Store::defragment), on a blocking thread: deleted data leaves the files.
+        store(blocking::run(&self.ctx.store, |s| s.defragment()).await?)?;
         let rev = blocking::run(&self.ctx.store, |s| s.current_revision()).await?;
         Ok(Response::new(pb::DefragmentResponse {
             header: self.ctx.header(rev),
