@@ -244,18 +244,36 @@ async fn fallback(req: axum::extract::Request) -> Response {
 /// A unary request's body, at most `limit` bytes: above it, what etcd's gateway answers when
 /// its gRPC call is refused as too large (ResourceExhausted, grpc's text).
 async fn read(body: Body, limit: usize) -> Result<Bytes, Status> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            Status::resource_exhausted(format!(
-                "grpc: received message larger than max (over {limit} bytes)"
-            ))
-        } else {
-            Status::invalid_argument(format!("cannot read the request body: {e}"))
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| Status::invalid_argument(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_FACTOR.saturating_mul(limit) {
+            // Far over: answer now (the client may see its upload cut short).
+            break;
         }
-    })
+        // Over the limit: the rest is read and dropped, so the client, still sending, gets the
+        // answer rather than a reset connection.
+    }
+    if seen > limit {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max (over {limit} bytes)"
+        )));
+    }
+    Ok(Bytes::from(buf))
 }
+
+/// How far past the limit an oversized body is still read (and dropped) before the answer.
+const DRAIN_FACTOR: usize = 8;
 
 /// A request from a JSON body: its first value (as Go's decoder reads it); an empty body is the
 /// empty request.
