@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A smoke test of an etcd v3 server's HTTP/JSON gateway through Python's `etcd3gw` client.
 
-Usage: gateway_smoke.py HOST:PORT
+Usage: gateway_smoke.py HOST:PORT [CA CERT KEY]
+
+With CA, CERT and KEY (PEM files) it speaks https, trusting CA and presenting CERT/KEY as its
+client certificate (Python's `requests`, HTTP/1.1: the server must offer ALPN `http/1.1`).
 
 etcd3gw speaks etcd's grpc-gateway (`POST /v3/...` with JSON; it reads `GET /version` to pick
 the path prefix). Runs KV puts, gets and ranges, a delete, a txn (both branches, through
@@ -138,7 +141,11 @@ def watch_steps(client):
 
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
-    client = etcd3gw.client(host=host, port=int(port), timeout=TIMEOUT)
+    tls = {}
+    if len(sys.argv) == 5:
+        ca, cert, key = sys.argv[2:]
+        tls = {"protocol": "https", "ca_cert": ca, "cert_cert": cert, "cert_key": key}
+    client = etcd3gw.client(host=host, port=int(port), timeout=TIMEOUT, **tls)
     kv_steps(client)
     lease_steps(client)
     maintenance_steps(client)

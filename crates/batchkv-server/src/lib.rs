@@ -40,10 +40,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batchkv::Store;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::rustls;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt};
 
 /// The generated protobuf messages and tonic service traits (etcd's packages, and batchkv's
 /// own `batchkvpb`).
@@ -126,8 +127,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
 }
 
-/// TLS for the client listeners: rustls (ring) through tonic. Every listener serves TLS when
-/// it is set; MemberList's client URLs are then `https://`.
+/// TLS for the client listeners: rustls (ring), ALPN `h2` and `http/1.1` (gRPC and the
+/// gateway's HTTP/2 and HTTP/1.1 clients). Every listener serves TLS when it is set;
+/// MemberList's client URLs are then `https://`.
 #[derive(Clone)]
 pub struct TlsConfig {
     /// The server's certificate chain, PEM (etcd's `--cert-file`).
@@ -152,16 +154,44 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// tonic's server TLS settings (a handshake must finish within 10 s).
-    fn tonic(&self) -> tonic::transport::ServerTlsConfig {
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let mut tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .timeout(Duration::from_secs(10));
-        if let Some(ca) = &self.client_ca_pem {
-            tls = tls.client_ca_root(Certificate::from_pem(ca));
+    /// rustls' server settings (ring): this certificate and key; with a trusted CA, a client
+    /// must present a certificate signed by it (`WebPkiClientVerifier`), without one none is
+    /// asked for; ALPN `h2` and `http/1.1`.
+    fn rustls(&self) -> std::io::Result<Arc<rustls::ServerConfig>> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        fn invalid(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
         }
-        tls
+        // The process' default provider: ring, the only one built (tokio-rustls' and tonic's
+        // `ring` features), as tonic's own acceptor does.
+        let builder = rustls::ServerConfig::builder();
+        let builder = match &self.client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = CertificateDer::pem_slice_iter(ca)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| invalid("trusted CA certificates", e))?;
+                roots.add_parsable_certificates(certs);
+                let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .map_err(|e| invalid("trusted CA certificates", e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("server certificate", e))?;
+        if chain.is_empty() {
+            return Err(invalid("server certificate", "no PEM certificate found"));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| invalid("server key", e))?;
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid("server certificate and key", e))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// Checks the certificates and key parse and fit together (what serving would do), so a
@@ -170,19 +200,79 @@ impl TlsConfig {
     /// # Errors
     /// `InvalidInput`, with rustls' reason.
     pub fn check(&self) -> std::io::Result<()> {
-        tonic::transport::Server::builder()
-            .tls_config(self.tonic())
-            .map(drop)
-            .map_err(|e| {
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg = format!("{msg}: {s}");
-                    source = s.source();
-                }
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
-            })
+        self.rustls().map(drop)
     }
+}
+
+/// How long a client has to finish its TLS handshake (tonic's default too).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server's side of a TLS handshake on `conn`. When it fails, rustls has written its alert
+/// (`CertificateRequired`, ...): the connection is then closed in order, our side first, what
+/// the client had already sent (its first request follows its last handshake message at once
+/// in TLS 1.3) read and dropped until it closes too, so that the kernel does not answer that
+/// unread data with a reset, which can destroy the alert before the client reads it.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    conn: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    use tokio::io::AsyncWriteExt;
+    match acceptor.accept(conn).into_fallible().await {
+        Ok(tls) => Ok(tls),
+        Err((e, mut conn)) => {
+            let _ = conn.shutdown().await;
+            let _ = tokio::io::copy(&mut conn, &mut tokio::io::sink()).await;
+            Err(e)
+        }
+    }
+}
+
+/// The TLS connections of `tcp`. Every handshake runs in a task of its own, for
+/// [`TLS_HANDSHAKE_TIMEOUT`] at most, so a slow or silent client holds up no other; a failed
+/// one is logged (debug) and dropped. Accepting stops when the stream returned is dropped
+/// (tonic drops it when shutting down), which closes the listeners.
+fn tls_incoming(
+    mut tcp: impl Stream<Item = std::io::Result<TcpStream>> + Send + Unpin + 'static,
+    config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                () = tx.closed() => return,
+                conn = tcp.next() => conn,
+            };
+            match conn {
+                None => return,
+                // Handed on as they were before TLS: tonic logs and skips them.
+                Some(Err(e)) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(conn)) => {
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let peer = conn.peer_addr().ok();
+                        match tokio::time::timeout(
+                            TLS_HANDSHAKE_TIMEOUT,
+                            handshake(&acceptor, conn),
+                        )
+                        .await
+                        {
+                            Ok(Ok(tls)) => {
+                                let _ = tx.send(Ok(tls)).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!(?peer, %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 impl Default for ServerConfig {
@@ -239,6 +329,8 @@ pub struct Server {
     config: ServerConfig,
     quota: quota::Quota,
     listeners: Vec<TcpListener>,
+    /// rustls' settings, when serving TLS (checked at bind).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -248,9 +340,7 @@ impl Server {
     /// An address cannot be bound; the TLS certificates or key do not parse
     /// ([`TlsConfig::check`]); the persisted alarm cannot be read.
     pub async fn bind(store: Store, config: ServerConfig) -> std::io::Result<Server> {
-        if let Some(tls) = &config.tls {
-            tls.check()?;
-        }
+        let tls = config.tls.as_ref().map(TlsConfig::rustls).transpose()?;
         // A NOSPACE alarm raised before a restart is still raised (etcd keeps alarms in its
         // backend).
         let quota = quota::Quota::open(
@@ -266,6 +356,7 @@ impl Server {
             config,
             quota,
             listeners,
+            tls,
         })
     }
 
@@ -346,23 +437,32 @@ impl Server {
             tls = self.config.tls.is_some(),
             "serving etcd's v3 API"
         );
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &self.config.tls {
-            builder = builder.tls_config(tls.tonic())?;
-        }
-        builder
+        let router = tonic::transport::Server::builder()
             // HTTP/1.1 as well as HTTP/2: the gateway's JSON clients (curl, etcd3gw) speak it.
             .accept_http1(true)
             .max_concurrent_streams(self.config.max_concurrent_streams)
             // etcd's defaults: a ping after 2 hours idle, 20 s to answer it.
             .http2_keepalive_interval(self.config.keepalive_interval)
             .http2_keepalive_timeout(self.config.keepalive_timeout)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.await;
-                tracing::info!("stopping: no new requests; ending the streams");
-                let _ = stop_tx.send(true);
-            })
-            .await
+            .add_routes(routes);
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("stopping: no new requests; ending the streams");
+            let _ = stop_tx.send(true);
+        };
+        // TLS is accepted here rather than by tonic's `tls_config`, whose ALPN is `h2` only:
+        // the gateway's HTTP/1.1 clients (etcd3gw over https) need `http/1.1` too.
+        match self.tls {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            Some(config) => {
+                router
+                    .serve_with_incoming_shutdown(tls_incoming(incoming, config), shutdown)
+                    .await
+            }
+        }
     }
 }
