@@ -10,6 +10,8 @@
 //! etcd and etcdctl must be installed: `cargo xtask doctor` installs them. A machine without
 //! them fails these tests (never skips them).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -325,39 +327,7 @@ fn put_get_del() {
     p.same_simple(&["put", "k1", "v3", "--prev-kv"], None);
     p.same_simple(&["put", "k9", "x"], None);
 
-    for args in [
-        &["get", "k1"][..],
-        &["get", "nothing"],
-        &["get", "k1", "k4"],
-        &["get", "k", "--prefix"],
-        &["get", "k", "--prefix", "--limit=2"],
-        &["get", "k", "--prefix", "--limit", "2", "--keys-only"],
-        &["get", "k2", "--from-key"],
-        &["get", "", "--from-key", "--limit=3"],
-        &["get", "", "--prefix"],
-        &["get", "k1", "--rev=2"],
-        &["get", "k", "--prefix", "--rev=4"],
-        &["get", "k", "--prefix", "--order=DESCEND"],
-        &[
-            "get",
-            "k",
-            "--prefix",
-            "--sort-by=MODIFY",
-            "--order=DESCEND",
-            "--limit=2",
-        ],
-        &["get", "k", "--prefix", "--sort-by=VALUE"],
-        &["get", "k", "--prefix", "--sort-by=CREATE", "--order=ASCEND"],
-        &[
-            "get",
-            "k",
-            "--prefix",
-            "--sort-by=VERSION",
-            "--order=DESCEND",
-        ],
-        &["get", "l1"],
-        &["get", "k1", "--consistency=s"],
-    ] {
+    for &args in common::GET_FORMS {
         p.same(args);
         p.same_simple(args, None);
     }
@@ -390,13 +360,7 @@ fn put_get_del() {
     );
     assert_eq!(b.stdout, "6\n");
 
-    for args in [
-        &["del", "nothing"][..],
-        &["del", "k1", "--prev-kv"],
-        &["del", "k2", "k4", "--prev-kv"],
-        &["del", "k", "--prefix"],
-        &["del", "l", "--from-key", "--prev-kv"],
-    ] {
+    for &args in common::DEL_FORMS {
         p.same(args);
     }
     for (k, v) in [("d1", "1"), ("d2", "2"), ("e1", "3")] {

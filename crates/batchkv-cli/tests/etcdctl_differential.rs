@@ -15,6 +15,8 @@
 //! etcd, etcdctl (`cargo xtask doctor` installs them) and the `batchkv` binary are needed; a
 //! machine without them fails these tests, never skips them.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -526,56 +528,19 @@ fn kv_put_get_del() {
     }
     p.same(&["put", "k3", "--ignore-value", "--prev-kv"]);
     p.same_in(&["put", "from-stdin"], Some("a value\nwith lines\n"));
-    for args in [
-        &["get", "k1"][..],
-        &["get", "nothing"],
-        &["get", "k1", "k4"],
-        &["get", "k", "--prefix"],
-        &["get", "k", "--prefix", "--limit=2"],
-        &["get", "k", "--prefix", "--limit", "2", "--keys-only"],
-        &["get", "k2", "--from-key"],
-        &["get", "", "--from-key", "--limit=3"],
-        &["get", "", "--prefix"],
-        &["get", "k1", "--rev=2"],
-        &["get", "k", "--prefix", "--rev=4"],
-        &["get", "k", "--prefix", "--order=DESCEND"],
-        &[
-            "get",
-            "k",
-            "--prefix",
-            "--sort-by=MODIFY",
-            "--order=DESCEND",
-            "--limit=2",
-        ],
-        &["get", "k", "--prefix", "--sort-by=VALUE"],
-        &["get", "k", "--prefix", "--sort-by=CREATE", "--order=ASCEND"],
-        &[
-            "get",
-            "k",
-            "--prefix",
-            "--sort-by=VERSION",
-            "--order=DESCEND",
-        ],
-        &[
-            "get",
-            "k",
-            "--prefix",
-            "--keys-only",
-            "--sort-by=KEY",
-            "--order=DESCEND",
-        ],
-        &["get", "l1"],
-        &["get", "k1", "--consistency=s"],
-    ] {
+    // One more form than the CLI's comparison: etcdctl's descending key sort of keys only.
+    let extra: &[&str] = &[
+        "get",
+        "k",
+        "--prefix",
+        "--keys-only",
+        "--sort-by=KEY",
+        "--order=DESCEND",
+    ];
+    for &args in common::GET_FORMS.iter().chain([&extra]) {
         p.same(args);
     }
-    for args in [
-        &["del", "nothing"][..],
-        &["del", "k1", "--prev-kv"],
-        &["del", "k2", "k4", "--prev-kv"],
-        &["del", "k", "--prefix"],
-        &["del", "l", "--from-key", "--prev-kv"],
-    ] {
+    for &args in common::DEL_FORMS {
         p.same(args);
     }
     p.same(&["get", "", "--from-key"]);
