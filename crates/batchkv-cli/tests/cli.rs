@@ -13,7 +13,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -119,26 +119,12 @@ impl Pair {
 
     fn run(&self, side: Side, format: &str, args: &[&str], stdin: Option<&str>) -> Run {
         let mut cmd = self.command(side, format);
-        cmd.args(self.args(side, args))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {side:?} {args:?}: {e}"));
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // The command may exit before reading it all.
-            let _ = pipe.write_all(data.as_bytes());
-        }
-        let out = child.wait_with_output().expect("wait for the command");
+        cmd.args(self.args(side, args));
+        let out = batchkv_testkit::run_ctl(cmd, stdin.map(str::as_bytes));
         Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.code,
+            stdout: out.stdout,
+            stderr: out.stderr,
         }
     }
 

@@ -276,24 +276,12 @@ impl Lease {
     }
 }
 
-fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // etcdctl may exit before reading it all.
-        let _ = std::io::Write::write_all(&mut pipe, data.as_bytes());
-    }
-    let out = child.wait_with_output().expect("wait for etcdctl");
+fn run(cmd: Command, stdin: Option<&str>) -> Run {
+    let out = batchkv_testkit::run_ctl(cmd, stdin.map(str::as_bytes));
     Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.code,
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Etcd {
 pub struct CtlOutput {
     /// Exit status was 0.
     pub ok: bool,
+    /// The exit code (-1 when a signal ended it).
+    pub code: i32,
     /// Standard output (the answer; JSON with `-w json`).
     pub stdout: String,
     /// Standard error (`Error: ...` and a JSON warn log line on failure).
@@ -256,7 +258,7 @@ impl Etcd {
     pub fn ctl<S: AsRef<OsStr>>(&self, args: &[S], stdin: Option<&[u8]>) -> CtlOutput {
         let mut cmd = self.etcdctl();
         cmd.arg("--command-timeout=30s").args(args);
-        run(cmd, stdin)
+        run_ctl(cmd, stdin)
     }
 
     /// [`Etcd::ctl`] with `-w json`: etcd's answer as JSON on stdout.
@@ -266,7 +268,7 @@ impl Etcd {
     pub fn ctl_json<S: AsRef<OsStr>>(&self, args: &[S], stdin: Option<&[u8]>) -> CtlOutput {
         let mut cmd = self.etcdctl();
         cmd.args(["-w", "json", "--command-timeout=30s"]).args(args);
-        run(cmd, stdin)
+        run_ctl(cmd, stdin)
     }
 }
 
@@ -279,8 +281,12 @@ pub(crate) fn etcdctl_at(endpoints: &str) -> Command {
     cmd
 }
 
-/// Runs an etcdctl command, feeding `stdin` if given; what it printed.
-pub(crate) fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
+/// Runs an etcdctl command (any prepared `Command`), feeding `stdin` if given from a thread of
+/// its own; what it printed and its exit code.
+///
+/// # Panics
+/// If the command cannot be run.
+pub fn run_ctl(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -288,7 +294,7 @@ pub(crate) fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run etcdctl");
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     let output = std::thread::scope(|s| {
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // etcdctl may exit before reading everything; a broken pipe is then expected.
@@ -296,10 +302,13 @@ pub(crate) fn run(mut cmd: Command, stdin: Option<&[u8]>) -> CtlOutput {
                 let _ = pipe.write_all(data);
             });
         }
-        child.wait_with_output().expect("wait for etcdctl")
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}"))
     });
     CtlOutput {
         ok: output.status.success(),
+        code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }

@@ -41,7 +41,7 @@ pub mod rt;
 mod serve;
 
 pub use crate::child::{ChildExit, ChildProcess, Lines, child_env, this_exe, this_test};
-pub use crate::etcd::{CtlOutput, Etcd, INSTALL_HINT, endpoint_health, shell_words};
+pub use crate::etcd::{CtlOutput, Etcd, INSTALL_HINT, endpoint_health, run_ctl, shell_words};
 pub use crate::net::{free_port, free_ports};
 pub use crate::pki::{CertFiles, TestPki};
 pub use crate::rng::{Rng, env_u64, mix64};

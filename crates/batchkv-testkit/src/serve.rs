@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::etcd::{CtlOutput, endpoint_health_with, etcdctl_at, require, run};
+use crate::etcd::{CtlOutput, endpoint_health_with, etcdctl_at, require, run_ctl};
 use crate::net::free_port_list;
 
 /// How long the server gets to become healthy after a start.
@@ -350,7 +350,7 @@ impl BatchkvServer {
     pub fn ctl<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], stdin: Option<&[u8]>) -> CtlOutput {
         let mut cmd = self.etcdctl();
         cmd.arg("--command-timeout=30s").args(args);
-        run(cmd, stdin)
+        run_ctl(cmd, stdin)
     }
 
     /// [`BatchkvServer::ctl`] with `-w json`.
@@ -364,7 +364,7 @@ impl BatchkvServer {
     ) -> CtlOutput {
         let mut cmd = self.etcdctl();
         cmd.args(["-w", "json", "--command-timeout=30s"]).args(args);
-        run(cmd, stdin)
+        run_ctl(cmd, stdin)
     }
 }
 
