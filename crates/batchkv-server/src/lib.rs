@@ -29,6 +29,7 @@ pub mod blocking;
 mod convert;
 pub mod error;
 mod gateway;
+pub mod membership;
 pub mod peer;
 mod quota;
 mod service;
