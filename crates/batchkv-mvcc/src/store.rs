@@ -911,6 +911,15 @@ impl Mvcc {
         Ok(ttl)
     }
 
+    /// Restarts every lease's deadline: its whole TTL from `now` (etcd's lessor `Promote`, when
+    /// a member becomes the leader: the old leader's keep-alives are unknown here, so no lease
+    /// may expire before a full TTL under the new leader).
+    pub fn promote_leases(&mut self, now: Instant) {
+        for (id, l) in &self.leases.leases {
+            self.leases.deadlines.insert(*id, now + ttl_duration(l.ttl));
+        }
+    }
+
     /// Lease `id`'s remaining TTL (whole seconds, rounded down as etcd's) and granted TTL, with
     /// its keys when `keys` (etcd's TimeToLive; a lease that does not exist has TTL -1).
     pub fn time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLive {

@@ -64,6 +64,11 @@ pub struct NodeConfig {
     pub max_size_per_msg: u64,
     /// Append messages in flight per follower.
     pub max_inflight_msgs: usize,
+    /// A follower forwards proposals to the leader it knows (etcd's behaviour) instead of
+    /// answering [`RaftError::NotLeader`]: the entry carries a proposal id (this node's id and a
+    /// counter) in its context, and the proposer is answered when its own node applies the
+    /// entry with that id (etcd's `wait.Trigger`). Off by default.
+    pub forward_proposals: bool,
 }
 
 impl NodeConfig {
@@ -82,6 +87,7 @@ impl NodeConfig {
             catch_up_entries: 5_000,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            forward_proposals: false,
         }
     }
 }
@@ -200,6 +206,8 @@ impl<O: Send + 'static> RaftNode<O> {
             reads: HashMap::new(),
             read_waits: Vec::new(),
             next_read: 1,
+            forwarded: HashMap::new(),
+            next_proposal: proposal_counter_start(),
             applied,
             leader_term: None,
             ticks: 0,
@@ -243,11 +251,13 @@ impl<O: Send + 'static> RaftNode<O> {
     }
 
     /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
-    /// its index.
+    /// its index. With [`NodeConfig::forward_proposals`] a follower forwards it to the leader
+    /// and answers when it applies the entry itself.
     ///
     /// # Errors
-    /// [`RaftError::NotLeader`] (nothing proposed), [`RaftError::Ambiguous`] (leadership lost
-    /// before the entry was known committed), [`RaftError::Timeout`], [`RaftError::Stopped`].
+    /// [`RaftError::NotLeader`] (nothing proposed; with forwarding, only when no leader is
+    /// known), [`RaftError::Ambiguous`] (leadership lost before the entry was known committed),
+    /// [`RaftError::Timeout`], [`RaftError::Stopped`].
     pub fn propose(&self, entry: Vec<u8>) -> Result<u64, RaftError> {
         self.propose_for_output(entry).map(|(index, _)| index)
     }
@@ -312,6 +322,38 @@ struct PendingRead {
     since_tick: u64,
 }
 
+/// A proposal this follower forwarded to the leader, waiting for its entry (found by the
+/// proposal id in the entry's context) to be applied here.
+struct Forwarded<O> {
+    reply: ProposeReply<O>,
+    since_tick: u64,
+    term: u64,
+}
+
+/// The first proposal counter of a node's run: the wall clock in nanoseconds, so ids stay
+/// unique across restarts (an entry forwarded before a restart may be applied after it: it
+/// must not answer a new proposal; etcd's id generator starts from the clock too).
+fn proposal_counter_start() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2))
+}
+
+/// A proposal id as an entry's context: the proposing node's id and its counter.
+fn proposal_context(node: u64, counter: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&node.to_be_bytes());
+    ctx.extend_from_slice(&counter.to_be_bytes());
+    ctx
+}
+
+/// The (node, counter) of an entry's context, if it is a proposal id.
+fn parse_proposal_context(ctx: &[u8]) -> Option<(u64, u64)> {
+    let node = u64::from_be_bytes(ctx.get(..8)?.try_into().ok()?);
+    let counter = u64::from_be_bytes(ctx.get(8..16)?.try_into().ok()?);
+    (ctx.len() == 16).then_some((node, counter))
+}
+
 struct Worker<O> {
     rn: RawNode<RaftStorage>,
     sm: Box<dyn StateMachine<Output = O>>,
@@ -325,6 +367,9 @@ struct Worker<O> {
     /// Reads with a read index, waiting for `applied` to reach it.
     read_waits: Vec<(u64, Reply)>,
     next_read: u64,
+    /// Proposals forwarded to the leader, by proposal counter.
+    forwarded: HashMap<u64, Forwarded<O>>,
+    next_proposal: u64,
     applied: u64,
     /// The term this node is leader in (its pending proposals belong to it).
     leader_term: Option<u64>,
@@ -422,9 +467,7 @@ impl<O: Send + 'static> Worker<O> {
 
     fn propose(&mut self, data: Vec<u8>, reply: ProposeReply<O>) {
         if self.rn.raft.state != StateRole::Leader {
-            let _ = reply.send(Err(RaftError::NotLeader {
-                leader: self.leader(),
-            }));
+            self.forward(data, reply);
             return;
         }
         let before = self.rn.raft.raft_log.last_index();
@@ -443,6 +486,41 @@ impl<O: Send + 'static> Worker<O> {
             }
             Err(raft::Error::ProposalDropped) => {
                 // Transferring leadership, or too much uncommitted.
+                let _ = reply.send(Err(RaftError::NotLeader {
+                    leader: self.leader(),
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    /// A follower's proposal: forwarded to the leader (raft-rs sends a follower's `MsgPropose`
+    /// to the leader it knows), answered when this node applies the entry with its id.
+    fn forward(&mut self, data: Vec<u8>, reply: ProposeReply<O>) {
+        let leader = self.leader();
+        if !self.config.forward_proposals || leader.is_none() {
+            let _ = reply.send(Err(RaftError::NotLeader { leader }));
+            return;
+        }
+        let counter = self.next_proposal;
+        self.next_proposal = self.next_proposal.wrapping_add(1);
+        match self
+            .rn
+            .propose(proposal_context(self.config.id, counter), data)
+        {
+            Ok(()) => {
+                self.forwarded.insert(
+                    counter,
+                    Forwarded {
+                        reply,
+                        since_tick: self.ticks,
+                        term: self.rn.raft.term,
+                    },
+                );
+            }
+            Err(raft::Error::ProposalDropped) => {
                 let _ = reply.send(Err(RaftError::NotLeader {
                     leader: self.leader(),
                 }));
@@ -476,6 +554,20 @@ impl<O: Send + 'static> Worker<O> {
         for ctx in reissue {
             self.rn.read_index(ctx.to_be_bytes().to_vec());
         }
+        // A forwarded proposal never applied here within the request timeout: lost (the leader
+        // failed or dropped it) or still to come; either way its caller has given up.
+        let term = self.rn.raft.term;
+        self.forwarded.retain(|_, f| {
+            if ticks - f.since_tick > expire {
+                let _ = f.reply.send(Err(if f.term == term {
+                    RaftError::Timeout
+                } else {
+                    RaftError::Ambiguous
+                }));
+                return false;
+            }
+            true
+        });
         self.retry_snapshots();
     }
 
@@ -604,6 +696,13 @@ impl<O: Send + 'static> Worker<O> {
                     if !e.data.is_empty() && index > self.sm.applied_index() {
                         output = Some(self.sm.apply(index, &e.data));
                     }
+                    // A proposal this node forwarded: its waiter is answered by id.
+                    if let Some((node, counter)) = parse_proposal_context(&e.context)
+                        && node == self.config.id
+                        && let Some(f) = self.forwarded.remove(&counter)
+                    {
+                        let _ = f.reply.send(Ok((index, output.take())));
+                    }
                 }
                 EntryType::EntryConfChange => {
                     let cc: ConfChange = decode(&e.data)?;
@@ -652,6 +751,9 @@ impl<O: Send + 'static> Worker<O> {
             let _ = reply.send(Err(err()));
         }
         if matches!(err(), RaftError::Stopped) {
+            for (_, f) in self.forwarded.drain() {
+                let _ = f.reply.send(Err(RaftError::Stopped));
+            }
             for (_, r) in self.reads.drain() {
                 let _ = r.reply.send(Err(RaftError::Stopped));
             }

@@ -17,6 +17,13 @@ pub fn status(e: &StoreError) -> Status {
         StoreError::Closed => Status::unavailable(STOPPED),
         // etcd's ErrGRPCTooManyRequests.
         StoreError::Busy => Status::resource_exhausted("etcdserver: too many requests"),
+        // etcd's ErrGRPCNoLeader, ErrGRPCNotLeader, ErrGRPCTimeoutDueToLeaderFail,
+        // ErrGRPCTimeout, ErrGRPCStopped: Unavailable, with the error's own (etcd's) text.
+        StoreError::NoLeader
+        | StoreError::NotLeader { .. }
+        | StoreError::LeaderLost
+        | StoreError::Timeout
+        | StoreError::Stopped => Status::unavailable(e.to_string()),
         StoreError::Halted { .. } => Status::unavailable(format!("etcdserver: {e}")),
         StoreError::Storage(_) => Status::unavailable(format!("etcdserver: {e}")),
         StoreError::Conflict { .. } | StoreError::Internal(_) | StoreError::Config(_) => {

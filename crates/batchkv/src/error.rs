@@ -40,6 +40,30 @@ pub enum StoreError {
         /// The failure that stopped it.
         cause: String,
     },
+    /// Replicated: no leader is known (an election is under way, or this member is cut off),
+    /// so the write was not proposed. etcd's `ErrNoLeader`.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// Replicated: this member is not the leader and the request must go to the leader
+    /// (`leader`): nothing was done. etcd's `ErrNotLeader`.
+    #[error("etcdserver: not leader")]
+    NotLeader {
+        /// The leader's raft id.
+        leader: u64,
+    },
+    /// Replicated: the leader that took the write lost its leadership before the write was
+    /// known committed. It MAY have been applied (by the new leader's log) or not: read before
+    /// retrying a write that is not idempotent. etcd's `ErrTimeoutDueToLeaderFail`.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    LeaderLost,
+    /// Replicated: no answer within the raft request timeout (no quorum, say). A write MAY
+    /// still be applied later. etcd's `ErrTimeout`.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Replicated: the raft node stopped (the store is closing) before answering. etcd's
+    /// `ErrStopped`.
+    #[error("etcdserver: server stopped")]
+    Stopped,
     /// The pipeline failed in a way that is a bug (the write was not applied).
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,6 +77,23 @@ impl From<MvccError> for StoreError {
         match e {
             MvccError::Op(op) => StoreError::Op(op),
             other => StoreError::Storage(Arc::new(other)),
+        }
+    }
+}
+
+impl From<batchkv_raft::RaftError> for StoreError {
+    fn from(e: batchkv_raft::RaftError) -> Self {
+        use batchkv_raft::RaftError;
+        match e {
+            RaftError::NotLeader { leader: None } => StoreError::NoLeader,
+            RaftError::NotLeader {
+                leader: Some(leader),
+            } => StoreError::NotLeader { leader },
+            RaftError::Ambiguous => StoreError::LeaderLost,
+            RaftError::Timeout => StoreError::Timeout,
+            RaftError::Stopped => StoreError::Stopped,
+            RaftError::Storage(e) => StoreError::Storage(Arc::new(e.into())),
+            e @ (RaftError::Corrupt(_) | RaftError::Raft(_)) => StoreError::Internal(e.to_string()),
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod fuzzing;
 mod halt;
 mod log;
 mod pipeline;
+mod replicated;
 mod store;
 mod txn;
 
@@ -77,6 +78,12 @@ pub use batchkv_engine::{
 // Metrics (batchkv-metrics).
 pub use batchkv_metrics::{
     LatencySummary, MaintenanceTask, Metrics, MetricsServer, OpLabel, StateSample,
+};
+
+// Replication (batchkv-raft): what `StoreBuilder::replicated` takes and `Store::raft_status`
+// returns.
+pub use batchkv_raft::{
+    LocalNetwork, Mailbox, NodeConfig, NodeStatus, RaftError, RaftStorage, Transport,
 };
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};

@@ -29,7 +29,15 @@ use crate::error::{Result, StoreError};
 use crate::future::{SubmitFuture, store_error};
 use crate::halt::Halt;
 use crate::log::{LocalLog, Log};
-use crate::pipeline::{Core, Pipeline, Request};
+use crate::pipeline::{Backend, Core, Pipeline, Request};
+use crate::replicated::MvccMachine;
+
+/// A replicated store's raft member: what [`StoreBuilder::replicated`] takes.
+struct RaftSetup {
+    config: batchkv_raft::NodeConfig,
+    storage: batchkv_raft::RaftStorage,
+    transport: Arc<dyn batchkv_raft::Transport>,
+}
 
 /// How to open a [`Store`]. [`Store::open`] uses the defaults.
 pub struct StoreBuilder {
@@ -38,6 +46,7 @@ pub struct StoreBuilder {
     batch: BatchConfig,
     tuning: Tuning,
     log: Option<Box<dyn Log>>,
+    raft: Option<RaftSetup>,
     lease_check: Duration,
     auto_compaction: Option<AutoCompaction>,
     mvcc: Option<Box<dyn FnOnce(MvccConfig) -> MvccConfig>>,
@@ -67,6 +76,7 @@ impl StoreBuilder {
             batch: BatchConfig::default(),
             tuning: Tuning::default(),
             log: None,
+            raft: None,
             lease_check: Duration::from_millis(500),
             auto_compaction: None,
             mvcc: None,
@@ -133,6 +143,65 @@ impl StoreBuilder {
         self
     }
 
+    /// Makes the store one member of a raft cluster (instead of the single-node [`LocalLog`]):
+    /// `config` names this member and the initial voters (the same list on every member, as
+    /// etcd's `--initial-cluster`), `storage` holds raft's log and state, and `transport` sends
+    /// raft's messages to the other members; hand the messages they send to this member to
+    /// [`Store::raft_mailbox`].
+    ///
+    /// Every committed entry is applied by this member's node thread, in index order,
+    /// whoever proposed it; a write submitted here is proposed here (a follower forwards it to
+    /// the leader: `config.forward_proposals` is set) and answered when this member applies it.
+    /// Log compaction is off (`config.snapshot_entries` is set to 0): raft snapshots of the
+    /// MVCC do not exist yet, so the raft log keeps every entry.
+    ///
+    /// Where to keep `storage`: `RaftStorage::open_dir(Store::raft_dir(path))`, a RocksDB
+    /// database of its own in the data dir's `raft` subdirectory (the data dir must exist:
+    /// create it first). Its own database keeps the MVCC's column families and checkpoints
+    /// (`Store::checkpoint`, the Snapshot RPC) free of raft's log.
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv::{LocalNetwork, NodeConfig, RaftStorage, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let data = dir.path().join("data");
+    /// std::fs::create_dir_all(&data)?;
+    /// let net = LocalNetwork::new(1);
+    /// let store = Store::builder(&data)
+    ///     .replicated(
+    ///         NodeConfig::new(1, &[1]),
+    ///         RaftStorage::open_dir(Store::raft_dir(&data))?,
+    ///         net.transport(1),
+    ///     )
+    ///     .open()?;
+    /// net.register(1, store.raft_mailbox().expect("replicated"));
+    /// // A one-member cluster elects itself after an election timeout; until then writes
+    /// // answer `NoLeader`.
+    /// let put = loop {
+    ///     match store.put("k", "v") {
+    ///         Err(batchkv::StoreError::NoLeader) => std::thread::sleep(std::time::Duration::from_millis(50)),
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// assert_eq!(put.revision, 2);
+    /// assert!(store.raft_status().expect("replicated").is_leader);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replicated(
+        mut self,
+        config: batchkv_raft::NodeConfig,
+        storage: batchkv_raft::RaftStorage,
+        transport: Arc<dyn batchkv_raft::Transport>,
+    ) -> Self {
+        self.raft = Some(RaftSetup {
+            config,
+            storage,
+            transport,
+        });
+        self
+    }
+
     /// How often expired leases are looked for (and revoked through the pipeline).
     pub fn lease_check_interval(mut self, every: Duration) -> Self {
         self.lease_check = every;
@@ -182,12 +251,50 @@ impl StoreBuilder {
             )),
             _ => None,
         };
-        let log = self
-            .log
-            .unwrap_or_else(|| Box::new(LocalLog::starting_at(next_index)));
+        let backend = match self.raft {
+            None => Backend::Local(Mutex::new(
+                self.log
+                    .unwrap_or_else(|| Box::new(LocalLog::starting_at(next_index))),
+            )),
+            Some(raft) => {
+                if self.read_only || self.log.is_some() {
+                    return Err(StoreError::Config(
+                        "a replicated store is neither read-only nor on a log of its own".into(),
+                    ));
+                }
+                let apply_lock = Arc::new(Mutex::new(()));
+                let write_mode = mvcc
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .config()
+                    .write_mode;
+                let machine = MvccMachine {
+                    mvcc: Arc::clone(&mvcc),
+                    engine: Arc::clone(&engine),
+                    write_mode,
+                    apply_lock: Arc::clone(&apply_lock),
+                    halt: Arc::clone(&halt),
+                    wal: wal.clone(),
+                    metrics: metrics.clone(),
+                };
+                let mut config = raft.config;
+                config.snapshot_entries = 0;
+                config.forward_proposals = true;
+                let node = batchkv_raft::RaftNode::start(
+                    config,
+                    raft.storage,
+                    Box::new(machine),
+                    raft.transport,
+                )?;
+                Backend::Raft {
+                    node: RwLock::new(Some(node)),
+                    apply_lock,
+                }
+            }
+        };
         let core = Arc::new(Core::new(
             Arc::clone(&mvcc),
-            log,
+            backend,
             wal.clone(),
             metrics.clone(),
             Arc::clone(&halt),
@@ -288,6 +395,8 @@ impl Inner {
                 let _ = t.join();
             }
         }
+        // Replicated: the member leaves the cluster (its node thread applies nothing more).
+        self.core.stop_raft();
         if self.read_only {
             return Ok(());
         }
@@ -325,6 +434,8 @@ fn spawn_maintenance(
     std::thread::Builder::new()
         .name("batchkv-maintenance".into())
         .spawn(move || {
+            // The term this member leads in, as last seen (replicated only).
+            let mut led_term: Option<u64> = None;
             loop {
                 {
                     let (lock, cv) = &*stop;
@@ -341,6 +452,24 @@ fn spawn_maintenance(
                 };
                 let store = Store { inner };
                 let now = Instant::now();
+                // Replicated: only the leader expires leases and compacts (a proposal like any
+                // write, applied by every member). A new leader first gives every lease its
+                // whole TTL again (etcd's promote): keep-alives went to the old leader.
+                if let Some(status) = store.raft_status() {
+                    if !status.is_leader {
+                        led_term = None;
+                        continue;
+                    }
+                    if led_term != Some(status.term) {
+                        store
+                            .inner
+                            .mvcc
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .promote_leases(now);
+                        led_term = Some(status.term);
+                    }
+                }
                 let (expired, current) = {
                     let m = store.mvcc();
                     (m.expired_leases(now), m.current_revision())
@@ -357,7 +486,15 @@ fn spawn_maintenance(
                         ),
                         // Revoked by someone else meanwhile.
                         Err(StoreError::Op(OpError::LeaseNotFound { .. })) => {}
-                        Err(StoreError::Closed) => return,
+                        Err(StoreError::Closed | StoreError::Stopped) => return,
+                        // Leadership moved on: the new leader expires it.
+                        Err(
+                            StoreError::NoLeader
+                            | StoreError::NotLeader { .. }
+                            | StoreError::LeaderLost,
+                        ) => {
+                            tracing::debug!(lease = id, "lease revoke: leadership moved");
+                        }
                         Err(e) => store.maintenance_failed(MaintenanceTask::LeaseRevoke, &e),
                     }
                 }
@@ -368,7 +505,7 @@ fn spawn_maintenance(
                         Err(StoreError::Op(OpError::Compacted { .. })) => {
                             tracing::debug!(revision = rev, "auto-compaction: already compacted");
                         }
-                        Err(StoreError::Closed) => return,
+                        Err(StoreError::Closed | StoreError::Stopped) => return,
                         // The compactor asks for a later revision at its next interval.
                         Err(e) => store.maintenance_failed(MaintenanceTask::Compact, &e),
                     }
@@ -835,6 +972,83 @@ impl Store {
         resp
     }
 
+    /// etcd's linearizable range read: it sees every write acknowledged anywhere in the cluster
+    /// before the call. Replicated, the member first gets a read index from the leader (raft's
+    /// ReadIndex: a heartbeat round confirms the leader still leads) and waits until it has
+    /// applied up to it, then reads its own state ([`Store::range`]); a single-node store is
+    /// [`Store::range`] itself. etcd's Range without `serializable`.
+    ///
+    /// # Errors
+    /// As [`Store::range`]; replicated, [`StoreError::Timeout`] when no leader or quorum
+    /// answers within the request timeout, [`StoreError::Stopped`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let r = store.range_linearizable(&batchkv::Range::key("k"))?;
+    /// assert_eq!(r.kvs.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn range_linearizable(&self, r: &Range) -> Result<RangeResponse> {
+        self.read_barrier()?;
+        self.range(r)
+    }
+
+    /// Waits until this member's state includes every write acknowledged in the cluster before
+    /// the call (raft's ReadIndex; nothing to wait for on a single node): a local read
+    /// afterwards is linearizable. Returns the read index (single node: the applied index).
+    ///
+    /// # Errors
+    /// Replicated: [`StoreError::Timeout`] (no leader, no quorum), [`StoreError::Stopped`].
+    pub fn read_barrier(&self) -> Result<u64> {
+        match self.inner.core.with_raft(|node| Ok(node.read_index()?)) {
+            Some(r) => r,
+            None => Ok(self.mvcc().applied_index()),
+        }
+    }
+
+    /// Where [`StoreBuilder::replicated`] suggests keeping raft's storage for a store at
+    /// `path`: the `raft` subdirectory of the data dir.
+    pub fn raft_dir(path: impl AsRef<Path>) -> PathBuf {
+        path.as_ref().join("raft")
+    }
+
+    /// Whether the store is a raft member ([`StoreBuilder::replicated`]).
+    pub fn is_replicated(&self) -> bool {
+        self.inner.core.with_raft(|_| Ok(())).is_some()
+    }
+
+    /// Where the transport delivers the raft messages sent to this member (`None` for a
+    /// single-node store).
+    pub fn raft_mailbox(&self) -> Option<batchkv_raft::Mailbox> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.mailbox()))
+            .and_then(Result::ok)
+    }
+
+    /// This member's view of the cluster (`None` for a single-node store, or once closed):
+    /// its id, the leader, the term, the commit and applied indexes.
+    pub fn raft_status(&self) -> Option<batchkv_raft::NodeStatus> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.status()))
+            .and_then(Result::ok)
+    }
+
+    /// Replicated: the error for a request only the leader serves, if this member is not it.
+    fn leader_only(&self) -> Result<()> {
+        match self.raft_status() {
+            Some(s) if !s.is_leader => Err(match s.leader {
+                Some(leader) => StoreError::NotLeader { leader },
+                None => StoreError::NoLeader,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Deletes `key`.
     ///
     /// # Errors
@@ -981,7 +1195,8 @@ impl Store {
     /// Refreshes a lease's deadline; returns its TTL.
     ///
     /// # Errors
-    /// Lease not found.
+    /// Lease not found; replicated, on a member that is not the leader,
+    /// [`StoreError::NotLeader`] or [`StoreError::NoLeader`] (send keep-alives to the leader).
     ///
     /// # Examples
     /// ```
@@ -993,6 +1208,9 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lease_keep_alive(&self, id: i64) -> Result<i64> {
+        // Replicated, only the leader's deadlines decide expiry: a keep-alive elsewhere would
+        // be a false success.
+        self.leader_only()?;
         Ok(self
             .inner
             .mvcc

@@ -26,9 +26,22 @@ impl Kv for Etcd {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        // Serializable or not, one member reads its applied state: every acknowledged write.
-        let r = convert::range(request.into_inner())?;
-        let resp = store(blocking::run(&self.ctx.store, move |s| s.range(&r)).await?)?;
+        // Serializable: this member's applied state. Linearizable (the default): a replicated
+        // member first waits for a read index (raft's ReadIndex); a single node's applied state
+        // already holds every acknowledged write (`range_linearizable` is `range` there).
+        let req = request.into_inner();
+        let serializable = req.serializable;
+        let r = convert::range(req)?;
+        let resp = store(
+            blocking::run(&self.ctx.store, move |s| {
+                if serializable {
+                    s.range(&r)
+                } else {
+                    s.range_linearizable(&r)
+                }
+            })
+            .await?,
+        )?;
         let h = self.ctx.header(resp.revision);
         Ok(Response::new(convert::range_response(h, resp)))
     }

@@ -1,0 +1,114 @@
+//! The Store on a raft node: [`MvccMachine`], the one applier per member.
+//!
+//! Proposing and applying are split. A write's entry is encoded by the batcher's flush
+//! (`Core::commit`) and proposed through the member's `RaftNode`; the node's thread applies
+//! every committed entry, in index order and whoever proposed it, through
+//! [`MvccMachine::apply`]: `decode_entry` → `Mvcc::prepare` → `commit_prepared` → `finish`,
+//! the same path as the single-node `LocalLog`. The proposer gets the `Applied` its own
+//! member produced for its entry.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use batchkv_codec::decode_entry;
+use batchkv_engine::{Engine, WriteMode};
+use batchkv_metrics::Metrics;
+use batchkv_mvcc::{Applied, Mvcc, Prepared};
+use batchkv_raft::StateMachine;
+
+use crate::durability::WalSync;
+use crate::error::StoreError;
+use crate::halt::Halt;
+
+/// What applying an entry answers its proposer.
+pub(crate) type RaftOutput = Result<Applied, StoreError>;
+
+/// `batchkv_raft::StateMachine` over the store's MVCC: the node thread is the only writer of
+/// the state machine, in index order.
+pub(crate) struct MvccMachine {
+    pub(crate) mvcc: Arc<RwLock<Mvcc>>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) write_mode: WriteMode,
+    /// Held through each apply; local maintenance (pruning, the check) takes it to run with
+    /// no entry in flight.
+    pub(crate) apply_lock: Arc<Mutex<()>>,
+    pub(crate) halt: Arc<Halt>,
+    pub(crate) wal: Option<Arc<WalSync>>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
+}
+
+impl MvccMachine {
+    fn apply_entry(&self, index: u64, entry: &[u8]) -> RaftOutput {
+        let t0 = self.metrics.as_ref().map(|_| Instant::now());
+        let decoded = decode_entry(entry)
+            .map_err(|e| StoreError::Internal(format!("decoding committed entry {index}: {e}")))?;
+        let t1 = t0.map(|_| Instant::now());
+        // As `Core::commit`: prepare under the read lock, the commit (the fsync) under none, so
+        // reads go on and see the state before the entry, finish under the write lock.
+        let prepared = self
+            .mvcc
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .prepare(index, &decoded.ops)?;
+        let applied = match prepared {
+            Prepared::Skipped(applied) => applied,
+            Prepared::Ready(e) => {
+                let committed = Mvcc::commit_prepared(&self.engine, e, self.write_mode)?;
+                self.mvcc
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finish(committed)
+            }
+        };
+        if let (Some(m), Some(t0), Some(t1)) = (&self.metrics, t0, t1) {
+            let format = match decoded.format {
+                batchkv_codec::Format::Entry => "entry",
+                batchkv_codec::Format::Operation => "operation",
+                batchkv_codec::Format::Legacy => "legacy",
+            };
+            m.record_entry(entry.len(), std::time::Duration::ZERO, t1 - t0, format);
+            m.record_apply(decoded.ops.len(), t1.elapsed(), applied.events);
+        }
+        if let Some(w) = &self.wal {
+            w.written(entry.len());
+        }
+        Ok(applied)
+    }
+}
+
+impl StateMachine for MvccMachine {
+    type Output = RaftOutput;
+
+    fn apply(&mut self, index: u64, entry: &[u8]) -> RaftOutput {
+        // A committed entry cannot be skipped: after any failure to apply one, this member
+        // applies nothing more (its applied index stays before the entry, so a reopen replays
+        // it from raft's log) and takes no writes. Reads go on, of the state before it.
+        self.halt.check()?;
+        let _apply = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_entry(index, entry).inspect_err(|e| {
+            self.halt
+                .halt(format!("applying committed raft entry {index}: {e}"));
+        })
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.mvcc
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied_index()
+    }
+
+    fn snapshot(&mut self) -> Vec<u8> {
+        // The store runs raft with `snapshot_entries = 0` (no log compaction), so raft never
+        // asks; MVCC snapshots (a RocksDB checkpoint streamed in chunks) come later.
+        Vec::new()
+    }
+
+    fn restore(&mut self, index: u64, _data: &[u8]) {
+        // Never sent while no member compacts its log (see `snapshot`); refusing it is the
+        // only safe answer: applying nothing more, the member keeps its consistent state.
+        self.halt.halt(format!(
+            "a raft snapshot at index {index} arrived, and the store cannot restore snapshots yet"
+        ));
+    }
+}

@@ -1,0 +1,485 @@
+//! Replicated `Store`s: 3-member clusters over `LocalNetwork`, each member a real RocksDB store
+//! (and raft's own RocksDB) on temp dirs. Every member applies every committed entry in the
+//! same order through the same decode → MVCC path: equal HashKV, ranges and watch events;
+//! revisions contiguous across a leader change; a restarted member catches up from disk; a
+//! write on a cut-off old leader never succeeds; writes on followers are forwarded; leases
+//! expire only through the leader, which restarts their deadlines when it takes over.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use batchkv::{
+    Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig, Op, Put,
+    RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
+};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config(id: u64, peers: &[u64]) -> NodeConfig {
+    let mut c = NodeConfig::new(id, peers);
+    c.tick = Duration::from_millis(20);
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 2;
+    c.request_timeout = Duration::from_secs(3);
+    c
+}
+
+struct Cluster {
+    net: LocalNetwork,
+    ids: Vec<u64>,
+    dirs: BTreeMap<u64, tempfile::TempDir>,
+    stores: BTreeMap<u64, Store>,
+}
+
+impl Cluster {
+    fn new(seed: u64) -> Cluster {
+        let ids = vec![1, 2, 3];
+        let mut c = Cluster {
+            net: LocalNetwork::new(seed),
+            ids: ids.clone(),
+            dirs: BTreeMap::new(),
+            stores: BTreeMap::new(),
+        };
+        for id in ids {
+            c.dirs.insert(id, batchkv_testkit::temp_dir());
+            c.start(id);
+        }
+        c
+    }
+
+    fn data(&self, id: u64) -> PathBuf {
+        self.dirs[&id].path().join("data")
+    }
+
+    /// Opens member `id` from its disk (again, after `stop`).
+    fn start(&mut self, id: u64) {
+        let data = self.data(id);
+        std::fs::create_dir_all(&data).expect("create the data dir");
+        let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("open raft storage");
+        let store = Store::builder(&data)
+            .lease_check_interval(Duration::from_millis(50))
+            .replicated(config(id, &self.ids), storage, self.net.transport(id))
+            .open()
+            .expect("open a replicated store");
+        self.net
+            .register(id, store.raft_mailbox().expect("a replicated store"));
+        self.stores.insert(id, store);
+    }
+
+    /// Closes member `id` (its disk stays).
+    fn stop(&mut self, id: u64) {
+        self.net.unregister(id);
+        let store = self.stores.remove(&id).expect("running");
+        store.close().expect("close");
+    }
+
+    fn store(&self, id: u64) -> &Store {
+        &self.stores[&id]
+    }
+
+    /// Waits until one member of `among` leads and all of `among` follow it in its term.
+    fn wait_leader(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let st: Vec<_> = among
+                .iter()
+                .map(|id| self.store(*id).raft_status().expect("replicated"))
+                .collect();
+            let leaders: Vec<_> = st.iter().filter(|s| s.is_leader).collect();
+            if let [l] = leaders.as_slice()
+                && st
+                    .iter()
+                    .all(|s| s.leader == Some(l.id) && s.term == l.term)
+            {
+                return l.id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?}: {st:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every member of `among` applied everything committed before the call (a
+    /// read index from their leader covers every acknowledged write; a member's published
+    /// status may lag the answers it already gave).
+    fn wait_caught_up(&self, among: &[u64]) {
+        let deadline = Instant::now() + PATIENCE;
+        let commit = loop {
+            let leader = self.wait_leader(among);
+            match self.store(leader).read_barrier() {
+                Ok(index) => break index,
+                Err(e) => assert!(Instant::now() < deadline, "no read index: {e}"),
+            }
+        };
+        while !among
+            .iter()
+            .all(|id| self.store(*id).raft_status().expect("replicated").applied >= commit)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{among:?} did not apply {commit}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs a write at member `id`, retrying only what was certainly not proposed (no leader
+    /// known yet).
+    fn write<T>(&self, id: u64, f: impl Fn(&Store) -> batchkv::Result<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match f(self.store(id)) {
+                Ok(v) => return v,
+                Err(StoreError::NoLeader | StoreError::NotLeader { .. })
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("write at member {id}: {e}"),
+            }
+        }
+    }
+
+    /// Every member of `among` holds the same history: HashKV, revision, every key.
+    fn assert_same_state(&self, among: &[u64]) {
+        let all = Range::prefix("");
+        let first = self.store(among[0]);
+        let hash = first.hash_kv(0).expect("hash");
+        let kvs = first.range(&all).expect("range").kvs;
+        for id in &among[1..] {
+            let s = self.store(*id);
+            assert_eq!(s.hash_kv(0).expect("hash"), hash, "member {id}'s HashKV");
+            assert_eq!(s.range(&all).expect("range").kvs, kvs, "member {id}'s keys");
+        }
+    }
+}
+
+type Event = (i64, EventKind, Bytes, Bytes);
+
+/// What a watcher receives until it has seen revision `upto`.
+fn events_until(w: &mut Watcher, upto: i64) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while out.last().is_none_or(|e| e.0 < upto) {
+        assert!(
+            Instant::now() < deadline,
+            "watch stopped at {:?}",
+            out.last()
+        );
+        if let Some(resp) = w.recv_timeout(Duration::from_millis(200)).expect("watch") {
+            out.extend(
+                resp.events
+                    .into_iter()
+                    .map(|e| (e.kv.mod_revision, e.kind, e.kv.key, e.kv.value)),
+            );
+        }
+    }
+    out
+}
+
+fn watch_all() -> WatchRequest {
+    WatchRequest::range("\0", "\0")
+}
+
+fn retryable(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NoLeader
+            | StoreError::NotLeader { .. }
+            | StoreError::LeaderLost
+            | StoreError::Timeout
+    )
+}
+
+#[test]
+fn writes_through_the_leader_are_applied_by_every_member_in_the_same_order() {
+    let c = Cluster::new(1);
+    let leader = c.wait_leader(&c.ids);
+    let follower = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    // A live watch on a follower, opened before any write.
+    let mut live = c.store(follower).watch(watch_all());
+
+    let mut rev = 1;
+    for i in 0..30 {
+        let r = c.write(leader, |s| s.put(format!("k/{i:02}"), format!("v{i}")));
+        assert_eq!(r.revision, rev + 1, "one revision per put");
+        rev = r.revision;
+    }
+    let swap = Txn {
+        compares: vec![Compare::new(
+            "k/00",
+            CompareOp::Equal,
+            CompareTarget::Value("v0".into()),
+        )],
+        success: vec![
+            Op::Put(Put::new("k/00", "swapped")),
+            Op::Put(Put::new("k/99", "new")),
+        ],
+        failure: vec![],
+    };
+    let t = c.write(leader, |s| s.txn(swap.clone()));
+    assert!(t.succeeded);
+    assert_eq!(t.revision, rev + 1);
+    let d = c.write(leader, |s| s.delete("k/01"));
+    assert_eq!((d.deleted, d.revision), (1, rev + 2));
+    rev = d.revision;
+    // The async path and group commit: many writes queued at once, fewer entries.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let many: Vec<_> = (0..50)
+        .map(|i| c.store(leader).put_async(format!("a/{i:02}"), "x"))
+        .collect();
+    for f in many {
+        let r = rt.block_on(f).expect("async put");
+        rev = rev.max(r.revision);
+    }
+    assert_eq!(rev, 1 + 30 + 1 + 1 + 50);
+
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        assert_eq!(c.store(*id).current_revision(), rev, "member {id}");
+        let got = c.store(*id).get("k/00").expect("get").map(|kv| kv.value);
+        assert_eq!(got.as_deref(), Some(&b"swapped"[..]));
+    }
+    // The same events in the same order on every member, from history and live.
+    let history: Vec<Vec<Event>> = c
+        .ids
+        .iter()
+        .map(|id| events_until(&mut c.store(*id).watch(watch_all().from_revision(1)), rev))
+        .collect();
+    assert!(history.iter().all(|h| *h == history[0]));
+    assert_eq!(events_until(&mut live, rev), history[0]);
+    let revs: Vec<i64> = history[0].iter().map(|e| e.0).collect();
+    assert!(revs.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+    assert_eq!((revs.first(), revs.last()), (Some(&2), Some(&rev)));
+}
+
+#[test]
+fn writes_on_followers_are_forwarded_and_reads_can_be_linearizable() {
+    let c = Cluster::new(2);
+    let leader = c.wait_leader(&c.ids);
+    let followers: Vec<u64> = c.ids.iter().copied().filter(|&id| id != leader).collect();
+    for (n, &f) in followers.iter().enumerate() {
+        let key = format!("from/{f}");
+        let r = c.write(f, |s| s.put(key.clone(), "v"));
+        // A linearizable read anywhere else sees it at once: no waiting for replication.
+        let other = followers[(n + 1) % followers.len()];
+        for at in [other, leader] {
+            let got = c
+                .store(at)
+                .range_linearizable(&Range::key(key.clone()))
+                .expect("linearizable range");
+            assert_eq!(got.kvs.len(), 1, "member {at} reads {key}");
+            assert!(got.revision >= r.revision);
+        }
+        // A txn and a lease through a follower answer with the member's own results.
+        let lease = c.write(f, |s| s.lease_grant(0, 60));
+        assert!(lease.id > 0);
+        let t = c.write(f, |s| {
+            s.txn(Txn {
+                compares: vec![Compare::new(
+                    key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Version(1),
+                )],
+                success: vec![Op::Put(Put {
+                    lease: lease.id,
+                    ..Put::new(key.clone(), "leased")
+                })],
+                failure: vec![],
+            })
+        });
+        assert!(t.succeeded);
+    }
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    assert_eq!(c.store(leader).leases().len(), 2);
+    // Keep-alives go to the leader: a follower refuses rather than pretend.
+    let id = c.store(leader).leases()[0];
+    assert!(c.store(leader).lease_keep_alive(id).is_ok());
+    match c.store(followers[0]).lease_keep_alive(id) {
+        Err(StoreError::NotLeader { leader: l }) => assert_eq!(l, leader),
+        other => panic!("a keep-alive on a follower: {other:?}"),
+    }
+}
+
+#[test]
+fn revisions_stay_contiguous_across_a_leader_change_and_a_cut_off_leader_never_succeeds() {
+    let mut c = Cluster::new(3);
+    let all = c.ids.clone();
+    let old = c.wait_leader(&all);
+    for i in 0..20 {
+        c.write(old, |s| s.put(format!("before/{i:02}"), "v"));
+    }
+    let majority: Vec<u64> = all.iter().copied().filter(|&id| id != old).collect();
+
+    // The leader alone: its write cannot commit, and it says so: ambiguous (it lost its
+    // leadership with the entry in flight), no leader, or timed out. Never a success.
+    c.net.partition(&[&[old], &majority]);
+    match c.store(old).put("from/old-leader", "lost") {
+        Err(e) if retryable(&e) => {}
+        other => panic!("a write on a cut-off leader: {other:?}"),
+    }
+    // Nor a linearizable read.
+    assert!(matches!(
+        c.store(old).range_linearizable(&Range::key("before/00")),
+        Err(StoreError::Timeout | StoreError::NoLeader)
+    ));
+    // Once it stepped down, it knows no leader and refuses at once.
+    let deadline = Instant::now() + PATIENCE;
+    while c.store(old).raft_status().expect("replicated").is_leader {
+        assert!(
+            Instant::now() < deadline,
+            "the old leader never stepped down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(
+        c.store(old).put("from/old-leader", "lost"),
+        Err(StoreError::NoLeader)
+    ));
+
+    // The majority elects a new leader and goes on; writes on either of its members.
+    let new = c.wait_leader(&majority);
+    assert_ne!(new, old);
+    for i in 0..20 {
+        let at = majority[i % 2];
+        c.write(at, |s| s.put(format!("after/{i:02}"), "v"));
+    }
+
+    // Heal: the old leader follows, drops its uncommitted entry and catches up.
+    c.net.heal();
+    c.wait_caught_up(&all);
+    c.assert_same_state(&all);
+    let rev = c.store(new).current_revision();
+    assert_eq!(
+        rev,
+        1 + 40,
+        "one revision per acknowledged put, no gap, nothing else"
+    );
+    for id in &all {
+        assert!(c.store(*id).get("from/old-leader").expect("get").is_none());
+        let revs: Vec<i64> =
+            events_until(&mut c.store(*id).watch(watch_all().from_revision(1)), rev)
+                .iter()
+                .map(|e| e.0)
+                .collect();
+        assert_eq!(
+            revs,
+            (2..=rev).collect::<Vec<_>>(),
+            "member {id}'s revisions"
+        );
+    }
+
+    // The old leader takes writes again (forwarded to the new leader).
+    c.write(old, |s| s.put("from/old-member", "v"));
+    c.wait_caught_up(&all);
+    c.assert_same_state(&all);
+
+    // A member restarted from disk catches up with what it missed.
+    let down = *all
+        .iter()
+        .find(|&&id| id != c.wait_leader(&all))
+        .expect("a follower");
+    c.stop(down);
+    let up: Vec<u64> = all.iter().copied().filter(|&id| id != down).collect();
+    for i in 0..20 {
+        c.write(up[i % 2], |s| s.put(format!("while-down/{i:02}"), "v"));
+    }
+    c.start(down);
+    c.wait_caught_up(&all);
+    c.assert_same_state(&all);
+    assert_eq!(c.store(down).current_revision(), 1 + 40 + 1 + 20);
+    c.store(down)
+        .check()
+        .expect("the restarted member's state checks");
+}
+
+#[test]
+fn a_lease_expires_once_through_the_leader() {
+    let c = Cluster::new(4);
+    let leader = c.wait_leader(&c.ids);
+    let lease = c.write(leader, |s| s.lease_grant(0, 2));
+    let put = c.write(leader, |s| {
+        s.put_with(Put {
+            lease: lease.id,
+            ..Put::new("session", "alive")
+        })
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while c.ids.iter().any(|id| !c.store(*id).leases().is_empty()) {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        let s = c.store(*id);
+        assert!(s.get("session").expect("get").is_none());
+        // One revoke: the key's delete is the one revision after the put.
+        assert_eq!(s.current_revision(), put.revision + 1, "member {id}");
+        assert_eq!(s.stats().expect("stats").maintenance_errors, 0);
+    }
+}
+
+#[test]
+fn a_new_leader_gives_every_lease_its_whole_ttl_again() {
+    let mut c = Cluster::new(5);
+    let all = c.ids.clone();
+    let old = c.wait_leader(&all);
+    let ttl = 4;
+    let lease = c.write(old, |s| s.lease_grant(0, ttl));
+    let put = c.write(old, |s| {
+        s.put_with(Put {
+            lease: lease.id,
+            ..Put::new("session", "alive")
+        })
+    });
+    c.wait_caught_up(&all);
+    // Most of the TTL passes under the old leader, then it is cut off.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let cut = Instant::now();
+    let majority: Vec<u64> = all.iter().copied().filter(|&id| id != old).collect();
+    c.net.partition(&[&[old], &majority]);
+    let new = c.wait_leader(&majority);
+    assert_ne!(new, old);
+    // The new leader was elected after `cut`, so the lease lives until `cut + ttl` at least,
+    // though its first deadline (about `cut + 2.5 s`) has passed. Asserted only while the clock,
+    // read after the lease, is still before that bound.
+    let bound = cut + Duration::from_secs(ttl as u64);
+    while Instant::now() < bound {
+        let alive = majority
+            .iter()
+            .all(|id| c.store(*id).lease_time_to_live(lease.id, false).ttl >= 0);
+        if Instant::now() < bound {
+            assert!(
+                alive,
+                "the lease expired before a whole TTL under the new leader"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Then it expires, once, through the new leader.
+    let deadline = Instant::now() + PATIENCE;
+    while !c.store(new).leases().is_empty() {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.net.heal();
+    c.wait_caught_up(&all);
+    c.assert_same_state(&all);
+    for id in &all {
+        assert!(c.store(*id).leases().is_empty(), "member {id}");
+        assert_eq!(
+            c.store(*id).current_revision(),
+            put.revision + 1,
+            "member {id}"
+        );
+    }
+    c.stop(old);
+}
