@@ -238,6 +238,12 @@ fn writes_through_the_leader_are_applied_by_every_member_in_the_same_order() {
         rev = rev.max(r.revision);
     }
     assert_eq!(rev, 1 + 30 + 1 + 1 + 50);
+    // A bulk load through a follower: one raft entry per chunk, forwarded to the leader.
+    let puts = (0..1_000).map(|i| (Bytes::from(format!("b/{i:04}")), Bytes::from("v")));
+    let loaded = c.store(follower).bulk_load(puts, 100).expect("bulk load");
+    assert_eq!((loaded.committed, loaded.entries), (1_000, 10));
+    assert_eq!(loaded.revision, rev + 1_000);
+    rev = loaded.revision;
 
     c.wait_caught_up(&c.ids);
     c.assert_same_state(&c.ids);
