@@ -489,3 +489,53 @@ fn a_new_leader_gives_every_lease_its_whole_ttl_again() {
     }
     c.stop(old);
 }
+
+#[test]
+fn a_write_forwarded_into_a_partition_never_succeeds() {
+    let c = Cluster::new(6);
+    let leader = c.wait_leader(&c.ids);
+    let lonely = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    let rest: Vec<u64> = c.ids.iter().copied().filter(|&id| id != lonely).collect();
+    c.net.partition(&[&[lonely], &rest]);
+    // Forwarded to a leader it cannot reach (timed out), or refused once it knows no leader.
+    match c.store(lonely).put("lost", "v") {
+        Err(StoreError::Timeout | StoreError::NoLeader | StoreError::LeaderLost) => {}
+        other => panic!("a write on a cut-off follower: {other:?}"),
+    }
+    c.write(leader, |s| s.put("kept", "v"));
+    c.net.heal();
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        assert!(
+            c.store(*id).get("lost").expect("get").is_none(),
+            "member {id}"
+        );
+        assert!(
+            c.store(*id).get("kept").expect("get").is_some(),
+            "member {id}"
+        );
+    }
+}
+
+#[test]
+fn a_store_with_history_cannot_join_a_new_cluster() {
+    let dir = batchkv_testkit::temp_dir();
+    let data = dir.path().join("data");
+    let single = Store::open(&data).expect("open");
+    single.put("k", "v").expect("put");
+    single.close().expect("close");
+    drop(single);
+    let net = LocalNetwork::new(7);
+    let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("raft storage");
+    let refused = Store::builder(&data)
+        .replicated(config(1, &[1, 2, 3]), storage, net.transport(1))
+        .open();
+    match refused {
+        Err(StoreError::Config(msg)) => assert!(msg.contains("cannot join"), "{msg}"),
+        other => panic!("a store with history joined a new cluster: {other:?}"),
+    }
+    // Untouched: it still opens as the single-node store it was.
+    let again = Store::open(&data).expect("reopen");
+    assert_eq!(again.current_revision(), 2);
+}
