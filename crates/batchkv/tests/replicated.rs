@@ -539,3 +539,57 @@ fn a_store_with_history_cannot_join_a_new_cluster() {
     let again = Store::open(&data).expect("reopen");
     assert_eq!(again.current_revision(), 2);
 }
+
+#[test]
+fn concurrent_writers_on_every_member_under_message_loss_agree() {
+    let c = Cluster::new(8);
+    c.wait_leader(&c.ids);
+    c.net.set_loss(5);
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for &id in &c.ids {
+            for t in 0..2 {
+                let store = c.store(id).clone();
+                let acked = &acked;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let key = format!("w/{id}/{t}/{i:02}");
+                        match store.put(key.clone(), "v") {
+                            Ok(r) => acked
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((key, r.revision)),
+                            // In doubt or refused: no claim either way.
+                            Err(e) if retryable(&e) => {}
+                            Err(e) => panic!("put at member {id}: {e}"),
+                        }
+                    }
+                });
+            }
+        }
+    });
+    c.net.set_loss(0);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert!(!acked.is_empty(), "no write got through");
+    let rev = c.store(c.ids[0]).current_revision();
+    for id in &c.ids {
+        let s = c.store(*id);
+        // Every acknowledged put is there, at the revision it was answered with.
+        for (key, r) in &acked {
+            let kv = s.get(key).expect("get").expect("an acknowledged put");
+            assert_eq!(kv.mod_revision, *r, "member {id}, {key}");
+        }
+        // One revision per applied put, none skipped.
+        let revs: Vec<i64> = events_until(&mut s.watch(watch_all().from_revision(1)), rev)
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            revs,
+            (2..=rev).collect::<Vec<_>>(),
+            "member {id}'s revisions"
+        );
+    }
+}
