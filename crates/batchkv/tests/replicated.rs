@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use batchkv::{
-    Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig, Op, Put,
-    RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
+    AutoCompaction, Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig,
+    Op, Put, RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -30,16 +30,22 @@ struct Cluster {
     ids: Vec<u64>,
     dirs: BTreeMap<u64, tempfile::TempDir>,
     stores: BTreeMap<u64, Store>,
+    auto_compaction: Option<AutoCompaction>,
 }
 
 impl Cluster {
     fn new(seed: u64) -> Cluster {
+        Cluster::with(seed, None)
+    }
+
+    fn with(seed: u64, auto_compaction: Option<AutoCompaction>) -> Cluster {
         let ids = vec![1, 2, 3];
         let mut c = Cluster {
             net: LocalNetwork::new(seed),
             ids: ids.clone(),
             dirs: BTreeMap::new(),
             stores: BTreeMap::new(),
+            auto_compaction,
         };
         for id in ids {
             c.dirs.insert(id, batchkv_testkit::temp_dir());
@@ -57,11 +63,13 @@ impl Cluster {
         let data = self.data(id);
         std::fs::create_dir_all(&data).expect("create the data dir");
         let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("open raft storage");
-        let store = Store::builder(&data)
+        let mut builder = Store::builder(&data)
             .lease_check_interval(Duration::from_millis(50))
-            .replicated(config(id, &self.ids), storage, self.net.transport(id))
-            .open()
-            .expect("open a replicated store");
+            .replicated(config(id, &self.ids), storage, self.net.transport(id));
+        if let Some(mode) = self.auto_compaction {
+            builder = builder.auto_compaction(mode);
+        }
+        let store = builder.open().expect("open a replicated store");
         self.net
             .register(id, store.raft_mailbox().expect("a replicated store"));
         self.stores.insert(id, store);
@@ -591,5 +599,31 @@ fn concurrent_writers_on_every_member_under_message_loss_agree() {
             (2..=rev).collect::<Vec<_>>(),
             "member {id}'s revisions"
         );
+    }
+}
+
+#[test]
+fn auto_compaction_is_proposed_by_the_leader_and_applied_everywhere() {
+    let c = Cluster::with(9, Some(AutoCompaction::Periodic(Duration::from_secs(1))));
+    let leader = c.wait_leader(&c.ids);
+    let mut last = 1;
+    for i in 0..10 {
+        last = c
+            .write(leader, |s| s.put(format!("k/{i}"), format!("v{i}")))
+            .revision;
+    }
+    // Compacted once the revision of a second ago is older than the retention: at the latest
+    // revision, with no more writes.
+    let deadline = Instant::now() + PATIENCE;
+    while c.store(leader).stats().expect("stats").compacted != Some(last) {
+        assert!(Instant::now() < deadline, "never auto-compacted to {last}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        let st = c.store(*id).stats().expect("stats");
+        assert_eq!(st.compacted, Some(last), "member {id}");
+        assert_eq!(st.maintenance_errors, 0, "member {id}");
     }
 }
