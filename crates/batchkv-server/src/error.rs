@@ -102,6 +102,23 @@ mod tests {
         );
         let s = status(&StoreError::Closed);
         assert_eq!((s.code(), s.message()), (Code::Unavailable, STOPPED));
+        // A replicated store's raft outcomes: etcd's texts, all Unavailable.
+        for (e, text) in [
+            (StoreError::NoLeader, "etcdserver: no leader"),
+            (
+                StoreError::NotLeader { leader: 2 },
+                "etcdserver: not leader",
+            ),
+            (
+                StoreError::LeaderLost,
+                "etcdserver: request timed out, possibly due to previous leader failure",
+            ),
+            (StoreError::Timeout, "etcdserver: request timed out"),
+            (StoreError::Stopped, STOPPED),
+        ] {
+            let s = status(&e);
+            assert_eq!((s.code(), s.message()), (Code::Unavailable, text), "{e:?}");
+        }
         assert_eq!(unserved("Auth/UserAdd").code(), Code::Unimplemented);
         assert!(unserved("Auth/UserAdd").message().contains("Auth/UserAdd"));
     }

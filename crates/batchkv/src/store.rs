@@ -262,6 +262,19 @@ impl StoreBuilder {
                         "a replicated store is neither read-only nor on a log of its own".into(),
                     ));
                 }
+                // Raft persists an entry before any member applies it, so the state machine is
+                // never past raft's log: a store that is (its history written by a single-node
+                // store, or raft's storage from another store) would skip the cluster's entries.
+                let raft_last = batchkv_raft::raft::Storage::last_index(&raft.storage)
+                    .map_err(|e| StoreError::Internal(format!("raft storage: {e}")))?;
+                if next_index - 1 > raft_last {
+                    return Err(StoreError::Config(format!(
+                        "the store has applied index {} but its raft log ends at {raft_last}: it \
+                         cannot join this cluster with that history (open it with the raft \
+                         storage it was replicated with)",
+                        next_index - 1
+                    )));
+                }
                 let apply_lock = Arc::new(Mutex::new(()));
                 let write_mode = mvcc
                     .read()

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use batchkv::{
-    Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig, Op, Put,
-    RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
+    AutoCompaction, Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig,
+    Op, Put, RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -30,16 +30,22 @@ struct Cluster {
     ids: Vec<u64>,
     dirs: BTreeMap<u64, tempfile::TempDir>,
     stores: BTreeMap<u64, Store>,
+    auto_compaction: Option<AutoCompaction>,
 }
 
 impl Cluster {
     fn new(seed: u64) -> Cluster {
+        Cluster::with(seed, None)
+    }
+
+    fn with(seed: u64, auto_compaction: Option<AutoCompaction>) -> Cluster {
         let ids = vec![1, 2, 3];
         let mut c = Cluster {
             net: LocalNetwork::new(seed),
             ids: ids.clone(),
             dirs: BTreeMap::new(),
             stores: BTreeMap::new(),
+            auto_compaction,
         };
         for id in ids {
             c.dirs.insert(id, batchkv_testkit::temp_dir());
@@ -57,11 +63,13 @@ impl Cluster {
         let data = self.data(id);
         std::fs::create_dir_all(&data).expect("create the data dir");
         let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("open raft storage");
-        let store = Store::builder(&data)
+        let mut builder = Store::builder(&data)
             .lease_check_interval(Duration::from_millis(50))
-            .replicated(config(id, &self.ids), storage, self.net.transport(id))
-            .open()
-            .expect("open a replicated store");
+            .replicated(config(id, &self.ids), storage, self.net.transport(id));
+        if let Some(mode) = self.auto_compaction {
+            builder = builder.auto_compaction(mode);
+        }
+        let store = builder.open().expect("open a replicated store");
         self.net
             .register(id, store.raft_mailbox().expect("a replicated store"));
         self.stores.insert(id, store);
@@ -238,6 +246,12 @@ fn writes_through_the_leader_are_applied_by_every_member_in_the_same_order() {
         rev = rev.max(r.revision);
     }
     assert_eq!(rev, 1 + 30 + 1 + 1 + 50);
+    // A bulk load through a follower: one raft entry per chunk, forwarded to the leader.
+    let puts = (0..1_000).map(|i| (Bytes::from(format!("b/{i:04}")), Bytes::from("v")));
+    let loaded = c.store(follower).bulk_load(puts, 100).expect("bulk load");
+    assert_eq!((loaded.committed, loaded.entries), (1_000, 10));
+    assert_eq!(loaded.revision, rev + 1_000);
+    rev = loaded.revision;
 
     c.wait_caught_up(&c.ids);
     c.assert_same_state(&c.ids);
@@ -482,4 +496,160 @@ fn a_new_leader_gives_every_lease_its_whole_ttl_again() {
         );
     }
     c.stop(old);
+}
+
+#[test]
+fn a_write_forwarded_into_a_partition_never_succeeds() {
+    let c = Cluster::new(6);
+    let leader = c.wait_leader(&c.ids);
+    let lonely = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    let rest: Vec<u64> = c.ids.iter().copied().filter(|&id| id != lonely).collect();
+    c.net.partition(&[&[lonely], &rest]);
+    // Forwarded to a leader it cannot reach (timed out), or refused once it knows no leader.
+    match c.store(lonely).put("lost", "v") {
+        Err(StoreError::Timeout | StoreError::NoLeader | StoreError::LeaderLost) => {}
+        other => panic!("a write on a cut-off follower: {other:?}"),
+    }
+    c.write(leader, |s| s.put("kept", "v"));
+    c.net.heal();
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        assert!(
+            c.store(*id).get("lost").expect("get").is_none(),
+            "member {id}"
+        );
+        assert!(
+            c.store(*id).get("kept").expect("get").is_some(),
+            "member {id}"
+        );
+    }
+}
+
+#[test]
+fn a_store_with_history_cannot_join_a_new_cluster() {
+    let dir = batchkv_testkit::temp_dir();
+    let data = dir.path().join("data");
+    let single = Store::open(&data).expect("open");
+    single.put("k", "v").expect("put");
+    single.close().expect("close");
+    drop(single);
+    let net = LocalNetwork::new(7);
+    let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("raft storage");
+    let refused = Store::builder(&data)
+        .replicated(config(1, &[1, 2, 3]), storage, net.transport(1))
+        .open();
+    match refused {
+        Err(StoreError::Config(msg)) => assert!(msg.contains("cannot join"), "{msg}"),
+        other => panic!("a store with history joined a new cluster: {other:?}"),
+    }
+    // Untouched: it still opens as the single-node store it was.
+    let again = Store::open(&data).expect("reopen");
+    assert_eq!(again.current_revision(), 2);
+}
+
+#[test]
+fn concurrent_writers_on_every_member_under_message_loss_agree() {
+    let c = Cluster::new(8);
+    c.wait_leader(&c.ids);
+    c.net.set_loss(5);
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for &id in &c.ids {
+            for t in 0..2 {
+                let store = c.store(id).clone();
+                let acked = &acked;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let key = format!("w/{id}/{t}/{i:02}");
+                        match store.put(key.clone(), "v") {
+                            Ok(r) => acked
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((key, r.revision)),
+                            // In doubt or refused: no claim either way.
+                            Err(e) if retryable(&e) => {}
+                            Err(e) => panic!("put at member {id}: {e}"),
+                        }
+                    }
+                });
+            }
+        }
+    });
+    c.net.set_loss(0);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert!(!acked.is_empty(), "no write got through");
+    let rev = c.store(c.ids[0]).current_revision();
+    for id in &c.ids {
+        let s = c.store(*id);
+        // Every acknowledged put is there, at the revision it was answered with.
+        for (key, r) in &acked {
+            let kv = s.get(key).expect("get").expect("an acknowledged put");
+            assert_eq!(kv.mod_revision, *r, "member {id}, {key}");
+        }
+        // One revision per applied put, none skipped.
+        let revs: Vec<i64> = events_until(&mut s.watch(watch_all().from_revision(1)), rev)
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            revs,
+            (2..=rev).collect::<Vec<_>>(),
+            "member {id}'s revisions"
+        );
+    }
+}
+
+#[test]
+fn auto_compaction_is_proposed_by_the_leader_and_applied_everywhere() {
+    let c = Cluster::with(9, Some(AutoCompaction::Periodic(Duration::from_secs(1))));
+    let leader = c.wait_leader(&c.ids);
+    let mut last = 1;
+    for i in 0..10 {
+        last = c
+            .write(leader, |s| s.put(format!("k/{i}"), format!("v{i}")))
+            .revision;
+    }
+    // Compacted once the revision of a second ago is older than the retention: at the latest
+    // revision, with no more writes.
+    let deadline = Instant::now() + PATIENCE;
+    while c.store(leader).stats().expect("stats").compacted != Some(last) {
+        assert!(Instant::now() < deadline, "never auto-compacted to {last}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        let st = c.store(*id).stats().expect("stats");
+        assert_eq!(st.compacted, Some(last), "member {id}");
+        assert_eq!(st.maintenance_errors, 0, "member {id}");
+    }
+}
+
+#[test]
+fn the_whole_cluster_restarts_from_disk_and_goes_on() {
+    let mut c = Cluster::new(10);
+    let leader = c.wait_leader(&c.ids);
+    for i in 0..10 {
+        c.write(leader, |s| s.put(format!("k/{i}"), "v"));
+    }
+    c.wait_caught_up(&c.ids);
+    let hash = c.store(leader).hash_kv(0).expect("hash");
+    for id in c.ids.clone() {
+        c.stop(id);
+    }
+    for id in c.ids.clone() {
+        c.start(id);
+    }
+    // Nothing applied twice, nothing lost: the same history on every member.
+    for id in &c.ids {
+        assert_eq!(c.store(*id).hash_kv(0).expect("hash"), hash, "member {id}");
+    }
+    let leader = c.wait_leader(&c.ids);
+    let r = c.write(leader, |s| s.put("after", "restart"));
+    assert_eq!(r.revision, 12);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
 }
