@@ -85,6 +85,25 @@ pub struct ServeArgs {
     /// hours), for revision a number of revisions; 0 turns auto-compaction off
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    /// Initial cluster configuration for bootstrapping (name=peer-url,...); without it the
+    /// store is a single node with no raft
+    #[arg(long, value_name = "NAME=URL,...")]
+    initial_cluster: Option<String>,
+    /// Initial cluster state: new (every member of --initial-cluster starts empty) or
+    /// existing (restart a member from its data dir)
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Initial cluster token, so clusters bootstrapped with the same members differ (their
+    /// member and cluster ids)
+    #[arg(long, default_value = batchkv_server::membership::DEFAULT_CLUSTER_TOKEN)]
+    initial_cluster_token: String,
+    /// This member's peer URLs to advertise to the rest of the cluster (as in
+    /// --initial-cluster)
+    #[arg(long, value_name = "URLS", default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// URL to listen on for peer traffic (raft messages; http)
+    #[arg(long, value_name = "URLS", default_value = "http://localhost:2380")]
+    listen_peer_urls: String,
 }
 
 /// Runs `batchkv serve ARGS` (the arguments after `serve`); returns the exit code.
@@ -137,11 +156,25 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let keepalive_interval = keepalive(&args.grpc_keepalive_interval, "--grpc-keepalive-interval")?;
     let keepalive_timeout = keepalive(&args.grpc_keepalive_timeout, "--grpc-keepalive-timeout")?;
     let max_request = args.max_request_bytes;
+    let cluster = cluster_config(&args)?;
+    // A few workers: the store's own threads do the work (group commit, RocksDB); the
+    // runtime only moves requests and answers (and, replicated, the peer traffic).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(256)
+        .thread_name("batchkv-server")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let mut builder = Store::builder(&args.data_dir)
         .metrics(!metrics.is_empty())
         .mvcc(move |c| c.max_request_bytes(max_request));
     if let Some(mode) = compaction {
         builder = builder.auto_compaction(mode);
+    }
+    if let Some(c) = &cluster {
+        builder = replicated(builder, &args.data_dir, &c.members, runtime.handle())?;
     }
     let store = builder
         .open()
@@ -156,7 +189,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let config = ServerConfig {
         listen,
-        name: args.name,
+        name: args.name.clone(),
         advertise_client_urls: args
             .advertise_client_urls
             .map(|u| u.split(',').map(str::to_owned).collect())
@@ -177,24 +210,31 @@ fn run(args: ServeArgs) -> Result<(), String> {
             .ok()
             .and_then(|d| d.parent().map(PathBuf::from)),
         tls,
+        cluster: cluster.as_ref().map(|c| c.members.clone()),
         ..ServerConfig::default()
     };
-    // A few workers: the store's own threads do the work (group commit, RocksDB); the
-    // runtime only moves requests and answers.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .max_blocking_threads(256)
-        .thread_name("batchkv-server")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
+    // The peer service outlives the client one: the writes drained at close still need the
+    // other members' acknowledgements.
+    let (peer_stop, peer_stopping) = tokio::sync::watch::channel(false);
     let served = runtime.block_on(async {
-        let server = Server::bind(store.clone(), config)
+        let server = Server::bind(store.clone(), config.clone())
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen_client_urls))?;
+        if let Some(c) = &cluster {
+            let client_urls = if config.advertise_client_urls.is_empty() {
+                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                server
+                    .local_addrs()
+                    .iter()
+                    .map(|a| format!("{scheme}://{a}"))
+                    .collect()
+            } else {
+                config.advertise_client_urls.clone()
+            };
+            serve_peers(&store, c, &args.name, &client_urls, peer_stopping).await?;
+        }
         tracing::info!(addrs = ?server.local_addrs(), data_dir = %args.data_dir.display(), "ready to serve client requests");
-        let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
         let serving = server.serve(async move {
             let name = shutdown_signal().await;
             tracing::info!(signal = name, "stopping");
@@ -213,10 +253,119 @@ fn run(args: ServeArgs) -> Result<(), String> {
     });
     // Every queued write is answered and durable before the process exits.
     let closed = store.close().map_err(|e| format!("closing the store: {e}"));
+    let _ = peer_stop.send(true);
     runtime.shutdown_timeout(Duration::from_secs(1));
     served?;
     closed?;
     tracing::info!("stopped; the store is closed");
+    Ok(())
+}
+
+/// A member of a cluster: etcd's bootstrap flags, checked.
+struct ClusterFlags {
+    members: batchkv_server::membership::InitialCluster,
+    listen_peer: SocketAddr,
+}
+
+/// `--initial-cluster` and its companions; None for a single node (no `--initial-cluster`).
+fn cluster_config(args: &ServeArgs) -> Result<Option<ClusterFlags>, String> {
+    let Some(initial) = &args.initial_cluster else {
+        return Ok(None);
+    };
+    let advertised: Vec<String> = args
+        .initial_advertise_peer_urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let members = batchkv_server::membership::InitialCluster::parse(
+        initial,
+        &args.initial_cluster_token,
+        &args.name,
+        &advertised,
+    )
+    .map_err(|e| e.to_string())?;
+    let listen_peer = match parse_urls(&args.listen_peer_urls, "--listen-peer-urls")? {
+        (_, true) => {
+            return Err(format!(
+                "--listen-peer-urls: {}: https peer traffic is not served (http only)",
+                args.listen_peer_urls
+            ));
+        }
+        (addrs, false) if addrs.len() == 1 => addrs[0],
+        _ => {
+            return Err(format!(
+                "--listen-peer-urls: {}: batchkv listens on one peer URL",
+                args.listen_peer_urls
+            ));
+        }
+    };
+    let has_state = batchkv::Store::raft_dir(&args.data_dir).exists();
+    if args.initial_cluster_state == "existing" && !has_state {
+        return Err(format!(
+            "--initial-cluster-state existing: {} holds no member's state; joining a running \
+             cluster (MemberAdd) is not served: start every member of --initial-cluster with \
+             --initial-cluster-state new",
+            args.data_dir.display()
+        ));
+    }
+    Ok(Some(ClusterFlags {
+        members,
+        listen_peer,
+    }))
+}
+
+/// Opens the store as member `members.local_id` of `members`: raft's storage in the data
+/// dir's `raft` subdirectory, messages over gRPC to each peer's first URL (tasks on `runtime`).
+/// A restarted member keeps the membership raft stored.
+fn replicated(
+    builder: batchkv::StoreBuilder,
+    data_dir: &std::path::Path,
+    members: &batchkv_server::membership::InitialCluster,
+    runtime: &tokio::runtime::Handle,
+) -> Result<batchkv::StoreBuilder, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let raft_dir = batchkv::Store::raft_dir(data_dir);
+    let storage = batchkv_raft::RaftStorage::open_dir(&raft_dir)
+        .map_err(|e| format!("cannot open {}: {e}", raft_dir.display()))?;
+    let transport = batchkv_server::peer::GrpcTransport::new(
+        runtime,
+        members.local_id,
+        &members.peers(),
+        &batchkv_server::peer::TransportConfig::default(),
+    )
+    .map_err(|e| format!("--initial-cluster: {e}"))?;
+    let mut node = batchkv_raft::NodeConfig::new(members.local_id, &members.ids());
+    // etcd's followers forward proposals to the leader: a client may write to any member.
+    node.forward_proposals = true;
+    Ok(builder.replicated(node, storage, std::sync::Arc::new(transport)))
+}
+
+/// Serves the peer service (raft messages in, `Peer.Member`) until `stop` turns true.
+async fn serve_peers(
+    store: &Store,
+    cluster: &ClusterFlags,
+    name: &str,
+    client_urls: &[String],
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mailbox = store.raft_mailbox().ok_or("the store is not replicated")?;
+    let listener = tokio::net::TcpListener::bind(cluster.listen_peer)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cluster.listen_peer))?;
+    let service = batchkv_server::peer::PeerService::new(cluster.members.local_id, mailbox)
+        .with_member(name, client_urls);
+    tracing::info!(addr = %cluster.listen_peer, id = %format!("{:x}", cluster.members.local_id), "serving peer traffic");
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = batchkv_server::peer::serve_peer(listener, service, stopped).await {
+            tracing::error!(error = %e, "peer service failed");
+        }
+    });
     Ok(())
 }
 

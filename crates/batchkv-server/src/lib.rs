@@ -34,6 +34,7 @@ pub mod peer;
 mod quota;
 mod service;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,6 +127,10 @@ pub struct ServerConfig {
     /// TLS on every client listener (etcd's `--cert-file`, `--key-file`,
     /// `--trusted-ca-file`); None: plaintext.
     pub tls: Option<TlsConfig>,
+    /// The cluster this member belongs to (etcd's `--initial-cluster`; the store must be
+    /// opened replicated, `StoreBuilder::replicated`, with the same member ids); None: one
+    /// node ([`CLUSTER_ID`], [`MEMBER_ID`]).
+    pub cluster: Option<membership::InitialCluster>,
 }
 
 /// TLS for the client listeners: rustls (ring), ALPN `h2` and `http/1.1` (gRPC and the
@@ -291,6 +296,7 @@ impl Default for ServerConfig {
             grpc_gateway: true,
             snapshot_dir: None,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -299,6 +305,14 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub store: Store,
+    /// This member's id ([`MEMBER_ID`] for one node).
+    pub member_id: u64,
+    /// The cluster's id ([`CLUSTER_ID`] for one node).
+    pub cluster_id: u64,
+    /// The members, when replicated.
+    pub cluster: Option<membership::InitialCluster>,
+    /// What the other members said about themselves (MemberList).
+    pub members: std::sync::Mutex<HashMap<u64, pb::batchkvpb::MemberInfo>>,
     pub name: String,
     pub client_urls: Vec<String>,
     pub progress_notify_interval: Duration,
@@ -315,11 +329,33 @@ impl Ctx {
     /// A full header at `revision`.
     pub fn header(&self, revision: i64) -> Option<pb::etcdserverpb::ResponseHeader> {
         Some(pb::etcdserverpb::ResponseHeader {
-            cluster_id: CLUSTER_ID,
-            member_id: MEMBER_ID,
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
             revision,
-            raft_term: RAFT_TERM,
+            raft_term: self.raft_term(),
         })
+    }
+
+    /// Whether member `id` already said who it is.
+    pub fn known_member(&self, id: u64) -> bool {
+        self.members.lock().is_ok_and(|m| m.contains_key(&id))
+    }
+
+    /// What member `id` said about itself.
+    pub fn member_info(&self, id: u64) -> Option<pb::batchkvpb::MemberInfo> {
+        self.members.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Keeps what a member said about itself.
+    pub fn remember_member(&self, info: pb::batchkvpb::MemberInfo) {
+        if let Ok(mut m) = self.members.lock() {
+            m.insert(info.id, info);
+        }
+    }
+
+    /// The raft term this member is in ([`RAFT_TERM`] for one node).
+    pub fn raft_term(&self) -> u64 {
+        self.store.raft_status().map_or(RAFT_TERM, |s| s.term)
     }
 }
 
@@ -398,8 +434,17 @@ impl Server {
             self.config.advertise_client_urls.clone()
         };
         let (stop_tx, stopping) = watch::channel(false);
+        let (member_id, cluster_id) = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or((MEMBER_ID, CLUSTER_ID), |c| (c.local_id, c.cluster_id));
         let ctx = Arc::new(Ctx {
             store: self.store.clone(),
+            member_id,
+            cluster_id,
+            cluster: self.config.cluster.clone(),
+            members: std::sync::Mutex::default(),
             name: self.config.name.clone(),
             client_urls,
             progress_notify_interval: self.config.progress_notify_interval,

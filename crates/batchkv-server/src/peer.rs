@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::batchkvpb::peer_client::PeerClient;
 use crate::pb::batchkvpb::peer_server::{Peer, PeerServer};
-use crate::pb::batchkvpb::{RaftFrame, SendResponse};
+use crate::pb::batchkvpb::{MemberInfo, MemberRequest, RaftFrame, SendResponse};
 
 /// The largest frame a [`PeerService`] accepts: raft's snapshots travel as one message for now
 /// (the state machine's bytes), so the limit is generous.
@@ -41,6 +41,7 @@ pub struct PeerService {
     id: u64,
     mailbox: Mailbox,
     stopping: watch::Receiver<bool>,
+    info: MemberInfo,
 }
 
 impl PeerService {
@@ -52,7 +53,19 @@ impl PeerService {
             id,
             mailbox,
             stopping,
+            info: MemberInfo {
+                id,
+                ..MemberInfo::default()
+            },
         }
+    }
+
+    /// Answers `Peer.Member` with this member's `name` and `client_urls`.
+    #[must_use]
+    pub fn with_member(mut self, name: &str, client_urls: &[String]) -> PeerService {
+        self.info.name = name.to_owned();
+        self.info.client_urls = client_urls.to_vec();
+        self
     }
 
     /// The tonic server for this service, accepting frames up to [`MAX_FRAME_BYTES`], to mount
@@ -91,6 +104,37 @@ impl Peer for PeerService {
             }
         }
     }
+
+    async fn member(
+        &self,
+        _request: Request<MemberRequest>,
+    ) -> Result<Response<MemberInfo>, Status> {
+        Ok(Response::new(self.info.clone()))
+    }
+}
+
+/// Asks the member serving `Peer` at `url` who it is, within `timeout`.
+///
+/// # Errors
+/// `url` is not a URI, or the member did not answer in time.
+pub async fn ask_member(url: &str, timeout: Duration) -> Result<MemberInfo, Status> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let ask = async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
+        PeerClient::new(channel)
+            .member(MemberRequest {})
+            .await
+            .map(Response::into_inner)
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
 }
 
 /// Completes when the server stops (never, for a service not run by [`serve_peer`]).

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod child;
+mod cluster;
 mod etcd;
 pub mod keyspace;
 mod net;
@@ -41,6 +42,7 @@ pub mod rt;
 mod serve;
 
 pub use crate::child::{ChildExit, ChildProcess, Lines, child_env, this_exe, this_test};
+pub use crate::cluster::BatchkvCluster;
 pub use crate::etcd::{CtlOutput, Etcd, INSTALL_HINT, endpoint_health, run_ctl, shell_words};
 pub use crate::net::{free_port, free_ports};
 pub use crate::pki::{CertFiles, TestPki};

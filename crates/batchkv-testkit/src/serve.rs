@@ -122,6 +122,47 @@ impl BatchkvServer {
         server
     }
 
+    /// Starts `binary serve` like [`BatchkvServer::start_with`] but returns at once, without
+    /// waiting for it to be healthy: for the members of a cluster, which become healthy only
+    /// once a quorum runs ([`BatchkvServer::wait_ready`]).
+    ///
+    /// # Panics
+    /// If `binary` or `etcdctl` is missing.
+    pub fn spawn_with(binary: impl AsRef<Path>, options: ServeOptions) -> BatchkvServer {
+        let binary = binary.as_ref().to_path_buf();
+        assert!(
+            binary.is_file(),
+            "no batchkv binary at {}",
+            binary.display()
+        );
+        require("etcdctl", "version");
+        let dir = crate::temp_dir();
+        let log = dir.path().join("serve.log");
+        let mut server = BatchkvServer {
+            binary,
+            options,
+            client_port: free_port_list(1)[0],
+            metrics_port: None,
+            child: None,
+            starts: 0,
+            log,
+            dir,
+        };
+        server.metrics_port = server.options.metrics.then(|| free_port_list(1)[0]);
+        server.spawn();
+        server
+    }
+
+    /// Waits until a server started by [`BatchkvServer::spawn_with`] is healthy.
+    ///
+    /// # Panics
+    /// If it exits or is not healthy in time (the message has the end of its log).
+    pub fn wait_ready(&mut self) {
+        if let Err(e) = self.wait_healthy() {
+            panic!("{e}");
+        }
+    }
+
     /// Starts the server again on the same data dir (after [`BatchkvServer::stop`] or
     /// [`BatchkvServer::kill`]), on the same port when it is still free, and waits until it is
     /// healthy: [`BatchkvServer::endpoint`] may change.

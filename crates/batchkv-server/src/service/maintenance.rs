@@ -14,7 +14,7 @@ use super::{Etcd, store};
 use crate::blocking;
 use crate::error::{bad_enum, status, unserved};
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
-use crate::{Ctx, ETCD_VERSION, MEMBER_ID, RAFT_TERM};
+use crate::{Ctx, ETCD_VERSION};
 
 /// Bytes per Snapshot message (etcd sends 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -33,7 +33,7 @@ impl Maintenance for Etcd {
             AlarmAction::try_from(r.action).map_err(|_| bad_enum("alarm action", r.action))?;
         let kind = pb::AlarmType::try_from(r.alarm).map_err(|_| bad_enum("alarm", r.alarm))?;
         let nospace = pb::AlarmMember {
-            member_id: MEMBER_ID,
+            member_id: self.ctx.member_id,
             alarm: pb::AlarmType::Nospace as i32,
         };
         let quota = &self.ctx.quota;
@@ -78,16 +78,29 @@ impl Maintenance for Etcd {
         let mut errors: Vec<String> = stats.halted.into_iter().collect();
         if self.ctx.quota.raised() {
             // etcd's text of an AlarmMember.
-            errors.push(format!("memberID:{MEMBER_ID} alarm:NOSPACE "));
+            errors.push(format!("memberID:{} alarm:NOSPACE ", self.ctx.member_id));
         }
+        // Replicated: raft's view (etcd's raft index is the commit index; its applied index
+        // counts raft's empty and configuration entries too). One node: the store's applied
+        // index for both, and this member as the leader.
+        let (leader, raft_index, raft_term, raft_applied_index) = match self.ctx.store.raft_status()
+        {
+            Some(s) => (s.leader.unwrap_or(0), s.commit, s.term, s.applied),
+            None => (
+                self.ctx.member_id,
+                stats.applied_index,
+                self.ctx.raft_term(),
+                stats.applied_index,
+            ),
+        };
         Ok(Response::new(pb::StatusResponse {
             header: self.ctx.header(stats.revision),
             version: ETCD_VERSION.to_owned(),
             db_size,
-            leader: MEMBER_ID,
-            raft_index: stats.applied_index,
-            raft_term: RAFT_TERM,
-            raft_applied_index: stats.applied_index,
+            leader,
+            raft_index,
+            raft_term,
+            raft_applied_index,
             errors,
             db_size_in_use: if in_use > 0 { in_use } else { db_size },
             is_learner: false,

@@ -1,0 +1,230 @@
+//! A 3-member `batchkv serve` cluster (processes on loopback, etcd's bootstrap flags) under
+//! etcdctl 3.4:
+//!
+//! - every member answers as one cluster: MemberList names the three members with the ids
+//!   etcd computes for the same flags, `endpoint status --cluster` finds them all under one
+//!   leader and term, and a write on any member (a follower forwards it) is read back from
+//!   every member, linearizable and serializable;
+//! - the leader killed with SIGKILL: the other two elect a new leader and take writes, the
+//!   killed member restarts from its data dir and catches up, and afterwards every member
+//!   holds the same keys, the same revisions (contiguous) and the same HashKV.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use batchkv_server::membership::{DEFAULT_CLUSTER_TOKEN, member_id};
+use batchkv_testkit::{BatchkvCluster, BatchkvServer, CtlOutput};
+use serde_json::Value;
+
+const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
+/// How long a cluster may take to agree again (elect, catch up) before the test fails.
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn b64(v: &Value) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or_default())
+        .expect("etcdctl's JSON has base64 bytes");
+    String::from_utf8(bytes).expect("UTF-8 keys and values")
+}
+
+fn json(out: &CtlOutput, what: &str) -> Value {
+    assert!(out.ok, "{what}: {out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}: {out:?}"))
+}
+
+/// Every key with its value and mod revision, read from `member` (`consistency` "l" or "s").
+fn contents(member: &BatchkvServer, consistency: &str) -> BTreeMap<String, (String, i64)> {
+    let out = member.ctl_json(
+        &[
+            "get",
+            "",
+            "--prefix",
+            &format!("--consistency={consistency}"),
+        ],
+        None,
+    );
+    let v = json(&out, "get everything");
+    v["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| {
+                    (
+                        b64(&kv["key"]),
+                        (
+                            b64(&kv["value"]),
+                            kv["mod_revision"].as_i64().unwrap_or_default(),
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Retries `f` until it returns Some, for at most [`SETTLE`].
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(start.elapsed() < SETTLE, "{what}: not within {SETTLE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `etcdctl put` on `member`, retried while the cluster has no leader (a put that failed
+/// ambiguously is retried with the same value: the key ends with it either way).
+fn put(member: &BatchkvServer, key: &str, value: &str) {
+    eventually(&format!("put {key} on {}", member.endpoint()), || {
+        member.ctl(&["put", key, value], None).ok.then_some(())
+    });
+}
+
+/// The member's (member_id, leader, raft_term, revision) from `endpoint status`.
+fn status(member: &BatchkvServer) -> (u64, u64, u64, i64) {
+    let v = json(
+        &member.ctl_json(&["endpoint", "status"], None),
+        "endpoint status",
+    );
+    let st = &v[0]["Status"];
+    (
+        st["header"]["member_id"].as_u64().unwrap_or_default(),
+        st["leader"].as_u64().unwrap_or_default(),
+        st["raft_term"].as_u64().unwrap_or_default(),
+        st["header"]["revision"].as_i64().unwrap_or_default(),
+    )
+}
+
+/// HashKV of `member` at `revision`.
+fn hash_kv(member: &BatchkvServer, revision: i64) -> u64 {
+    let v = json(
+        &member.ctl_json(&["endpoint", "hashkv", &format!("--rev={revision}")], None),
+        "endpoint hashkv",
+    );
+    v[0]["HashKV"]["hash"].as_u64().expect("a hash")
+}
+
+#[test]
+fn three_members_answer_as_one_cluster() {
+    let cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    // MemberList: etcd's ids for these flags; every member's name and client URL once each
+    // member has said who it is.
+    let members = eventually("every member listed with its client URL", || {
+        let v = json(
+            &cluster.member(1).ctl_json(&["member", "list"], None),
+            "member list",
+        );
+        let list = v["members"].as_array().cloned().unwrap_or_default();
+        let complete = list.len() == 3
+            && list
+                .iter()
+                .all(|m| m["name"].as_str().is_some() && m["clientURLs"].as_array().is_some());
+        complete.then_some(list)
+    });
+    for m in &members {
+        let peer: Vec<String> = m["peerURLs"]
+            .as_array()
+            .expect("peer URLs")
+            .iter()
+            .map(|u| u.as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            m["ID"].as_u64(),
+            Some(member_id(&peer, DEFAULT_CLUSTER_TOKEN)),
+            "{m}"
+        );
+        let client = m["clientURLs"][0].as_str().unwrap_or_default();
+        let i = cluster
+            .endpoints()
+            .iter()
+            .position(|e| client.ends_with(e.as_str()))
+            .unwrap_or_else(|| panic!("{client} is no member's endpoint"));
+        assert_eq!(m["name"].as_str(), Some(format!("n{}", i + 1).as_str()));
+    }
+
+    // One leader and term, seen by all.
+    let statuses: Vec<_> = (0..3).map(|i| status(cluster.member(i))).collect();
+    let (_, leader, term, _) = statuses[0];
+    assert!(leader != 0, "{statuses:?}");
+    for s in &statuses {
+        assert_eq!((s.1, s.2), (leader, term), "{statuses:?}");
+    }
+    let ids: Vec<u64> = statuses.iter().map(|s| s.0).collect();
+    assert!(
+        ids.contains(&leader),
+        "the leader {leader:x} is a member: {ids:x?}"
+    );
+    let cluster_status = cluster
+        .member(2)
+        .ctl_json(&["endpoint", "status", "--cluster"], None);
+    let v = json(&cluster_status, "endpoint status --cluster");
+    assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
+
+    // A write on each member, the followers included, read back from every member.
+    for i in 0..3 {
+        put(cluster.member(i), &format!("k{i}"), &format!("v{i}"));
+    }
+    for i in 0..3 {
+        let all = contents(cluster.member(i), "l");
+        let want: Vec<(String, String)> =
+            (0..3).map(|j| (format!("k{j}"), format!("v{j}"))).collect();
+        let got: Vec<(String, String)> = all.into_iter().map(|(k, (v, _))| (k, v)).collect();
+        assert_eq!(got, want, "member {i}, linearizable");
+    }
+    // Serializable reads are local: each member gets there once it applied the writes.
+    let linear = contents(cluster.member(0), "l");
+    for i in 0..3 {
+        eventually(&format!("member {i} applied every write"), || {
+            (contents(cluster.member(i), "s") == linear).then_some(())
+        });
+    }
+}
+
+#[test]
+fn the_cluster_outlives_its_leader() {
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    for i in 0..10 {
+        put(cluster.member(i % 3), &format!("before/{i}"), "x");
+    }
+    let old = eventually("a leader", || cluster.leader());
+    cluster.member_mut(old).kill();
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    for i in 0..10 {
+        put(cluster.member(others[i % 2]), &format!("during/{i}"), "y");
+    }
+    let new = eventually("a new leader", || cluster.leader());
+    assert_ne!(new, old, "a killed member cannot lead");
+
+    cluster.member_mut(old).restart();
+    for i in 0..10 {
+        put(cluster.member(i % 3), &format!("after/{i}"), "z");
+    }
+    let want = contents(cluster.member(new), "l");
+    assert_eq!(want.len(), 30, "{want:?}");
+    // Revisions contiguous across the leader change: every revision after the first is one
+    // put (a put retried after an ambiguous failure is a second version of its key).
+    let rev = status(cluster.member(new)).3;
+    let v = json(
+        &cluster
+            .member(new)
+            .ctl_json(&["get", "", "--prefix", &format!("--rev={rev}")], None),
+        "get at the current revision",
+    );
+    let versions: i64 = v["kvs"]
+        .as_array()
+        .expect("kvs")
+        .iter()
+        .map(|kv| kv["version"].as_i64().unwrap_or_default())
+        .sum();
+    assert_eq!(versions, rev - 1, "every revision 2..={rev} is one put");
+    for i in 0..3 {
+        eventually(&format!("member {i} caught up"), || {
+            (contents(cluster.member(i), "s") == want).then_some(())
+        });
+    }
+    let hashes: Vec<u64> = (0..3).map(|i| hash_kv(cluster.member(i), rev)).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+}
