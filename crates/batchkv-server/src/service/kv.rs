@@ -11,7 +11,7 @@ use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
 impl Etcd {
     /// Submits a write and checks the kind of its answer.
     async fn write(&self, op: Op) -> Result<OpResponse, Status> {
-        self.ctx.quota.admit(&self.ctx.store, &op).await?;
+        self.ctx.quota.admit(&self.ctx.store, &op)?;
         store(blocking::submit(&self.ctx.store, op).await?)
     }
 }
@@ -28,7 +28,7 @@ impl Kv for Etcd {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         // Serializable or not, one member reads its applied state: every acknowledged write.
         let r = convert::range(request.into_inner())?;
-        let resp = store(blocking::run(&self.ctx.store, move |s| s.range(&r)).await?)?;
+        let resp = store(blocking::range(&self.ctx.store, r).await?)?;
         let h = self.ctx.header(resp.revision);
         Ok(Response::new(convert::range_response(h, resp)))
     }
