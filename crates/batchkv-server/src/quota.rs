@@ -39,6 +39,8 @@ const LEASE_COST: i64 = 64;
 pub(crate) struct Quota {
     /// Bytes; 0 or less: no quota (etcd: a negative `--quota-backend-bytes`).
     limit: i64,
+    /// [`MEASURE_EVERY`] (a field so that a test can make it longer than itself).
+    measure_every: Duration,
     nospace: AtomicBool,
     /// When the size was last measured, and that size plus the costs of the writes admitted
     /// since. One lock for both: a write reads, maybe measures, and adds its cost at once.
@@ -64,6 +66,7 @@ impl Quota {
         }
         Ok(Quota {
             limit,
+            measure_every: MEASURE_EVERY,
             nospace: AtomicBool::new(raised),
             measured: Mutex::new(None),
             file,
@@ -149,7 +152,7 @@ impl Quota {
     fn reserve(&self, store: &Store, cost: i64) -> Result<Result<(), i64>, Status> {
         let mut measured = self.measured.lock().unwrap_or_else(|e| e.into_inner());
         let size = match *measured {
-            Some((at, size)) if at.elapsed() < MEASURE_EVERY => size,
+            Some((at, size)) if at.elapsed() < self.measure_every => size,
             _ => {
                 let used = store.space_used().map_err(|e| status(&e))?;
                 let size = i64::try_from(used).unwrap_or(i64::MAX);
@@ -208,5 +211,42 @@ fn cost(op: &Op) -> i64 {
         }
         Op::LeaseGrant(_) => LEASE_COST,
         Op::DeleteRange(_) | Op::Range(_) | Op::LeaseRevoke(_) | Op::Compact(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use batchkv::{Op, Put, Store};
+
+    use super::Quota;
+
+    fn put(value_bytes: usize) -> Op {
+        Op::Put(Put {
+            key: "k".into(),
+            value: vec![0u8; value_bytes].into(),
+            ..Put::default()
+        })
+    }
+
+    #[test]
+    fn admitted_costs_count_until_the_next_measurement() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let size = i64::try_from(store.space_used().expect("size")).expect("fits");
+        // Room for two 100-byte puts; no measurement after the first in this test's life.
+        let mut quota = Quota::open(size + 250, None).expect("quota");
+        quota.measure_every = Duration::from_secs(24 * 60 * 60);
+        assert!(quota.admit(&store, &put(99)).is_ok());
+        assert!(quota.admit(&store, &put(99)).is_ok());
+        // Nothing was written, yet the two admitted costs take a third past the quota.
+        assert!(!quota.raised());
+        assert!(quota.admit(&store, &put(99)).is_err());
+        assert!(quota.raised());
+        // Disarmed, the next write measures afresh: the store itself still has room.
+        assert!(quota.clear());
+        assert!(quota.admit(&store, &put(99)).is_ok());
+        store.close().expect("close");
     }
 }
