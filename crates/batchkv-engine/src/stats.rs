@@ -252,6 +252,32 @@ impl Engine {
         })
     }
 
+    /// The space the data takes: `rocksdb.total-sst-files-size` plus
+    /// `rocksdb.cur-size-all-mem-tables`, summed over column families; the same figure as
+    /// [`EngineStats::totals`]' `sst_bytes + memtable_bytes`, from those two properties only
+    /// (a few microseconds, where [`Engine::stats`] also aggregates every SST file's table
+    /// properties and estimates): what a space quota checks on the write path.
+    ///
+    /// # Errors
+    /// A RocksDB property error.
+    pub fn space_used(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for h in self.handles()? {
+            for prop in [
+                properties::TOTAL_SST_FILES_SIZE,
+                properties::CUR_SIZE_ALL_MEM_TABLES,
+            ] {
+                total = total.saturating_add(
+                    self.db
+                        .property_int_value_cf(h, prop)
+                        .map_err(EngineError::rocks)?
+                        .unwrap_or(0),
+                );
+            }
+        }
+        Ok(total)
+    }
+
     /// Prints [`Engine::stats`] to standard output (the reference system's `print_stats`).
     ///
     /// # Errors

@@ -5,10 +5,17 @@
 //!   task; the task waits on the batcher's ticket (woken by its worker), so no thread waits
 //!   per request: thousands of concurrent writes are thousands of tasks on the runtime's
 //!   few worker threads.
-//! * [`run`] and [`spawn`]: reads and other blocking calls (a range, HashKV, a checkpoint)
-//!   run on tokio's blocking pool (`spawn_blocking`), so a runtime worker never waits on
-//!   RocksDB or a lock; the pool's size (`max_blocking_threads`, set where the runtime is
-//!   built) bounds those threads, and calls beyond it queue.
+//! * [`range`]: a read of one key (empty `range_end`: an index lookup and at most one RocksDB
+//!   point read, microseconds) runs in place on the request's task, when the state machine's
+//!   lock is free ([`Store::try_range`]); handing it to the blocking pool cost more CPU than the
+//!   read (a thread woken, and the task woken back: two context switches per get). Every other
+//!   range, and a one-key read that finds the lock taken, goes to the blocking pool: a span's
+//!   `count` walks the whole span in the index even with a `limit` or `count_only`, so its cost
+//!   is not known up front.
+//! * [`run`] and [`spawn`]: other reads and blocking calls (HashKV, a checkpoint) run on
+//!   tokio's blocking pool (`spawn_blocking`), so a runtime worker never waits on RocksDB or a
+//!   lock; the pool's size (`max_blocking_threads`, set where the runtime is built) bounds
+//!   those threads, and calls beyond it queue.
 //! * [`bridge_watch`]: each watcher is a task that awaits [`Watcher::recv_async`] (woken by
 //!   the hub when it sends) and forwards into the stream's channel; a slow client fills that
 //!   channel, the task waits, and the watcher falls behind and later catches up from storage
@@ -18,7 +25,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use batchkv::{Op, OpResponse, Store, StoreError, WatchResponse, Watcher};
+use batchkv::{Op, OpResponse, Range, RangeResponse, Store, StoreError, WatchResponse, Watcher};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -51,6 +58,22 @@ impl Drop for Running {
 /// without blocking a runtime thread.
 pub async fn submit(store: &Store, op: Op) -> Result<Result<OpResponse, StoreError>, Status> {
     Ok(store.submit_async(op).await)
+}
+
+/// Whether `r` reads one key: cheap enough to run on a runtime worker (see [`range`]).
+fn one_key(r: &Range) -> bool {
+    r.range_end.is_empty()
+}
+
+/// etcd's Range on the store: in place when it reads one key and the state machine's lock is
+/// free, else on the blocking pool (the module's doc says why).
+pub async fn range(store: &Store, r: Range) -> Result<Result<RangeResponse, StoreError>, Status> {
+    if one_key(&r)
+        && let Some(resp) = store.try_range(&r)
+    {
+        return Ok(resp);
+    }
+    run(store, move |s| s.range(&r)).await
 }
 
 /// Runs a blocking call on the store (a read, a lease keep-alive, a checkpoint, ...) without

@@ -1062,6 +1062,44 @@ impl Store {
         }
     }
 
+    /// [`Store::range`] if it can start at once: `None`, having done nothing, when the state
+    /// machine's lock is taken or awaited (an entry being applied, a maintenance step), so that
+    /// a caller on an async runtime's worker can run a cheap read in place and hand only those
+    /// that would wait to a blocking thread.
+    ///
+    /// # Errors
+    /// As [`Store::range`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::Range;
+    ///
+    /// store.put("k", "v")?;
+    /// let r = Range::key("k");
+    /// let resp = match store.try_range(&r) {
+    ///     Some(resp) => resp?,
+    ///     None => store.range(&r)?, // busy: a blocking thread would do this
+    /// };
+    /// assert_eq!(resp.kvs[0].value.as_ref(), b"v");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_range(&self, r: &Range) -> Option<Result<RangeResponse>> {
+        let start = Instant::now();
+        let mvcc = match self.inner.mvcc.try_read() {
+            Ok(m) => m,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let resp = mvcc.range(r).map_err(StoreError::from);
+        drop(mvcc);
+        if let Some(m) = &self.inner.metrics {
+            m.record_op(OpLabel::Range, resp.is_ok(), start.elapsed());
+        }
+        Some(resp)
+    }
+
     /// Deletes `key`.
     ///
     /// # Errors
@@ -1592,6 +1630,30 @@ impl Store {
             maintenance_errors: self.inner.maintenance_errors.load(Ordering::Relaxed),
             halted: self.inner.halt.cause(),
         })
+    }
+
+    /// The bytes the data takes on disk and in memory: RocksDB's SST and memtable bytes, the
+    /// same figure as `stats()?.engine.totals()`' `sst_bytes + memtable_bytes` (etcd's
+    /// `dbSize`), read from two RocksDB properties per column family, cheap enough for a space
+    /// quota to check on the write path.
+    ///
+    /// # Errors
+    /// A RocksDB property error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let t = store.stats()?.engine.totals();
+    /// assert_eq!(store.space_used()?, t.sst_bytes + t.memtable_bytes);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn space_used(&self) -> Result<u64> {
+        self.inner
+            .engine
+            .space_used()
+            .map_err(|e| StoreError::Storage(Arc::new(e.into())))
     }
 
     /// Loads many puts fast: `chunk` puts per entry (one WriteBatch each), through the same

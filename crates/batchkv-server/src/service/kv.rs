@@ -11,7 +11,7 @@ use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
 impl Etcd {
     /// Submits a write and checks the kind of its answer.
     async fn write(&self, op: Op) -> Result<OpResponse, Status> {
-        self.ctx.quota.admit(&self.ctx.store, &op).await?;
+        self.ctx.quota.admit(&self.ctx.store, &op)?;
         store(blocking::submit(&self.ctx.store, op).await?)
     }
 }
@@ -28,20 +28,16 @@ impl Kv for Etcd {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         // Serializable: this member's applied state. Linearizable (the default): a replicated
         // member first waits for a read index (raft's ReadIndex); a single node's applied state
-        // already holds every acknowledged write (`range_linearizable` is `range` there).
+        // already holds every acknowledged write, so there a read of one key may run in place
+        // (`blocking::range`).
         let req = request.into_inner();
         let serializable = req.serializable;
         let r = convert::range(req)?;
-        let resp = store(
-            blocking::run(&self.ctx.store, move |s| {
-                if serializable {
-                    s.range(&r)
-                } else {
-                    s.range_linearizable(&r)
-                }
-            })
-            .await?,
-        )?;
+        let resp = if serializable || !self.ctx.store.is_replicated() {
+            store(blocking::range(&self.ctx.store, r).await?)?
+        } else {
+            store(blocking::run(&self.ctx.store, move |s| s.range_linearizable(&r)).await?)?
+        };
         let h = self.ctx.header(resp.revision);
         Ok(Response::new(convert::range_response(h, resp)))
     }

@@ -30,7 +30,7 @@ impl Lease for Etcd {
             id: r.id,
             ttl: r.ttl,
         });
-        self.ctx.quota.admit(&self.ctx.store, &op).await?;
+        self.ctx.quota.admit(&self.ctx.store, &op)?;
         match store(blocking::submit(&self.ctx.store, op).await?)? {
             OpResponse::LeaseGrant(g) => Ok(Response::new(pb::LeaseGrantResponse {
                 header: self.ctx.header(g.revision),
