@@ -16,6 +16,11 @@
 //!
 //! The `batchkv` binary is `$BATCHKV_BIN` (xtask sets it), else the one beside this bench's
 //! directory (`target/release/batchkv`, which `cargo build --workspace --release` makes).
+//!
+//! `BATCHKV_BENCH_ETCD_MEMBERS=3` runs etcd as a 3-member cluster on loopback instead (its
+//! connections spread over the members, so followers forward writes and serve linearizable
+//! gets through ReadIndex; its CPU is every member's), the reference a replicated `batchkv
+//! serve` cluster will be compared with.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -44,10 +49,11 @@ const RANGE_KEYS: u64 = 1_000;
 const TXN_KEYS_PER_CLIENT: u64 = 16;
 const VALUE_BYTES: usize = 100;
 
-/// A server under test: its name in the rows, where it listens, its process.
+/// A server under test: its name in the rows, its processes (one per member), its
+/// connections.
 struct Target {
     name: &'static str,
-    pid: u32,
+    pids: Vec<u32>,
     conns: Vec<Client>,
 }
 
@@ -86,15 +92,26 @@ fn main() {
     };
     let binary = batchkv_binary();
     let batchkv = BatchkvServer::start(&binary);
-    let etcd = Etcd::start();
+    let members = etcd_members();
+    let etcd = Etcd::start_cluster(members);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let rows = runtime.block_on(async {
         let mut targets = [
-            Target::connect("batchkv", batchkv.endpoint(), batchkv.pid().expect("running")).await,
-            Target::connect("etcd", etcd.endpoint().to_owned(), etcd.pid(0)).await,
+            Target::connect(
+                "batchkv",
+                &[batchkv.endpoint()],
+                vec![batchkv.pid().expect("running")],
+            )
+            .await,
+            Target::connect(
+                "etcd",
+                &etcd.endpoints(),
+                (0..members).map(|i| etcd.pid(i)).collect(),
+            )
+            .await,
         ];
         for t in &targets {
             preload(t).await;
@@ -131,12 +148,25 @@ fn main() {
         rows
     });
     drop(runtime);
-    let md = section(&rows, &plan, &binary);
+    let md = section(&rows, &plan, &binary, members);
     print!("{md}");
     common::write_report("server.md", &md);
     common::write_rows(&rows);
     drop(etcd);
     drop(batchkv);
+}
+
+/// `$BATCHKV_BENCH_ETCD_MEMBERS` (1 when unset): etcd's members.
+fn etcd_members() -> usize {
+    match std::env::var("BATCHKV_BENCH_ETCD_MEMBERS") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("BATCHKV_BENCH_ETCD_MEMBERS={v:?} is not a member count")),
+        Err(_) => 1,
+    }
 }
 
 /// `$BATCHKV_BIN`, else `batchkv` in the directory above this executable's (`target/release`).
@@ -163,15 +193,17 @@ fn batchkv_binary() -> PathBuf {
 }
 
 impl Target {
-    async fn connect(name: &'static str, endpoint: String, pid: u32) -> Target {
+    /// `CONNECTIONS` connections, spread round-robin over `endpoints`.
+    async fn connect<E: AsRef<str>>(name: &'static str, endpoints: &[E], pids: Vec<u32>) -> Target {
         let mut conns = Vec::with_capacity(CONNECTIONS);
-        for _ in 0..CONNECTIONS {
-            let c = Client::connect([endpoint.as_str()], None)
+        for i in 0..CONNECTIONS {
+            let endpoint = endpoints[i % endpoints.len()].as_ref();
+            let c = Client::connect([endpoint], None)
                 .await
                 .unwrap_or_else(|e| panic!("connect to {name} at {endpoint}: {e}"));
             conns.push(c);
         }
-        Target { name, pid, conns }
+        Target { name, pids, conns }
     }
 
     fn kv(&self, i: usize) -> KvClient {
@@ -252,9 +284,10 @@ async fn run_point(
         })
         .collect();
     tokio::time::sleep_until(from).await;
-    let (server0, self0) = (cpu_secs(target.pid), cpu_secs(std::process::id()));
+    let server_cpu = || target.pids.iter().map(|&p| cpu_secs(p)).sum::<f64>();
+    let (server0, self0) = (server_cpu(), cpu_secs(std::process::id()));
     tokio::time::sleep_until(until).await;
-    let (server1, self1) = (cpu_secs(target.pid), cpu_secs(std::process::id()));
+    let (server1, self1) = (server_cpu(), cpu_secs(std::process::id()));
     let mut hist = new_hist();
     let (mut ops, mut errors) = (0, 0);
     for t in tasks {
@@ -400,7 +433,7 @@ fn find<'a>(rows: &'a [ServerRow], server: &str, w: &str, clients: usize) -> Opt
 }
 
 /// The report section: every point side by side, the ratios, the aims.
-fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path) -> String {
+fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path, members: usize) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -409,7 +442,7 @@ fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path) -> String 
     let _ = writeln!(
         md,
         "Command: `cargo xtask bench server`. One closed-loop load generator (Rust `etcd-client` \
-         0.21, tasks on one tokio runtime) against `{}` and a single-member etcd 3.4, both on \
+         0.21, tasks on one tokio runtime) against `{}` and {} etcd 3.4, both on \
          loopback on this machine, both fsyncing before they answer (batchkv's default \
          `Durability::Sync`; etcd's WAL). 16-byte keys, 100-byte values; put: random keys of \
          {PUT_KEYS}; get: {GET_KEYS} preloaded keys; range: a prefix of {RANGE_KEYS} preloaded \
@@ -420,6 +453,13 @@ fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path) -> String 
          (b: batchkv, e: etcd). `x` is batchkv's throughput over etcd's, `p99 x` etcd's p99 over \
          batchkv's: > 1 means batchkv does better.\n",
         binary.display(),
+        if members == 1 {
+            "a single-member".to_owned()
+        } else {
+            format!(
+                "a {members}-member (connections spread over the members, CPU summed over them)"
+            )
+        },
         plan.warm_up.as_secs_f64(),
         plan.measure.as_secs_f64(),
     );

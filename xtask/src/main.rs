@@ -34,8 +34,14 @@ TASKS:
     soak [--duration 1h] [--rate OPS] [--interval 10s]
                              a mixed load at a fixed rate, sampled every interval; writes
                              target/batchkv-soak/: soak.csv, soak.png, soak.md; fails on drift
+    faults [--rounds N] [--clients N] [--keys N] [--seed S] [--up-ms MS] [--down-ms MS]
+                             the cluster fault run: etcd clients load a 3-member etcd 3.4
+                             cluster while its leader is SIGKILLed and restarted (20 rounds by
+                             default); checks acknowledged writes, contiguous revisions, equal
+                             HashKV and a linearizable history (stateright); prints the figures
     ci                       fmt check, clippy -D warnings, test, bench --quick, each fuzz
-                             target briefly (not store_crash), torture --kills 10, soak 2m
+                             target briefly (not store_crash), torture --kills 10, soak 2m,
+                             faults --rounds 3
     doctor                   check the prerequisites; on Debian as root, install what is missing
 
 ENVIRONMENT:
@@ -87,6 +93,10 @@ fn run(args: Vec<String>) -> Result<()> {
         "soak" => {
             doctor::run()?;
             reliability::soak(&rest)
+        }
+        "faults" => {
+            doctor::run()?;
+            reliability::faults(&rest)
         }
         "ci" => {
             no_args("ci", &rest)?;
@@ -158,6 +168,7 @@ fn ci() -> Result<()> {
         fuzz::run_target(&target, secs)?;
     }
     reliability::run_torture(&reliability::CI_KILLS.to_string(), &[])?;
+    reliability::run_faults(&reliability::CI_FAULT_ROUNDS.to_string(), &[])?;
     reliability::run_soak(
         reliability::CI_SOAK,
         &[

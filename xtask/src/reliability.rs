@@ -1,6 +1,7 @@
-//! `cargo xtask torture` and `cargo xtask soak`: build the campaign binaries of
-//! `crates/batchkv-reliability` (and the fault-injection shim the torture child preloads), then
-//! run them. The campaigns themselves live there; xtask only builds, runs and passes flags on.
+//! `cargo xtask torture`, `cargo xtask soak` and `cargo xtask faults`: build the campaign
+//! binaries of `crates/batchkv-reliability` (and the fault-injection shim the torture child
+//! preloads) and `crates/batchkv-faults`, then run them. The campaigns themselves live there;
+//! xtask only builds, runs and passes flags on.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,11 @@ pub const CI_KILLS: usize = 10;
 /// samples after the warm-up).
 pub const CI_SOAK: &str = "2m";
 pub const CI_SOAK_INTERVAL: &str = "5s";
+
+/// Leader kills in the full fault campaign.
+pub const FULL_FAULT_ROUNDS: usize = 20;
+/// Leader kills in `cargo xtask ci`.
+pub const CI_FAULT_ROUNDS: usize = 3;
 
 /// Where the soak run writes `soak.csv`, `soak.png` and `soak.md`.
 pub fn soak_dir() -> PathBuf {
@@ -114,5 +120,43 @@ pub fn run_soak(duration: &str, pass: &[String]) -> Result<()> {
         "soak: {} holds soak.csv, soak.png and soak.md",
         out.display()
     );
+    Ok(())
+}
+
+/// `cargo xtask faults [--rounds N] [--clients N] [--keys N] [--seed S] [--up-ms MS]
+/// [--down-ms MS]`.
+pub fn faults(args: &[&str]) -> Result<()> {
+    let mut rounds = FULL_FAULT_ROUNDS.to_string();
+    let mut pass: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        match a {
+            "--rounds" | "--clients" | "--keys" | "--seed" | "--up-ms" | "--down-ms" => {
+                let v = it.next().with_context(|| format!("{a} needs a value"))?;
+                if a == "--rounds" {
+                    rounds = (*v).to_owned();
+                } else {
+                    pass.extend([a.to_owned(), (*v).to_owned()]);
+                }
+            }
+            other => bail!(
+                "unexpected argument `{other}`; usage: cargo xtask faults [--rounds N] [--clients N] [--keys N] [--seed S] [--up-ms MS] [--down-ms MS]"
+            ),
+        }
+    }
+    run_faults(&rounds, &pass)
+}
+
+pub fn run_faults(rounds: &str, pass: &[String]) -> Result<()> {
+    section(&format!(
+        "faults ({rounds} leader kills of a 3-member etcd cluster)"
+    ));
+    let exe = build("batchkv-faults")?;
+    let mut args = vec!["--rounds".to_owned(), rounds.to_owned()];
+    args.extend(pass.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    run_cmd(&exe.to_string_lossy(), &args)?;
+    println!("faults: passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -50,11 +50,38 @@ struct Member {
     name: String,
     /// `127.0.0.1:port`, as etcdctl's `--endpoints` takes it.
     endpoint: String,
-    child: Child,
+    /// `None` between [`Etcd::kill`] and [`Etcd::restart`].
+    child: Option<Child>,
+    /// etcd's flags, for a restart on the same data dir and ports.
+    args: Vec<String>,
     log: PathBuf,
 }
 
 impl Member {
+    /// Starts etcd with this member's flags, its output appended to its log.
+    fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open an etcd log file");
+        let err = out.try_clone().expect("clone an etcd log file handle");
+        let child = Command::new("etcd")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}. {INSTALL_HINT}"));
+        self.child = Some(child);
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child
+            .as_mut()
+            .unwrap_or_else(|| panic!("etcd member {} is not running", self.name))
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(LOG_TAIL).collect();
@@ -143,31 +170,29 @@ impl Etcd {
                 url(ports[3 * i + 2]),
             );
             let log = etcd._dir.path().join(format!("{name}.log"));
-            let out = File::create(&log).expect("create an etcd log file");
-            let err = out.try_clone().expect("clone an etcd log file handle");
+            File::create(&log).expect("create an etcd log file");
             let data = etcd._dir.path().join(format!("{name}.data"));
-            let child = Command::new("etcd")
-                .arg(format!("--name={name}"))
-                .arg(format!("--data-dir={}", data.display()))
-                .arg(format!("--listen-client-urls={client}"))
-                .arg(format!("--advertise-client-urls={client}"))
-                .arg(format!("--listen-peer-urls={peer}"))
-                .arg(format!("--initial-advertise-peer-urls={peer}"))
-                .arg(format!("--initial-cluster={initial_cluster}"))
-                .arg("--initial-cluster-state=new")
-                .arg(format!("--initial-cluster-token={token}"))
-                .arg(format!("--listen-metrics-urls={metrics}"))
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start etcd: {e}. {INSTALL_HINT}"));
-            etcd.members.push(Member {
+            let args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={client}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster={initial_cluster}"),
+                "--initial-cluster-state=new".to_owned(),
+                format!("--initial-cluster-token={token}"),
+                format!("--listen-metrics-urls={metrics}"),
+            ];
+            let mut member = Member {
                 name,
                 endpoint: format!("127.0.0.1:{}", ports[3 * i]),
-                child,
+                child: None,
+                args,
                 log,
-            });
+            };
+            member.spawn();
+            etcd.members.push(member);
         }
         etcd.wait_healthy()?;
         Ok(etcd)
@@ -177,19 +202,20 @@ impl Etcd {
     /// (a port taken: worth another attempt).
     fn wait_healthy(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        let mut healthy = vec![false; self.members.len()];
+        // Members not running count as healthy: nothing to wait for.
+        let mut healthy: Vec<bool> = self.members.iter().map(|m| m.child.is_none()).collect();
         loop {
             for (i, m) in self.members.iter_mut().enumerate() {
-                if let Some(status) = m.child.try_wait().expect("poll an etcd process") {
+                if healthy[i] {
+                    continue;
+                }
+                if let Some(status) = m.child().try_wait().expect("poll an etcd process") {
                     return Err(format!(
                         "etcd member {} exited with {status} before it became healthy; its log ({}):\n{}",
                         m.name,
                         m.log.display(),
                         m.log_tail()
                     ));
-                }
-                if healthy[i] {
-                    continue;
                 }
                 let health = endpoint_health(&m.endpoint);
                 if health.status.success() {
@@ -215,9 +241,53 @@ impl Etcd {
     /// The process id of member `i` (for its CPU time in /proc, as the server bench reads it).
     ///
     /// # Panics
-    /// If there is no member `i`.
+    /// If there is no member `i`, or it was killed ([`Etcd::kill`]) and not restarted.
     pub fn pid(&self, i: usize) -> u32 {
-        self.members[i].child.id()
+        self.members[i]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("etcd member {i} is not running"))
+            .id()
+    }
+
+    /// Kills member `i` with SIGKILL (no chance to flush or leave the cluster) and reaps it;
+    /// its data dir stays for [`Etcd::restart`]. The other members go on: a cluster of three
+    /// keeps its quorum.
+    ///
+    /// # Panics
+    /// If there is no member `i`, or it is not running.
+    pub fn kill(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let mut child = m
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("kill of etcd member {i}, which is not running"));
+        // On Unix `Child::kill` is SIGKILL; it fails only for a child already reaped.
+        let _ = child.kill();
+        child.wait().expect("reap a killed etcd member");
+    }
+
+    /// Starts member `i` again (after [`Etcd::kill`]) on its data dir and ports, and waits
+    /// until it answers `endpoint health` (it rejoined the cluster, which has a leader).
+    ///
+    /// # Panics
+    /// If member `i` is running, or does not become healthy (the message has the end of its
+    /// log).
+    pub fn restart(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        assert!(
+            m.child.is_none(),
+            "restart of etcd member {i}, which is running: kill it first"
+        );
+        m.spawn();
+        if let Err(e) = self.wait_healthy() {
+            panic!("etcd member {i} did not come back: {e}");
+        }
+    }
+
+    /// Whether member `i` is running (not killed, or restarted since).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
     }
 
     /// The number of members.
@@ -329,11 +399,11 @@ fn unique_token() -> String {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        for m in &mut self.members {
-            let _ = m.child.kill();
+        for child in self.members.iter_mut().filter_map(|m| m.child.as_mut()) {
+            let _ = child.kill();
         }
-        for m in &mut self.members {
-            let _ = m.child.wait();
+        for child in self.members.iter_mut().filter_map(|m| m.child.as_mut()) {
+            let _ = child.wait();
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What batchkv's tests (and benchmark harnesses) share, so no crate keeps its own copy:
 //!
 //! - [`Etcd`]: a real etcd 3.4, one member or an N-member cluster, on free loopback ports with
-//!   a temp data dir, health-checked before use and killed on drop; [`CtlOutput`] is what one
-//!   `etcdctl` call printed.
+//!   a temp data dir, health-checked before use and killed on drop; one member can be killed
+//!   with SIGKILL and restarted from its data dir; [`CtlOutput`] is what one `etcdctl` call
+//!   printed.
 //! - [`BatchkvServer`]: `batchkv serve` (its binary's path given by the test) on free loopback
 //!   ports over a temp data dir, health-checked like etcd; stopped with SIGTERM (exit status
 //!   returned), killed with SIGKILL, restarted on the same data dir.
