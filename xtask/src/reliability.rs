@@ -148,15 +148,31 @@ pub fn faults(args: &[&str]) -> Result<()> {
 }
 
 pub fn run_faults(rounds: &str, pass: &[String]) -> Result<()> {
-    section(&format!(
-        "faults ({rounds} leader kills of a 3-member etcd cluster)"
-    ));
     let exe = build("batchkv-faults")?;
-    let mut args = vec!["--rounds".to_owned(), rounds.to_owned()];
-    args.extend(pass.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let started = std::time::Instant::now();
-    run_cmd(&exe.to_string_lossy(), &args)?;
-    println!("faults: passed in {:.0} s", started.elapsed().as_secs_f64());
+    let batchkv = build("batchkv")?;
+    for (what, target) in [
+        ("etcd", Vec::new()),
+        (
+            "batchkv",
+            vec![
+                "--batchkv".to_owned(),
+                batchkv.to_string_lossy().into_owned(),
+            ],
+        ),
+    ] {
+        section(&format!(
+            "faults ({rounds} leader kills of a 3-member {what} cluster)"
+        ));
+        let mut args = vec!["--rounds".to_owned(), rounds.to_owned()];
+        args.extend(pass.iter().cloned());
+        args.extend(target);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        run_cmd(&exe.to_string_lossy(), &args)?;
+        println!(
+            "faults ({what}): passed in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }

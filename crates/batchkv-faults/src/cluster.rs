@@ -38,6 +38,24 @@ impl Cluster for batchkv_testkit::Etcd {
     }
 }
 
+impl Cluster for batchkv_testkit::BatchkvCluster {
+    fn member_count(&self) -> usize {
+        self.len()
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        self.member(i).endpoint()
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.member_mut(i).kill();
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.member_mut(i).restart();
+    }
+}
+
 /// Every member's endpoint, in member order.
 pub fn endpoints(cluster: &impl Cluster) -> Vec<String> {
     (0..cluster.member_count())

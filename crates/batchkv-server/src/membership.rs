@@ -223,7 +223,7 @@ mod tests {
             "n1",
             &urls(&["http://127.0.0.1:23801"]),
         )
-        .unwrap();
+        .expect("etcd takes these flags");
         assert_eq!(c.local_id, 0xbdae_9bbc_11dd_390d);
         assert_eq!(
             c.ids(),
@@ -244,7 +244,7 @@ mod tests {
         let adv = urls(&["http://127.0.0.1:23801"]);
         let err = |ic: &str, name: &str, adv: &[String]| {
             InitialCluster::parse(ic, DEFAULT_CLUSTER_TOKEN, name, adv)
-                .unwrap_err()
+                .expect_err("etcd refuses these flags")
                 .0
         };
         assert_eq!(
@@ -289,7 +289,7 @@ mod tests {
             "a",
             &urls(&["http://127.0.0.1:2", "http://127.0.0.1:1"]),
         )
-        .unwrap();
+        .expect("etcd takes several URLs per member");
         assert_eq!(c.members.len(), 2);
         assert_eq!(c.members[0].peer_urls.len(), 2);
         assert_eq!(

@@ -1,5 +1,6 @@
-//! `batchkv-faults`: the long fault campaign against a real 3-member etcd 3.4 cluster (see
-//! `batchkv_faults`). `cargo xtask faults` builds and runs it.
+//! `batchkv-faults`: the long fault campaign against a real 3-member etcd 3.4 cluster, or with
+//! `--batchkv PATH` a cluster of that `batchkv` binary's `serve` (see `batchkv_faults`).
+//! `cargo xtask faults` builds and runs it against both.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,9 +8,28 @@ use std::time::Duration;
 use batchkv_faults::{Config, run};
 
 const USAGE: &str = "usage: batchkv-faults [--rounds N] [--clients N] [--keys N] [--seed S] \
-                     [--up-ms MS] [--down-ms MS] [--members N]";
+                     [--up-ms MS] [--down-ms MS] [--members N] [--batchkv PATH]";
 
-fn parse(args: &[String]) -> Result<(Config, usize), String> {
+fn parse(args: &[String]) -> Result<(Config, usize, Option<String>), String> {
+    let mut batchkv = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--batchkv" {
+            batchkv = Some(
+                it.next()
+                    .ok_or_else(|| format!("--batchkv needs a path\n{USAGE}"))?
+                    .clone(),
+            );
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let (config, members) = parse_numbers(&rest)?;
+    Ok((config, members, batchkv))
+}
+
+fn parse_numbers(args: &[String]) -> Result<(Config, usize), String> {
     let mut config = Config {
         rounds: 20,
         clients: 8,
@@ -41,23 +61,30 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config, members) = match parse(&args) {
+    let (config, members, batchkv) = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("batchkv-faults: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let what = if batchkv.is_some() { "batchkv" } else { "etcd" };
     println!(
-        "faults: a {members}-member etcd cluster, {} clients (+ etcdctl), {} leader kills ({} ms up, {} ms down), seed {}",
+        "faults: a {members}-member {what} cluster, {} clients (+ etcdctl), {} leader kills ({} ms up, {} ms down), seed {}",
         config.clients,
         config.rounds,
         config.up.as_millis(),
         config.down.as_millis(),
         config.seed
     );
-    let mut etcd = batchkv_testkit::Etcd::start_cluster(members);
-    match run(&mut etcd, &config) {
+    let result = match &batchkv {
+        Some(bin) => run(
+            &mut batchkv_testkit::BatchkvCluster::start(bin, members, &[]),
+            &config,
+        ),
+        None => run(&mut batchkv_testkit::Etcd::start_cluster(members), &config),
+    };
+    match result {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
