@@ -17,10 +17,10 @@
 //! The `batchkv` binary is `$BATCHKV_BIN` (xtask sets it), else the one beside this bench's
 //! directory (`target/release/batchkv`, which `cargo build --workspace --release` makes).
 //!
-//! `BATCHKV_BENCH_ETCD_MEMBERS=3` runs etcd as a 3-member cluster on loopback instead (its
-//! connections spread over the members, so followers forward writes and serve linearizable
-//! gets through ReadIndex; its CPU is every member's), the reference a replicated `batchkv
-//! serve` cluster will be compared with.
+//! `BATCHKV_BENCH_ETCD_MEMBERS=3` runs both as 3-member clusters on loopback instead (etcd's
+//! and batchkv's own bootstrap flags; connections spread over the members, so followers
+//! forward writes and serve linearizable gets through ReadIndex; CPU summed over the members):
+//! issue 14's comparison.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batchkv_benches::rows::ServerRow;
-use batchkv_testkit::{BatchkvServer, Etcd, Rng};
+use batchkv_testkit::{BatchkvCluster, BatchkvServer, Etcd, Rng};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
@@ -91,8 +91,14 @@ fn main() {
         }
     };
     let binary = batchkv_binary();
-    let batchkv = BatchkvServer::start(&binary);
     let members = etcd_members();
+    // One member: the single-node server (no raft); more: a batchkv cluster of as many
+    // members as etcd's, bootstrapped with etcd's flags.
+    let batchkv = if members > 1 {
+        Served::Cluster(BatchkvCluster::start(&binary, members, &[]))
+    } else {
+        Served::One(BatchkvServer::start(&binary))
+    };
     let etcd = Etcd::start_cluster(members);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,12 +106,7 @@ fn main() {
         .expect("tokio runtime");
     let rows = runtime.block_on(async {
         let mut targets = [
-            Target::connect(
-                "batchkv",
-                &[batchkv.endpoint()],
-                vec![batchkv.pid().expect("running")],
-            )
-            .await,
+            Target::connect("batchkv", &batchkv.endpoints(), batchkv.pids()).await,
             Target::connect(
                 "etcd",
                 &etcd.endpoints(),
@@ -156,7 +157,31 @@ fn main() {
     drop(batchkv);
 }
 
-/// `$BATCHKV_BENCH_ETCD_MEMBERS` (1 when unset): etcd's members.
+/// The batchkv side: one server, or a cluster.
+enum Served {
+    One(BatchkvServer),
+    Cluster(BatchkvCluster),
+}
+
+impl Served {
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            Served::One(s) => vec![s.endpoint()],
+            Served::Cluster(c) => c.endpoints(),
+        }
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Served::One(s) => vec![s.pid().expect("running")],
+            Served::Cluster(c) => (0..c.len())
+                .map(|i| c.member(i).pid().expect("running"))
+                .collect(),
+        }
+    }
+}
+
+/// `$BATCHKV_BENCH_ETCD_MEMBERS` (1 when unset): etcd's members (and batchkv's).
 fn etcd_members() -> usize {
     match std::env::var("BATCHKV_BENCH_ETCD_MEMBERS") {
         Ok(v) => v
@@ -442,7 +467,7 @@ fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path, members: u
     let _ = writeln!(
         md,
         "Command: `cargo xtask bench server`. One closed-loop load generator (Rust `etcd-client` \
-         0.21, tasks on one tokio runtime) against `{}` and {} etcd 3.4, both on \
+         0.21, tasks on one tokio runtime) against `{}` and etcd 3.4, each {}, both on \
          loopback on this machine, both fsyncing before they answer (batchkv's default \
          `Durability::Sync`; etcd's WAL). 16-byte keys, 100-byte values; put: random keys of \
          {PUT_KEYS}; get: {GET_KEYS} preloaded keys; range: a prefix of {RANGE_KEYS} preloaded \
@@ -454,10 +479,12 @@ fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path, members: u
          batchkv's: > 1 means batchkv does better.\n",
         binary.display(),
         if members == 1 {
-            "a single-member".to_owned()
+            "a single member (batchkv: no raft)".to_owned()
         } else {
             format!(
-                "a {members}-member (connections spread over the members, CPU summed over them)"
+                "a {members}-member cluster (connections spread over the members, so followers \
+                 forward writes and serve linearizable gets through ReadIndex; CPU summed over \
+                 the members)"
             )
         },
         plan.warm_up.as_secs_f64(),
