@@ -129,8 +129,15 @@ fn a_killed_member_restarts_from_its_data_dir_and_catches_up() {
     etcd.kill(1);
     assert!(!etcd.is_running(1));
     assert!(!healthy(&endpoint), "a killed member still answers");
-    // The other two keep the quorum: writes go on while it is down.
-    let put = etcd.ctl(&["put", "during", "2"], None);
+    // The other two keep the quorum: writes go on while it is down. If it was the leader, a
+    // put during the election may time out (etcd's "request timed out", ambiguous): retried
+    // with the same value until the new leader takes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut put = etcd.ctl(&["put", "during", "2"], None);
+    while !put.ok && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        put = etcd.ctl(&["put", "during", "2"], None);
+    }
     assert!(put.ok, "{}", put.stderr);
     etcd.restart(1);
     assert!(etcd.is_running(1));
