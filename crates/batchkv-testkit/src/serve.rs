@@ -99,7 +99,13 @@ impl BatchkvServer {
     /// # Panics
     /// As [`BatchkvServer::start`].
     pub fn start_with(binary: impl AsRef<Path>, options: ServeOptions) -> BatchkvServer {
-        let binary = binary.as_ref().to_path_buf();
+        let mut server = BatchkvServer::new(binary.as_ref(), options);
+        server.launch(false);
+        server
+    }
+
+    /// A server not yet started: `binary` checked, etcdctl found, a fresh temp dir.
+    fn new(binary: &Path, options: ServeOptions) -> BatchkvServer {
         assert!(
             binary.is_file(),
             "no batchkv binary at {}",
@@ -108,8 +114,8 @@ impl BatchkvServer {
         require("etcdctl", "version");
         let dir = crate::temp_dir();
         let log = dir.path().join("serve.log");
-        let mut server = BatchkvServer {
-            binary,
+        BatchkvServer {
+            binary: binary.to_path_buf(),
             options,
             client_port: 0,
             metrics_port: None,
@@ -117,9 +123,7 @@ impl BatchkvServer {
             starts: 0,
             log,
             dir,
-        };
-        server.launch(false);
-        server
+        }
     }
 
     /// Starts `binary serve` like [`BatchkvServer::start_with`] but returns at once, without
@@ -129,25 +133,8 @@ impl BatchkvServer {
     /// # Panics
     /// If `binary` or `etcdctl` is missing.
     pub fn spawn_with(binary: impl AsRef<Path>, options: ServeOptions) -> BatchkvServer {
-        let binary = binary.as_ref().to_path_buf();
-        assert!(
-            binary.is_file(),
-            "no batchkv binary at {}",
-            binary.display()
-        );
-        require("etcdctl", "version");
-        let dir = crate::temp_dir();
-        let log = dir.path().join("serve.log");
-        let mut server = BatchkvServer {
-            binary,
-            options,
-            client_port: free_port_list(1)[0],
-            metrics_port: None,
-            child: None,
-            starts: 0,
-            log,
-            dir,
-        };
+        let mut server = BatchkvServer::new(binary.as_ref(), options);
+        server.client_port = free_port_list(1)[0];
         server.metrics_port = server.options.metrics.then(|| free_port_list(1)[0]);
         server.spawn();
         server
