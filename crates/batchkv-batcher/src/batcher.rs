@@ -2,10 +2,11 @@
 
 use std::any::Any;
 use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -413,6 +414,11 @@ struct Counters {
     panics: AtomicU64,
     closed: AtomicU64,
     linger_ns: AtomicU64,
+    /// Items accepted into the queue and not yet handed to the sink (queued, in the worker's
+    /// batch being collected, or carried to its next one). Raised before an item enters the
+    /// queue, lowered when its batch reaches the sink: while it is not zero, a submitter may not
+    /// lead a flush of its own (it would pass items accepted before it).
+    unflushed: AtomicUsize,
 }
 
 struct Inner<T, O, E> {
@@ -426,6 +432,8 @@ struct Inner<T, O, E> {
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The flush a lone submitter may run on its own thread (see [`Batcher::submit_wait`]).
+    lead: Arc<dyn Lead<T, O, E>>,
 }
 
 impl<T, O, E> Inner<T, O, E> {
@@ -532,16 +540,22 @@ where
         let abort = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
         let max_ops = if config.enabled { config.max_ops } else { 1 };
-        let worker = Worker {
-            rx,
-            sink,
-            policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
+        let shared = Arc::new(Shared {
+            state: Mutex::new(FlushState {
+                sink: Some(sink),
+                policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
+            }),
             max_ops,
             max_bytes: config.max_bytes,
             counters: Arc::clone(&counters),
             abort: Arc::clone(&abort),
             closing: Arc::clone(&closing),
             observer,
+            _item: PhantomData,
+        });
+        let worker = Worker {
+            rx,
+            shared: Arc::clone(&shared),
         };
         let handle = std::thread::Builder::new()
             .name("batchkv-batcher".to_owned())
@@ -555,6 +569,7 @@ where
                 abort,
                 closing,
                 worker: Mutex::new(Some(handle)),
+                lead: shared,
             }),
         })
     }
@@ -582,6 +597,9 @@ where
             return Err(SubmitError::Closed(item));
         };
         let (env, ticket) = Self::envelope(item);
+        // Counted before it is in the queue, so no submitter can lead a flush past it.
+        let unflushed = &self.inner.counters.unflushed;
+        unflushed.fetch_add(1, Ordering::SeqCst);
         let sent = if block {
             tx.send(env)
                 .map_err(|e| SubmitError::Closed(e.into_inner().item))
@@ -591,13 +609,19 @@ where
                 TrySendError::Disconnected(env) => SubmitError::Closed(env.item),
             })
         };
-        sent.map(|()| {
-            self.inner
-                .counters
-                .submitted
-                .fetch_add(1, Ordering::Relaxed);
-            ticket
-        })
+        match sent {
+            Ok(()) => {
+                self.inner
+                    .counters
+                    .submitted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(ticket)
+            }
+            Err(e) => {
+                unflushed.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 
     /// Queues `item`, blocking while the queue is full.
@@ -628,6 +652,39 @@ where
     pub fn try_submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
         let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
         self.enqueue(tx.as_ref(), item, false)
+    }
+
+    /// Submits `item` and waits for its answer: [`Batcher::submit`] then [`Ticket::wait`], except
+    /// that a submitter that finds the batcher idle (nothing queued or being collected, no flush
+    /// in progress, and a policy that would flush a lone item at once) flushes the item itself,
+    /// on its own thread, instead of handing it to the worker and sleeping until it answers:
+    /// RocksDB's write-thread leader, which does its group's write itself. A lone writer then
+    /// pays no thread hand-off. Submitters that arrive while it flushes queue as usual and the
+    /// worker takes them once the flush is over, so flushes stay one at a time and in order, and
+    /// group commit under load is unchanged (there the queue is never idle, or the adaptive
+    /// policy would linger, and the item is queued).
+    ///
+    /// The sink, and the observer after it, may therefore run on the caller's thread: never call
+    /// this from an async runtime's thread (await a [`Batcher::try_submit`] ticket there), nor
+    /// while holding a lock the sink takes.
+    ///
+    /// # Errors
+    /// [`SubmitError::Closed`] with the item, once the batcher is shut down; otherwise the item's
+    /// answer, as [`Ticket::wait`] gives it.
+    pub fn submit_wait(&self, item: T) -> Result<Answer<O, E>, SubmitError<T>> {
+        // Held through a flush of our own, so a shutdown (which takes the sender under the write
+        // lock) waits for it: nothing is flushed after the worker's last batch.
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        if tx.is_none() {
+            return Err(SubmitError::Closed(item));
+        }
+        let item = match self.inner.lead.lead(item) {
+            Ok(answer) => return Ok(answer),
+            Err(item) => item,
+        };
+        let ticket = self.enqueue(tx.as_ref(), item, true)?;
+        drop(tx);
+        Ok(ticket.wait())
     }
 
     /// Queues every item in order, blocking while the queue is full, and returns one ticket per
@@ -699,154 +756,117 @@ impl<T, O, E> Pending<T, O, E> {
     }
 }
 
-struct Worker<T, S: Sink<T>> {
-    rx: Receiver<Envelope<T, S::Output, S::Error>>,
-    sink: S,
+/// What one thread at a time may use: the sink and the policy's state. The worker holds it from
+/// the moment it has a batch's first item until the batch is answered (lingering included); a
+/// submitter leading a flush of its own ([`Batcher::submit_wait`]) holds it for that flush. So
+/// flushes never overlap and reach the sink in the order they took it.
+struct FlushState<S> {
+    /// `None` once the worker has stopped (dropped with it, as the worker's own sink was).
+    sink: Option<S>,
     policy: Policy,
+}
+
+/// What the worker and a leading submitter share.
+struct Shared<T, S: Sink<T>> {
+    state: Mutex<FlushState<S>>,
     max_ops: usize,
     max_bytes: usize,
     counters: Arc<Counters>,
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     observer: Option<Arc<dyn FlushObserver>>,
+    _item: PhantomData<fn(T)>,
 }
 
-type EnvelopeOf<T, S> = Envelope<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
-type PendingOf<T, S> = Pending<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
-type AnswersOf<T, S> = Vec<Answer<<S as Sink<T>>::Output, <S as Sink<T>>::Error>>;
+/// A submitter's flush of its own item, behind a trait object so that [`Batcher`] need not
+/// name the sink's type.
+trait Lead<T, O, E>: Send + Sync {
+    /// Flushes `item` alone on this thread if the batcher is idle and its policy would flush a
+    /// lone item at once; hands the item back otherwise (it is then queued as usual).
+    fn lead(&self, item: T) -> Result<Answer<O, E>, T>;
+}
 
-impl<T, S: Sink<T>> Worker<T, S> {
-    fn run(mut self) {
-        let mut carry: Option<EnvelopeOf<T, S>> = None;
-        loop {
-            let first = match carry.take() {
-                Some(env) => env,
-                // Disconnected: every sender is gone and the queue is empty; all answered.
-                None => match self.rx.recv() {
-                    Ok(env) => env,
-                    Err(_) => return,
-                },
-            };
-            let mut batch = Pending::new();
-            let mut trigger = self.add(&mut batch, first, &mut carry);
-            if trigger.is_none() {
-                trigger = self.fill(&mut batch, &mut carry);
-            }
-            let mut linger = Duration::ZERO;
-            let trigger = match trigger {
-                Some(t) => t,
-                None if self.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
-                // With batching disabled `max_ops` is 1, so `add` has already answered `Size`.
-                None => {
-                    let decision = self.policy.decide(batch.len(), Instant::now());
-                    linger = decision.wait;
-                    if decision.wait.is_zero() || batch.len() >= decision.target {
-                        FlushTrigger::Idle
-                    } else {
-                        self.linger(&mut batch, &mut carry, decision)
-                    }
-                }
-            };
-            if self.abort.load(Ordering::SeqCst) {
-                self.answer_closed(batch.replies);
-                if let Some(env) = carry.take() {
-                    self.answer_closed(vec![env.reply]);
-                }
-                continue;
-            }
-            self.flush(batch, trigger, linger);
-            self.counters
-                .linger_ns
-                .store(self.policy.current().as_nanos() as u64, Ordering::Relaxed);
+impl<T: BatchItem, S: Sink<T>> Lead<T, S::Output, S::Error> for Shared<T, S> {
+    fn lead(&self, item: T) -> Result<Answer<S::Output, S::Error>, T> {
+        // A shutdown decides what happens to items from now on (flushed by the worker, or
+        // answered `Closed`): leave them to it.
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(item);
         }
-    }
-
-    /// Adds `env` to the batch; returns the trigger if the batch is now full. An item that would
-    /// push a non-empty batch past `max_bytes` is carried over to the next batch instead.
-    fn add(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        env: EnvelopeOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-    ) -> Option<FlushTrigger> {
-        if batch.len() > 0 && batch.bytes.saturating_add(env.size) > self.max_bytes {
-            *carry = Some(env);
-            return Some(FlushTrigger::Bytes);
+        let c = &self.counters;
+        if c.unflushed.load(Ordering::SeqCst) != 0 {
+            return Err(item);
         }
-        batch.bytes = batch.bytes.saturating_add(env.size);
-        batch.oldest.get_or_insert(env.enqueued);
-        batch.items.push(env.item);
-        batch.replies.push(env.reply);
-        if batch.len() >= self.max_ops {
-            Some(FlushTrigger::Size)
-        } else if batch.bytes >= self.max_bytes {
-            Some(FlushTrigger::Bytes)
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            // The sink catches every panic of the sink and the observer; a poisoned lock would
+            // be a bug of the batcher's own, and the state is still consistent.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // A flush is in progress (or the worker is collecting a batch): queue behind it.
+            Err(TryLockError::WouldBlock) => return Err(item),
+        };
+        // Checked again under the lock: an item accepted before this one and not flushed yet
+        // (queued, or taken by the worker, which is waiting for this lock) goes first.
+        if c.unflushed.load(Ordering::SeqCst) != 0 {
+            return Err(item);
+        }
+        let now = Instant::now();
+        if self.max_ops > 1 && !state.policy.flushes_lone_item_now(now) {
+            return Err(item);
+        }
+        c.submitted.fetch_add(1, Ordering::Relaxed);
+        let bytes = item.size_bytes();
+        let trigger = if self.max_ops <= 1 {
+            FlushTrigger::Size
+        } else if bytes >= self.max_bytes {
+            FlushTrigger::Bytes
         } else {
-            None
-        }
-    }
-
-    /// Natural batching: takes what is already queued, up to the limits, without waiting.
-    fn fill(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-    ) -> Option<FlushTrigger> {
-        while let Ok(env) = self.rx.try_recv() {
-            if let Some(t) = self.add(batch, env, carry) {
-                return Some(t);
-            }
-        }
-        None
-    }
-
-    /// Waits for more items until the deadline, the policy's target, or a limit.
-    fn linger(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-        decision: Linger,
-    ) -> FlushTrigger {
-        let deadline = Instant::now() + decision.wait;
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok(env) => {
-                    if let Some(t) = self.add(batch, env, carry) {
-                        return t;
-                    }
-                    if batch.len() >= decision.target {
-                        return FlushTrigger::Target;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return FlushTrigger::Timeout,
-                Err(RecvTimeoutError::Disconnected) => return FlushTrigger::Shutdown,
-            }
-        }
-    }
-
-    fn answer_closed(&self, replies: Vec<Reply<S::Output, S::Error>>) {
-        self.counters
-            .closed
-            .fetch_add(replies.len() as u64, Ordering::Relaxed);
-        for reply in replies {
-            reply.send(Err(BatchError::Closed));
-        }
-    }
-
-    fn flush(&mut self, batch: PendingOf<T, S>, trigger: FlushTrigger, linger: Duration) {
-        let Pending {
-            items,
-            replies,
+            FlushTrigger::Idle
+        };
+        let (mut answers, info) = self.flush(
+            &mut state,
+            vec![item],
             bytes,
-            oldest,
-        } = batch;
+            now,
+            trigger,
+            Duration::ZERO,
+            0,
+        );
+        drop(state);
+        self.observe(&info);
+        Ok(answers.pop().unwrap_or(Err(BatchError::Closed)))
+    }
+}
+
+impl<T, S: Sink<T>> Shared<T, S> {
+    fn lock(&self) -> MutexGuard<'_, FlushState<S>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `items` to the sink, builds one answer per item, updates the counters and the
+    /// policy. The caller delivers the answers, then calls [`Shared::observe`].
+    #[allow(clippy::too_many_arguments)]
+    fn flush(
+        &self,
+        state: &mut FlushState<S>,
+        items: Vec<T>,
+        bytes: usize,
+        oldest: Instant,
+        trigger: FlushTrigger,
+        linger: Duration,
+        queue_depth: usize,
+    ) -> (AnswersOf<T, S>, FlushInfo) {
         let n = items.len();
-        let queue_depth = self.rx.len();
         let start = Instant::now();
-        let waited = oldest.map_or(Duration::ZERO, |t| start.saturating_duration_since(t));
-        let result = catch_unwind(AssertUnwindSafe(|| self.sink.flush(items)));
+        let waited = start.saturating_duration_since(oldest);
+        let result = match state.sink.as_mut() {
+            Some(sink) => catch_unwind(AssertUnwindSafe(|| sink.flush(items))),
+            // Unreachable: the sink goes only once no sender is left, and a leader holds one.
+            None => Err(Box::new("the batcher is shut down") as Box<dyn Any + Send>),
+        };
         let sink_time = start.elapsed();
-        let queued_meanwhile = self.rx.len();
+        // Accepted while the sink worked: queued, or taken by a worker waiting for the state.
+        let queued_meanwhile = self.counters.unflushed.load(Ordering::SeqCst);
         // Answers are built first and the counters updated before anyone is answered, so a
         // submitter that sees its answer also sees it in `stats()`.
         let (outcome, answers): (FlushOutcome, AnswersOf<T, S>) = match result {
@@ -901,24 +921,192 @@ impl<T, S: Sink<T>> Worker<T, S> {
         c.items.fetch_add(n as u64, Ordering::Relaxed);
         c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         c.by_trigger[trigger.index()].fetch_add(1, Ordering::Relaxed);
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            reply.send(answer);
-        }
-        self.policy.record(n, start, sink_time, queued_meanwhile);
+        state.policy.record(n, start, sink_time, queued_meanwhile);
+        c.linger_ns
+            .store(state.policy.current().as_nanos() as u64, Ordering::Relaxed);
+        let info = FlushInfo {
+            items: n,
+            bytes,
+            waited,
+            linger,
+            trigger,
+            sink_time,
+            queue_depth,
+            outcome,
+        };
+        (answers, info)
+    }
+
+    /// Tells the observer about a flush whose answers are out.
+    fn observe(&self, info: &FlushInfo) {
         if let Some(observer) = &self.observer {
-            let info = FlushInfo {
-                items: n,
-                bytes,
-                waited,
-                linger,
-                trigger,
-                sink_time,
-                queue_depth,
-                outcome,
-            };
             // An observer's panic must not stop the worker: every queued item still needs its
             // answer.
-            let _ = catch_unwind(AssertUnwindSafe(|| observer.on_flush(&info)));
+            let _ = catch_unwind(AssertUnwindSafe(|| observer.on_flush(info)));
+        }
+    }
+}
+
+struct Worker<T, S: Sink<T>> {
+    rx: Receiver<Envelope<T, S::Output, S::Error>>,
+    shared: Arc<Shared<T, S>>,
+}
+
+type EnvelopeOf<T, S> = Envelope<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type PendingOf<T, S> = Pending<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type AnswersOf<T, S> = Vec<Answer<<S as Sink<T>>::Output, <S as Sink<T>>::Error>>;
+
+impl<T, S: Sink<T>> Worker<T, S> {
+    fn run(self) {
+        let shared = &*self.shared;
+        let mut carry: Option<EnvelopeOf<T, S>> = None;
+        loop {
+            let first = match carry.take() {
+                Some(env) => env,
+                // Disconnected: every sender is gone and the queue is empty; all answered.
+                None => match self.rx.recv() {
+                    Ok(env) => env,
+                    Err(_) => {
+                        shared.lock().sink = None;
+                        return;
+                    }
+                },
+            };
+            // Waits while a submitter leads a flush of its own; meanwhile the queue fills.
+            let mut state = shared.lock();
+            let mut batch = Pending::new();
+            let mut trigger = self.add(&mut batch, first, &mut carry);
+            if trigger.is_none() {
+                trigger = self.fill(&mut batch, &mut carry);
+            }
+            let mut linger = Duration::ZERO;
+            let trigger = match trigger {
+                Some(t) => t,
+                None if shared.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
+                // With batching disabled `max_ops` is 1, so `add` has already answered `Size`.
+                None => {
+                    let decision = state.policy.decide(batch.len(), Instant::now());
+                    linger = decision.wait;
+                    if decision.wait.is_zero() || batch.len() >= decision.target {
+                        FlushTrigger::Idle
+                    } else {
+                        self.linger(&mut batch, &mut carry, decision)
+                    }
+                }
+            };
+            if shared.abort.load(Ordering::SeqCst) {
+                drop(state);
+                let mut replies = batch.replies;
+                replies.extend(carry.take().map(|env| env.reply));
+                shared
+                    .counters
+                    .unflushed
+                    .fetch_sub(replies.len(), Ordering::SeqCst);
+                self.answer_closed(replies);
+                continue;
+            }
+            let Pending {
+                items,
+                replies,
+                bytes,
+                oldest,
+            } = batch;
+            let queue_depth = self.rx.len();
+            // Handed to the sink now (under the state lock, so no submitter leads a flush
+            // before this one is over).
+            shared
+                .counters
+                .unflushed
+                .fetch_sub(items.len(), Ordering::SeqCst);
+            let oldest = oldest.unwrap_or_else(Instant::now);
+            let (answers, info) = shared.flush(
+                &mut state,
+                items,
+                bytes,
+                oldest,
+                trigger,
+                linger,
+                queue_depth,
+            );
+            drop(state);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                reply.send(answer);
+            }
+            shared.observe(&info);
+        }
+    }
+
+    /// Adds `env` to the batch; returns the trigger if the batch is now full. An item that would
+    /// push a non-empty batch past `max_bytes` is carried over to the next batch instead.
+    fn add(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        env: EnvelopeOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        let (max_ops, max_bytes) = (self.shared.max_ops, self.shared.max_bytes);
+        if batch.len() > 0 && batch.bytes.saturating_add(env.size) > max_bytes {
+            *carry = Some(env);
+            return Some(FlushTrigger::Bytes);
+        }
+        batch.bytes = batch.bytes.saturating_add(env.size);
+        batch.oldest.get_or_insert(env.enqueued);
+        batch.items.push(env.item);
+        batch.replies.push(env.reply);
+        if batch.len() >= max_ops {
+            Some(FlushTrigger::Size)
+        } else if batch.bytes >= max_bytes {
+            Some(FlushTrigger::Bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Natural batching: takes what is already queued, up to the limits, without waiting.
+    fn fill(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        while let Ok(env) = self.rx.try_recv() {
+            if let Some(t) = self.add(batch, env, carry) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Waits for more items until the deadline, the policy's target, or a limit.
+    fn linger(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+        decision: Linger,
+    ) -> FlushTrigger {
+        let deadline = Instant::now() + decision.wait;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(env) => {
+                    if let Some(t) = self.add(batch, env, carry) {
+                        return t;
+                    }
+                    if batch.len() >= decision.target {
+                        return FlushTrigger::Target;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return FlushTrigger::Timeout,
+                Err(RecvTimeoutError::Disconnected) => return FlushTrigger::Shutdown,
+            }
+        }
+    }
+
+    fn answer_closed(&self, replies: Vec<Reply<S::Output, S::Error>>) {
+        self.shared
+            .counters
+            .closed
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        for reply in replies {
+            reply.send(Err(BatchError::Closed));
         }
     }
 }
