@@ -53,6 +53,7 @@ pub struct StoreBuilder {
     metrics: bool,
     read_only: bool,
     fail_on_write_stall: bool,
+    writer_commits: bool,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -83,7 +84,20 @@ impl StoreBuilder {
             metrics: false,
             read_only: false,
             fail_on_write_stall: false,
+            writer_commits: true,
         }
+    }
+
+    /// Whether a blocking write ([`Store::submit`], [`Store::put`], ...) that finds the write
+    /// pipeline idle commits its entry on the caller's own thread, as RocksDB's write-thread
+    /// leader does, instead of handing it to the batcher's worker and sleeping until it
+    /// answers (two thread wake-ups per write, which dominate a lone writer's latency). On by
+    /// default; a single-node store only (a replicated store always hands off). Writers that
+    /// arrive while the pipeline is busy queue and are group-committed either way. Off, every
+    /// write goes through the worker (a caller's thread then never runs RocksDB's write).
+    pub fn writer_commits(mut self, on: bool) -> Self {
+        self.writer_commits = on;
+        self
     }
 
     /// Opens the store read-only: nothing is written, not even at open (RocksDB's read-only
@@ -331,7 +345,9 @@ impl StoreBuilder {
         });
         let batcher = Batcher::start_observed(pipeline, self.batch, observer)
             .map_err(|e| StoreError::Config(e.to_string()))?;
+        let writer_commits = self.writer_commits && core.is_local();
         let inner = Arc::new(Inner {
+            writer_commits,
             mvcc,
             engine: Arc::clone(&engine),
             core,
@@ -370,6 +386,8 @@ impl StoreBuilder {
 }
 
 struct Inner {
+    /// Blocking writes use `Batcher::submit_wait` (single node, unless turned off).
+    writer_commits: bool,
     mvcc: Arc<RwLock<Mvcc>>,
     engine: Arc<Engine>,
     core: Arc<Core>,
@@ -688,12 +706,18 @@ impl Store {
 
     fn submit_inner(&self, op: Op) -> Result<OpResponse> {
         let request = self.request(op)?;
-        let ticket = self
-            .inner
-            .batcher
-            .submit(request)
-            .map_err(|_| StoreError::Closed)?;
-        ticket.wait().map_err(store_error)
+        let answer = if self.inner.writer_commits {
+            // Single node: a lone writer finding the batcher idle commits its entry on this
+            // thread (no hand-off to the worker and back); otherwise it queues and waits.
+            self.inner.batcher.submit_wait(request)
+        } else {
+            // Replicated (the worker proposes and waits for raft, as ever), or turned off.
+            self.inner
+                .batcher
+                .submit(request)
+                .map(|ticket| ticket.wait())
+        };
+        answer.map_err(|_| StoreError::Closed)?.map_err(store_error)
     }
 
     /// The checks every write passes before it is queued (blocking or async alike).
