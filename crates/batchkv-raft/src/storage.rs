@@ -10,6 +10,8 @@
 //! | `c`               | the [`ConfState`]                                           |
 //! | `r`               | where the log was truncated: index and term (16 bytes BE)   |
 //! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data       |
+//! | `i`               | the voters the cluster was bootstrapped with ([`ConfState`]) |
+//! | `m` + id (BE)     | member `id`'s record (opaque: the owner's bytes)            |
 //!
 //! Everything one `Ready` asks to persist (a snapshot, entries, the hard state) goes in one
 //! WriteBatch, fsynced: [`RaftStorage::persist`].
@@ -31,6 +33,25 @@ const CONF_STATE: &[u8] = b"c";
 const TRUNCATED: &[u8] = b"r";
 const SNAP_META: &[u8] = b"s";
 const SNAP_DATA: &[u8] = b"d";
+const INITIAL: &[u8] = b"i";
+
+fn member_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'm';
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// What a configuration change does to one member's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RecordUpdate {
+    /// Leave it as it is.
+    Keep,
+    /// Replace it.
+    Put(Vec<u8>),
+    /// Delete it (the member was removed).
+    Delete,
+}
 
 fn entry_key(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -83,6 +104,10 @@ pub struct RaftStorage {
     terms: Vec<u64>,
     /// The last snapshot taken or installed (index 0: none).
     snapshot_meta: SnapshotMetadata,
+    /// The voters the cluster was bootstrapped with.
+    initial_voters: Vec<u64>,
+    /// Each member's record, by id.
+    records: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 impl std::fmt::Debug for RaftStorage {
@@ -158,6 +183,23 @@ impl RaftStorage {
                 truncated.0
             )));
         }
+        let initial_voters = match engine.get(cf, INITIAL)? {
+            Some(b) => decode::<ConfState>(&b)?.voters,
+            None => Vec::new(),
+        };
+        let mut records = std::collections::BTreeMap::new();
+        engine.scan(
+            cf,
+            &KeyRange::between(member_key(0), member_key(u64::MAX)),
+            false,
+            |k, v| {
+                records.insert(be_u64(&k[1..]).unwrap_or(0), v.to_vec());
+                true
+            },
+        )?;
+        if let Some(v) = engine.get(cf, &member_key(u64::MAX))? {
+            records.insert(u64::MAX, v);
+        }
         Ok(RaftStorage {
             engine,
             cf,
@@ -166,6 +208,8 @@ impl RaftStorage {
             truncated,
             terms,
             snapshot_meta,
+            initial_voters,
+            records,
         })
     }
 
@@ -180,7 +224,22 @@ impl RaftStorage {
     /// # Errors
     /// RocksDB's.
     pub fn bootstrap(&mut self, voters: &[u64]) -> Result<(), RaftError> {
-        if self.is_initialized() {
+        self.bootstrap_with(voters, &[])
+    }
+
+    /// [`RaftStorage::bootstrap`], also storing each initial member's record (opaque bytes,
+    /// [`RaftStorage::member_records`]) in the same write. A member joining a running cluster
+    /// later bootstraps with the cluster's *initial* voters and records too, then replays the
+    /// log from its start, so it goes through the same configurations as every other member.
+    ///
+    /// # Errors
+    /// RocksDB's.
+    pub fn bootstrap_with(
+        &mut self,
+        voters: &[u64],
+        records: &[(u64, Vec<u8>)],
+    ) -> Result<(), RaftError> {
+        if self.is_initialized() || voters.is_empty() {
             return Ok(());
         }
         let cs = ConfState {
@@ -189,9 +248,29 @@ impl RaftStorage {
         };
         let mut batch = self.engine.begin_batch();
         batch.put(self.cf, CONF_STATE, &encode(&cs)?)?;
+        batch.put(self.cf, INITIAL, &encode(&cs)?)?;
+        for (id, record) in records {
+            batch.put(self.cf, &member_key(*id), record)?;
+        }
         batch.commit(WriteMode::SYNC)?;
         self.conf_state = cs;
+        self.initial_voters = voters.to_vec();
+        for (id, record) in records {
+            self.records.insert(*id, record.clone());
+        }
         Ok(())
+    }
+
+    /// The voters the cluster was bootstrapped with (empty for storage bootstrapped before
+    /// they were kept).
+    pub fn initial_voters(&self) -> &[u64] {
+        &self.initial_voters
+    }
+
+    /// Every member's record (the initial members' from [`RaftStorage::bootstrap_with`], the
+    /// others' from the configuration change that added them), by id.
+    pub fn member_records(&self) -> &std::collections::BTreeMap<u64, Vec<u8>> {
+        &self.records
     }
 
     /// The engine raft's state is stored in.
@@ -345,10 +424,34 @@ impl RaftStorage {
     /// # Errors
     /// RocksDB's.
     pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), RaftError> {
+        self.set_conf_state_with(cs, 0, RecordUpdate::Keep)
+    }
+
+    /// Stores a new configuration and what it does to member `id`'s record, in one write.
+    pub(crate) fn set_conf_state_with(
+        &mut self,
+        cs: ConfState,
+        id: u64,
+        record: RecordUpdate,
+    ) -> Result<(), RaftError> {
         let mut batch = self.engine.begin_batch();
         batch.put(self.cf, CONF_STATE, &encode(&cs)?)?;
+        match &record {
+            RecordUpdate::Keep => {}
+            RecordUpdate::Put(r) => batch.put(self.cf, &member_key(id), r)?,
+            RecordUpdate::Delete => batch.delete(self.cf, &member_key(id))?,
+        }
         batch.commit(WriteMode::SYNC)?;
         self.conf_state = cs;
+        match record {
+            RecordUpdate::Keep => {}
+            RecordUpdate::Put(r) => {
+                self.records.insert(id, r);
+            }
+            RecordUpdate::Delete => {
+                self.records.remove(&id);
+            }
+        }
         Ok(())
     }
 

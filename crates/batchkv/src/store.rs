@@ -1075,6 +1075,43 @@ impl Store {
             .and_then(Result::ok)
     }
 
+    /// The cluster's membership as this member applied it (`None` for a single-node store, or
+    /// once closed): voters, learners, each member's record.
+    pub fn membership(&self) -> Option<batchkv_raft::Membership> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.membership()))
+            .and_then(Result::ok)
+    }
+
+    /// Proposes a membership change through raft (`RaftNode::propose_conf_change`) and waits
+    /// until this member applied it; returns the membership after it. `context` becomes the
+    /// member's record (empty: kept as it is).
+    ///
+    /// # Errors
+    /// batchkv-raft's: `NotLeader` (no leader; a promotion asked of a follower),
+    /// `LearnerNotReady`, `ConfChangeInProgress`, `Timeout`, `Ambiguous`, `Stopped`; `Raft`
+    /// when raft refused the change, or the store is not replicated.
+    pub fn propose_conf_change(
+        &self,
+        kind: batchkv_raft::ConfChangeKind,
+        node: u64,
+        context: Vec<u8>,
+    ) -> std::result::Result<batchkv_raft::Membership, batchkv_raft::RaftError> {
+        let mut out = None;
+        let ran = self.inner.core.with_raft(|n| {
+            out = Some(n.propose_conf_change(kind, node, context));
+            Ok(())
+        });
+        match (ran, out) {
+            (_, Some(r)) => r,
+            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
+            (None, _) => Err(batchkv_raft::RaftError::Raft(
+                "the store is not replicated".into(),
+            )),
+        }
+    }
+
     /// Replicated: the error for a request only the leader serves, if this member is not it.
     fn leader_only(&self) -> Result<()> {
         match self.raft_status() {
