@@ -492,7 +492,8 @@ fn replicated(
     Ok(builder.replicated(node, storage, std::sync::Arc::new(transport)))
 }
 
-/// Serves the peer service (raft messages in, `Peer.Member`) until `stop` turns true.
+/// Serves the peer service (raft messages in, `Peer.Member`, the lease requests forwarded to
+/// the leader) until `stop` turns true.
 async fn serve_peers(
     store: &Store,
     cluster: &ClusterFlags,
@@ -506,7 +507,8 @@ async fn serve_peers(
         .map_err(|e| format!("cannot listen on {}: {e}", cluster.listen_peer))?;
     let service = batchkv_server::peer::PeerService::new(cluster.members.local_id, mailbox)
         .with_member(name, client_urls)
-        .with_cluster(store.clone(), cluster.members.cluster_id);
+        .with_cluster(store.clone(), cluster.members.cluster_id)
+        .with_store(store.clone());
     tracing::info!(addr = %cluster.listen_peer, id = %format!("{:x}", cluster.members.local_id), "serving peer traffic");
     tokio::spawn(async move {
         let stopped = async move {

@@ -7,7 +7,11 @@
 //!   every member, linearizable and serializable;
 //! - the leader killed with SIGKILL: the other two elect a new leader and take writes, the
 //!   killed member restarts from its data dir and catches up, and afterwards every member
-//!   holds the same keys, the same revisions (contiguous) and the same HashKV.
+//!   holds the same keys, the same revisions (contiguous) and the same HashKV;
+//! - leases on followers: only the leader holds lease deadlines, and a follower forwards
+//!   keep-alives and TimeToLive to it (as etcd does): a lease granted on one follower and kept
+//!   alive only through another outlives its TTL many times over, one not kept alive expires
+//!   and its key goes from every member.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -227,4 +231,126 @@ fn the_cluster_outlives_its_leader() {
     }
     let hashes: Vec<u64> = (0..3).map(|i| hash_kv(cluster.member(i), rev)).collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+}
+
+/// Starts `etcdctl lease keep-alive ID` against `member` (runs until killed).
+fn keep_alive(member: &BatchkvServer, id: &str) -> std::process::Child {
+    member
+        .etcdctl()
+        .args(["lease", "keep-alive", id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start etcdctl lease keep-alive")
+}
+
+/// `lease timetolive ID --keys` on `member`: (ttl, granted ttl, keys).
+fn time_to_live(member: &BatchkvServer, id: &str) -> (i64, i64, Vec<String>) {
+    let v = json(
+        &member.ctl_json(&["lease", "timetolive", id, "--keys"], None),
+        "lease timetolive",
+    );
+    let keys = v["keys"]
+        .as_array()
+        .map(|ks| ks.iter().map(b64).collect())
+        .unwrap_or_default();
+    (
+        v["ttl"].as_i64().expect("ttl"),
+        v["granted-ttl"].as_i64().unwrap_or_default(),
+        keys,
+    )
+}
+
+#[test]
+fn leases_kept_alive_through_followers() {
+    let cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    let leader = eventually("a leader", || cluster.leader());
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (f1, f2) = (cluster.member(followers[0]), cluster.member(followers[1]));
+    const TTL: i64 = 4;
+    // Granted on a follower (a proposal, forwarded like any write).
+    let grant = |name: &str| {
+        let v = json(
+            &f1.ctl_json(&["lease", "grant", &TTL.to_string()], None),
+            "lease grant",
+        );
+        let id = format!("{:x}", v["ID"].as_i64().expect("a lease id"));
+        let out = f1.ctl(&["put", name, "v", &format!("--lease={id}")], None);
+        assert!(out.ok, "put {name} with lease {id}: {out:?}");
+        id
+    };
+    let kept = grant("kept");
+    let dropped = grant("dropped");
+    // Kept alive through the other follower only (etcdctl's keep-alive stream).
+    let mut renewer = keep_alive(f2, &kept);
+    // A TimeToLive on each member, the followers' forwarded to the leader: the same lease.
+    for i in 0..3 {
+        let (ttl, granted, keys) = time_to_live(cluster.member(i), &kept);
+        assert!(ttl > 0 && ttl <= TTL, "member {i}: ttl {ttl}");
+        assert_eq!(
+            (granted, keys),
+            (TTL, vec!["kept".to_owned()]),
+            "member {i}"
+        );
+    }
+    // The lease not kept alive expires (the leader revokes it) and its key goes everywhere.
+    for i in 0..3 {
+        eventually(&format!("member {i} lost the expired lease's key"), || {
+            (!contents(cluster.member(i), "s").contains_key("dropped")).then_some(())
+        });
+        assert_eq!(
+            time_to_live(cluster.member(i), &dropped).0,
+            -1,
+            "member {i}"
+        );
+    }
+    // By then the kept lease has lived past its TTL; keep going for three TTLs more.
+    std::thread::sleep(Duration::from_secs(3 * TTL as u64));
+    for i in 0..3 {
+        let (ttl, granted, keys) = time_to_live(cluster.member(i), &kept);
+        assert!(
+            ttl > 0 && ttl <= TTL,
+            "member {i}: the kept lease has ttl {ttl}"
+        );
+        assert_eq!(
+            (granted, keys),
+            (TTL, vec!["kept".to_owned()]),
+            "member {i}"
+        );
+        assert!(
+            contents(cluster.member(i), "l").contains_key("kept"),
+            "member {i}"
+        );
+    }
+    // A one-off keep-alive on a follower: the leader's answer (the whole TTL).
+    let once = json(
+        &f1.ctl_json(&["lease", "keep-alive", "--once", &kept], None),
+        "lease keep-alive --once on a follower",
+    );
+    assert_eq!(once["TTL"].as_i64(), Some(TTL), "{once}");
+    // An expired lease's keep-alive fails alike on a follower and on the leader.
+    let errors: Vec<(i32, String)> = [f1, cluster.member(leader)]
+        .iter()
+        .map(|m| {
+            let out = m.ctl(&["lease", "keep-alive", "--once", &dropped], None);
+            let line = out
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("Error: "))
+                .unwrap_or_default()
+                .to_owned();
+            (out.code, line)
+        })
+        .collect();
+    assert_ne!(errors[0].0, 0, "{errors:?}");
+    assert_eq!(errors[0], errors[1], "follower (left) and leader (right)");
+    let _ = renewer.kill();
+    let _ = renewer.wait();
+    // No keep-alives now: the kept lease expires too.
+    for i in 0..3 {
+        eventually(&format!("member {i} lost the kept lease's key"), || {
+            (!contents(cluster.member(i), "s").contains_key("kept")).then_some(())
+        });
+    }
 }

@@ -330,6 +330,9 @@ pub(crate) struct Ctx {
     pub fragment_bytes: usize,
     /// Becomes true when the server stops: the streams end.
     pub stopping: watch::Receiver<bool>,
+    /// The other members' peer services, for the lease requests forwarded to the leader
+    /// (replicated only).
+    pub peers: Option<peer::PeerClients>,
 }
 
 impl Ctx {
@@ -460,6 +463,11 @@ impl Server {
             snapshot_dir: self.config.snapshot_dir.clone(),
             fragment_bytes: self.config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             stopping,
+            peers: self
+                .config
+                .cluster
+                .as_ref()
+                .map(|c| peer::PeerClients::new(&c.peers(), service::PEER_CALL_TIMEOUT)),
         });
         let svc = service::Etcd::new(ctx);
         let max = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES;

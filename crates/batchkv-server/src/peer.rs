@@ -10,6 +10,12 @@
 //!
 //! The raft messages stay opaque bytes (raft-rs's own codec, `batchkv-raft`); a frame only adds
 //! the sender's and the receiver's ids.
+//!
+//! The same service carries the lease requests only the leader can answer (etcd forwards them
+//! over its peer HTTP `/leases` endpoints): a member that is not the leader forwards a
+//! keep-alive (`Peer.LeaseRenew`) or a TimeToLive (`Peer.LeaseTimeToLive`) to the leader
+//! through [`PeerClients`]; the leader's [`PeerService`] answers from its store
+//! ([`PeerService::with_store`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,19 +23,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use batchkv::Store;
 use batchkv_raft::{Mailbox, Membership, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::membership::MemberRecord;
 use crate::pb::batchkvpb::peer_client::PeerClient;
 use crate::pb::batchkvpb::peer_server::{Peer, PeerServer};
 use crate::pb::batchkvpb::{
+    LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
     MemberInfo, MemberRecord as PbMemberRecord, MemberRequest, MembersRequest, MembersResponse,
     RaftFrame, SendResponse,
 };
@@ -47,7 +55,9 @@ pub struct PeerService {
     stopping: watch::Receiver<bool>,
     info: MemberInfo,
     /// The store and the cluster id, for `Peer.Members`.
-    cluster: Option<(batchkv::Store, u64)>,
+    cluster: Option<(Store, u64)>,
+    /// The member's store, for the forwarded lease requests (None: they answer Unavailable).
+    store: Option<Store>,
 }
 
 impl PeerService {
@@ -64,12 +74,37 @@ impl PeerService {
                 ..MemberInfo::default()
             },
             cluster: None,
+            store: None,
+        }
+    }
+
+    /// Answers the lease requests other members forward to the leader (`Peer.LeaseRenew`,
+    /// `Peer.LeaseTimeToLive`) from `store`, this member's (they are refused while this member
+    /// is not the leader).
+    #[must_use]
+    pub fn with_store(mut self, store: Store) -> PeerService {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store, if this member is the leader; else the error the forwarding member retries on.
+    fn leader_store(&self) -> Result<&Store, Status> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this member serves no leases"))?;
+        match store.raft_status() {
+            Some(s) if !s.is_leader => Err(crate::error::status(&match s.leader {
+                Some(leader) => batchkv::StoreError::NotLeader { leader },
+                None => batchkv::StoreError::NoLeader,
+            })),
+            _ => Ok(store),
         }
     }
 
     /// Answers `Peer.Members` from `store`'s membership, in cluster `cluster_id`.
     #[must_use]
-    pub fn with_cluster(mut self, store: batchkv::Store, cluster_id: u64) -> PeerService {
+    pub fn with_cluster(mut self, store: Store, cluster_id: u64) -> PeerService {
         self.cluster = Some((store, cluster_id));
         self
     }
@@ -153,6 +188,34 @@ impl Peer for PeerService {
             members,
         }))
     }
+
+    async fn lease_renew(
+        &self,
+        request: Request<LeaseRenewRequest>,
+    ) -> Result<Response<LeaseRenewResponse>, Status> {
+        let id = request.into_inner().id;
+        let store = self.leader_store()?;
+        // The store refuses it too if leadership moved meanwhile (NotLeader: Unavailable).
+        let ttl = crate::blocking::run(store, move |s| s.lease_keep_alive(id))
+            .await?
+            .map_err(|e| crate::error::status(&e))?;
+        Ok(Response::new(LeaseRenewResponse { ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = request.into_inner();
+        let store = self.leader_store()?;
+        let t = crate::blocking::run(store, move |s| s.lease_time_to_live(r.id, r.keys)).await?;
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            id: t.id,
+            ttl: t.ttl,
+            granted_ttl: t.granted_ttl,
+            keys: t.keys.into_iter().map(|k| k.to_vec()).collect(),
+        }))
+    }
 }
 
 /// Asks the member serving `Peer` at `url` for the cluster's members, within `timeout`
@@ -178,6 +241,75 @@ pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse
     tokio::time::timeout(timeout, ask)
         .await
         .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
+}
+
+/// Clients of the other members' peer services, for the requests a member forwards to the
+/// leader (lease keep-alives and TimeToLive): one lazily connected channel per member.
+#[derive(Debug)]
+pub struct PeerClients {
+    urls: HashMap<u64, String>,
+    channels: std::sync::Mutex<HashMap<u64, Channel>>,
+    timeout: Duration,
+}
+
+impl PeerClients {
+    /// Clients of `peers` (member id, peer URL), each call bounded by `timeout`.
+    pub fn new(peers: &[(u64, String)], timeout: Duration) -> PeerClients {
+        PeerClients {
+            urls: peers.iter().cloned().collect(),
+            channels: std::sync::Mutex::default(),
+            timeout,
+        }
+    }
+
+    fn client(&self, to: u64) -> Result<PeerClient<Channel>, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(&to) {
+            return Ok(PeerClient::new(c.clone()));
+        }
+        let url = self
+            .urls
+            .get(&to)
+            .ok_or_else(|| Status::unavailable(format!("member {to:x} is not a known peer")))?;
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(to, channel.clone());
+        Ok(PeerClient::new(channel))
+    }
+
+    /// Member `to` (the leader) renews lease `id`; its TTL.
+    ///
+    /// # Errors
+    /// `NotFound`: no such lease; anything else (`Unavailable`: `to` is not the leader or
+    /// cannot be reached): worth asking again.
+    pub async fn lease_renew(&self, to: u64, id: i64) -> Result<i64, Status> {
+        let r = self
+            .client(to)?
+            .lease_renew(LeaseRenewRequest { id })
+            .await?;
+        Ok(r.into_inner().ttl)
+    }
+
+    /// Member `to` (the leader) answers lease `id`'s TimeToLive (ttl -1: no such lease).
+    ///
+    /// # Errors
+    /// `Unavailable`: `to` is not the leader or cannot be reached (worth asking again).
+    pub async fn lease_time_to_live(
+        &self,
+        to: u64,
+        id: i64,
+        keys: bool,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        let r = self
+            .client(to)?
+            .lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
+            .await?;
+        Ok(r.into_inner())
+    }
 }
 
 /// Asks the member serving `Peer` at `url` who it is, within `timeout`.

@@ -9,6 +9,8 @@ mod lease;
 mod maintenance;
 mod watch;
 
+pub(crate) use lease::PEER_CALL_TIMEOUT;
+
 use std::sync::Arc;
 
 use tonic::Status;
