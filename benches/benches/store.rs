@@ -111,6 +111,16 @@ fn handoff() -> bool {
     std::env::var("BATCHKV_BENCH_HANDOFF").is_ok_and(|v| v == "1")
 }
 
+/// `BATCHKV_BENCH_PER_CALL=N` (N > 1): each client of the put cases writes N puts per call
+/// with `Store::submit_many` (one wait for N puts); ops/s and CPU count puts, latencies calls.
+fn per_call() -> usize {
+    std::env::var("BATCHKV_BENCH_PER_CALL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1)
+}
+
 /// Whether the command line's filter selects `case`.
 fn wants(case: &str) -> bool {
     common::filter().is_none_or(|f| case.contains(f.as_str()))
@@ -296,12 +306,27 @@ fn put_case(p: &Params, round: usize, mode: Mode, threads: usize, vals: &[Bytes]
         .writer_commits(!handoff())
         .open()
         .expect("open store");
+    let per_call = per_call();
     let (w, b) = store_loop(&store, threads, p, |t, seq, _| {
-        store
-            .put(unique_key(t, seq), vals[seq as usize % vals.len()].clone())
-            .expect("put");
+        if per_call > 1 {
+            // `Store::submit_many`: `per_call` puts queued at once, one wait.
+            let ops = (0..per_call as u64).map(|j| {
+                let n = seq * per_call as u64 + j;
+                Op::Put(Put::new(
+                    unique_key(t, n),
+                    vals[n as usize % vals.len()].clone(),
+                ))
+            });
+            for answer in store.submit_many(ops) {
+                answer.expect("put");
+            }
+        } else {
+            store
+                .put(unique_key(t, seq), vals[seq as usize % vals.len()].clone())
+                .expect("put");
+        }
         Outcome {
-            done: 1,
+            done: per_call as u64,
             attempts: 0,
         }
     });
@@ -1316,6 +1341,9 @@ fn command(quick: bool) -> String {
     let mut c = String::new();
     if handoff() {
         c.push_str("BATCHKV_BENCH_HANDOFF=1 ");
+    }
+    if per_call() > 1 {
+        let _ = write!(c, "BATCHKV_BENCH_PER_CALL={} ", per_call());
     }
     c.push_str("cargo xtask bench");
     if quick {

@@ -5,6 +5,8 @@
 //! takes everything queued (up to `max_ops` items and `max_bytes` bytes), lingers for more only
 //! when its [`WaitPolicy`] says waiting pays, hands the batch to the [`Sink`], and answers every
 //! item exactly once: its result, the batch's error, or [`BatchError::Closed`].
+//! [`Batcher::submit_wait`] submits and waits in one call, and flushes the item on the
+//! caller's own thread when the batcher is idle (a lone writer pays no thread hand-off).
 //!
 //! Async callers queue with [`Batcher::try_submit`] (it never blocks; a full queue answers
 //! [`SubmitError::Full`]) and `.await` the ticket ([`AsyncTicket`]): the worker wakes the task

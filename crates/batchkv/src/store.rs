@@ -720,6 +720,72 @@ impl Store {
         answer.map_err(|_| StoreError::Closed)?.map_err(store_error)
     }
 
+    /// Submits every op in order and waits once for all their answers: one answer per op, in
+    /// the order given, each exactly what [`Store::submit`] would have answered for it.
+    ///
+    /// The ops are queued together (in one entry or a few, with whatever else is queued), and
+    /// the caller sleeps once, on the last op's answer: answers come in queue order, so the
+    /// others are in by then. One thread hand-off for many writes, where a loop of `submit`
+    /// pays one per write. They are not a transaction: each op commits or fails on its own (an
+    /// invalid op is refused alone, before anything is queued; an entry that fails fails the
+    /// ops in it), like separate calls from one thread; use a [`Txn`] for all-or-nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// use batchkv::{Op, OpResponse, Put};
+    ///
+    /// let answers = store.submit_many((0..3).map(|i| Op::Put(Put::new(format!("k{i}"), "v"))));
+    /// let revisions: Vec<i64> = answers
+    ///     .into_iter()
+    ///     .map(|a| match a {
+    ///         Ok(OpResponse::Put(r)) => r.revision,
+    ///         other => panic!("a put answered {other:?}"),
+    ///     })
+    ///     .collect();
+    /// assert_eq!(revisions, [2, 3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_many<I: IntoIterator<Item = Op>>(&self, ops: I) -> Vec<Result<OpResponse>> {
+        let start = Instant::now();
+        let mut answers: Vec<Option<Result<OpResponse>>> = Vec::new();
+        let mut labels = Vec::new();
+        let mut tickets = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            if self.inner.metrics.is_some() {
+                labels.push(op_label(&op));
+            }
+            let answer = match self.request(op) {
+                Ok(request) => match self.inner.batcher.submit(request) {
+                    Ok(ticket) => {
+                        tickets.push((i, ticket));
+                        None
+                    }
+                    Err(_) => Some(Err(StoreError::Closed)),
+                },
+                Err(e) => Some(Err(e)),
+            };
+            answers.push(answer);
+        }
+        // Last first: once it is answered, every earlier op is (a producer's items are flushed
+        // in queue order, and a batch is answered in order), so the thread parks at most once.
+        for (i, ticket) in tickets.into_iter().rev() {
+            answers[i] = Some(ticket.wait().map_err(store_error));
+        }
+        let answers: Vec<Result<OpResponse>> = answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(StoreError::Closed)))
+            .collect();
+        if let Some(m) = &self.inner.metrics {
+            let elapsed = start.elapsed();
+            for (label, answer) in labels.into_iter().zip(&answers) {
+                m.record_op(label, answer.is_ok(), elapsed);
+            }
+        }
+        answers
+    }
+
     /// The checks every write passes before it is queued (blocking or async alike).
     fn request(&self, op: Op) -> Result<Request> {
         if self.inner.read_only {

@@ -626,3 +626,49 @@ fn blocking_and_async_writers_of_one_store_keep_their_order() {
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(store.current_revision(), 1 + n);
 }
+
+#[test]
+fn submit_many_answers_each_op_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let put = |k: String| batchkv::Op::Put(Put::new(k, "v"));
+    let mut ops: Vec<batchkv::Op> = (0..100).map(|i| put(format!("k{i:03}"))).collect();
+    // Refused alone before anything is queued: an empty key.
+    ops.insert(50, batchkv::Op::Put(Put::new("", "x")));
+    // Failed alone inside its entry: a lease that does not exist.
+    ops.insert(
+        20,
+        batchkv::Op::Put(Put {
+            lease: 12_345,
+            ..Put::new("leased", "v")
+        }),
+    );
+    let answers = store.submit_many(ops);
+    assert_eq!(answers.len(), 102);
+    let empty_key = store.put("", "x").expect_err("empty key").to_string();
+    let no_lease = store
+        .put_with(Put {
+            lease: 12_345,
+            ..Put::new("leased", "v")
+        })
+        .expect_err("no such lease")
+        .to_string();
+    let mut revisions = Vec::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        match (i, answer) {
+            (20, Err(e)) => assert_eq!(e.to_string(), no_lease),
+            (51, Err(e)) => assert_eq!(e.to_string(), empty_key),
+            (_, Ok(batchkv::OpResponse::Put(r))) => revisions.push(r.revision),
+            (i, other) => panic!("op {i}: {other:?}"),
+        }
+    }
+    // In the order given, each its own revision.
+    assert_eq!(revisions, (2..=101).collect::<Vec<i64>>());
+    assert_eq!(store.range(&all()).expect("range").count, 100);
+    store.close().expect("close");
+    let answers = store.submit_many([put("after".into()), put("close".into())]);
+    assert!(
+        answers.iter().all(|a| matches!(a, Err(StoreError::Closed))),
+        "{answers:?}"
+    );
+}
