@@ -198,7 +198,8 @@ fn retryable(e: &StoreError) -> bool {
 }
 
 /// A writer thread putting `load/NNNNN` at the members it is given (round robin), keeping
-/// the keys it was acknowledged, until stopped.
+/// the keys it was acknowledged, until stopped. A member removed (its node stopped) or closed
+/// refuses; the writer moves on to the next.
 struct Load {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<String>>,
@@ -216,7 +217,10 @@ impl Load {
                 let store = &stores[(i as usize) % stores.len()];
                 match store.put(key.clone(), "x") {
                     Ok(_) => acked.push(key),
-                    Err(e) if retryable(&e) || matches!(e, StoreError::Stopped) => {
+                    Err(e)
+                        if retryable(&e)
+                            || matches!(e, StoreError::Stopped | StoreError::Closed) =>
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => panic!("load put {key}: {e}"),
