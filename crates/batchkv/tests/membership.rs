@@ -388,6 +388,16 @@ fn members_are_added_and_removed_under_a_write_load() {
     let m = c.change(leader, ConfChangeKind::Remove, victim);
     assert!(!m.voters.contains(&victim));
     assert!(!m.records.contains_key(&victim));
+    // raft sends nothing more to a removed member; the leader sends it the log up to its
+    // removal, so it learns it and stops its node.
+    let deadline = Instant::now() + PATIENCE;
+    while !c.store(victim).raft_status().is_none_or(|s| s.removed) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed follower did not learn it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     c.stop(victim);
     let three: Vec<u64> = four.iter().copied().filter(|&id| id != victim).collect();
     c.wait_caught_up(&three);
