@@ -282,8 +282,8 @@ struct ClusterFlags {
 
 /// What a member joining a running cluster learned from it.
 struct Joined {
-    /// The cluster's initial voters and their records: the joiner bootstraps raft with them
-    /// and replays the log from its start, as every member did.
+    /// The cluster's initial voters and every member's record: the joiner bootstraps raft
+    /// with them and replays the log from its start, as every member did.
     initial_voters: Vec<u64>,
     initial_records: Vec<(u64, Vec<u8>)>,
     /// Every current member but this one, with its first peer URL.
@@ -358,7 +358,8 @@ fn identify(
                 }
             }
             Err(format!(
-                "cannot fetch cluster info from peer urls: could not retrieve cluster information                  from the given URLs ({last})"
+                "cannot fetch cluster info from peer urls: could not retrieve cluster information \
+                 from the given URLs ({last})"
             ))
         })?;
         let record = |bytes: &[u8]| batchkv_server::membership::MemberRecord::from_bytes(bytes);
@@ -374,7 +375,8 @@ fn identify(
             })
             .ok_or_else(|| {
                 format!(
-                    "error validating peerURLs: no member of the running cluster has the peer                      URLs {} (add it first: etcdctl member add {} --peer-urls={})",
+                    "error validating peerURLs: no member of the running cluster has the peer \
+                     URLs {} (add it first: etcdctl member add {} --peer-urls={})",
                     advertised.join(","),
                     args.name,
                     args.initial_advertise_peer_urls
@@ -382,10 +384,11 @@ fn identify(
             })?;
         c.members.local_id = me.id;
         c.members.cluster_id = answer.cluster_id;
+        // Every current member's record, not only the initial ones': replaying the log
+        // rewrites them anyway, and a member that catches up by snapshot replays none.
         let initial_records = answer
             .members
             .iter()
-            .filter(|m| answer.initial_voters.contains(&m.id))
             .map(|m| (m.id, m.record.clone()))
             .collect();
         let peers = answer

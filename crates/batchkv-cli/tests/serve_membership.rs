@@ -4,7 +4,7 @@
 //! its id from the running cluster and catches up from the leader's log (HashKV equal);
 //! `member list` shows it unstarted, then started; `member remove` takes a member out (the
 //! removed process stops itself); a learner is added, refused promotion while it is behind,
-//! and promoted once it caught up. Error texts are etcd's (checked against a real etcd 3.4:
+//! and promoted once it caught up (asked of a follower, which forwards it to the leader). Error texts are etcd's (checked against a real etcd 3.4:
 //! `etcdserver: member not found`, `etcdserver: Peer URLs already exists`, ...).
 
 use std::time::{Duration, Instant};
@@ -90,9 +90,10 @@ fn same_history(cluster: &BatchkvCluster, among: &[usize]) {
 fn parse_add(out: &CtlOutput) -> (u64, Vec<(String, String)>) {
     assert!(out.ok, "member add: {out:?}");
     let first = out.stdout.lines().next().unwrap_or_default();
+    // etcdctl prints the id with `%16x`: padded with spaces to 16 characters.
     let id = first
         .strip_prefix("Member ")
-        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.split_whitespace().next())
         .and_then(|h| u64::from_str_radix(h, 16).ok())
         .unwrap_or_else(|| panic!("member add printed {:?}", out.stdout));
     assert!(first.contains(" added to cluster "), "{first}");
@@ -154,6 +155,34 @@ fn etcdctl_adds_a_member_that_joins_and_removes_members() {
         "{again:?}"
     );
 
+    // A member that was never added cannot join: no member has its peer URL.
+    let stray = format!("http://127.0.0.1:{}", batchkv_testkit::free_port());
+    let dir = batchkv_testkit::temp_dir();
+    let refused = std::process::Command::new(BATCHKV)
+        .args([
+            "serve".to_owned(),
+            format!("--data-dir={}", dir.path().join("data").display()),
+            "--name=n9".to_owned(),
+            format!("--initial-cluster={initial},n9={stray}"),
+            "--initial-cluster-state=existing".to_owned(),
+            format!("--initial-advertise-peer-urls={stray}"),
+            format!("--listen-peer-urls={stray}"),
+            format!(
+                "--listen-client-urls=http://127.0.0.1:{}",
+                batchkv_testkit::free_port()
+            ),
+        ])
+        .output()
+        .expect("run batchkv serve");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            "error validating peerURLs: no member of the running cluster has the peer URLs"
+        ),
+        "{err}"
+    );
+
     // n4 joins with the printed flags and catches up from the leader's log, under writes.
     let n4 = cluster.join("n4", &url, &initial);
     for i in 0..10 {
@@ -175,6 +204,20 @@ fn etcdctl_adds_a_member_that_joins_and_removes_members() {
         "{simple:?}"
     );
 
+    // Restarted, n4 knows who it is (its id was learned from the cluster, not computed).
+    cluster.member_mut(n4).kill();
+    cluster.member_mut(n4).restart();
+    put(cluster.member(n4), "n4-restarted", "y");
+    same_history(&cluster, &[0, 1, 2, n4]);
+    let status = json(
+        &cluster.member(n4).ctl_json(&["endpoint", "status"], None),
+        "status",
+    );
+    assert_eq!(
+        status[0]["Status"]["header"]["member_id"].as_u64(),
+        Some(id)
+    );
+
     // Remove a follower that is not n4: the cluster goes on with three; the removed
     // process stops itself.
     let leader = eventually("a leader", || cluster.leader());
@@ -193,7 +236,7 @@ fn etcdctl_adds_a_member_that_joins_and_removes_members() {
     assert!(out.ok, "{out:?}");
     assert!(
         out.stdout
-            .starts_with(&format!("Member {victim_id:x} removed from cluster ")),
+            .starts_with(&format!("Member {victim_id:>16x} removed from cluster ")),
         "{out:?}"
     );
     eventually("the removed member stops", || {
@@ -257,10 +300,12 @@ fn etcdctl_adds_a_learner_and_promotes_it_once_caught_up() {
             .contains("Error: etcdserver: too many learner members in cluster"),
         "{second:?}"
     );
-    // Not started: far behind the leader, promotion refused with etcd's text.
+    // Not started: far behind the leader, promotion refused with etcd's text (asked of a
+    // follower: forwarded to the leader, which alone knows how far the learner is).
     let leader = eventually("a leader", || cluster.leader());
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
     let early = cluster
-        .member(leader)
+        .member(follower)
         .ctl(&["member", "promote", &format!("{id:x}")], None);
     assert!(
         early.stderr.contains(
@@ -271,16 +316,15 @@ fn etcdctl_adds_a_learner_and_promotes_it_once_caught_up() {
     let n4 = cluster.join("n4", &url, var(&vars, "ETCD_INITIAL_CLUSTER"));
     same_history(&cluster, &[0, 1, 2, n4]);
     let promoted = eventually("the learner promoted", || {
-        let leader = cluster.leader()?;
         let out = cluster
-            .member(leader)
+            .member(follower)
             .ctl(&["member", "promote", &format!("{id:x}")], None);
         out.ok.then_some(out)
     });
     assert!(
         promoted
             .stdout
-            .starts_with(&format!("Member {id:x} promoted in cluster ")),
+            .starts_with(&format!("Member {id:>16x} promoted in cluster ")),
         "{promoted:?}"
     );
     let list = members(cluster.member(n4));

@@ -960,6 +960,19 @@ impl<O: Send + 'static> Worker<O> {
         self.rn
             .mut_store()
             .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
+        if let Some(snap) = &snapshot {
+            // The configuration as of the snapshot (records of members added in the part of
+            // the log it replaces are not in it: a joining member gets them from the cluster).
+            let cs = snap.get_metadata().get_conf_state();
+            let membership = {
+                let mut m = lock(&self.membership);
+                m.voters = cs.voters.clone();
+                m.learners = cs.learners.clone();
+                m.index = m.index.max(snap.get_metadata().index);
+                m.clone()
+            };
+            self.transport.members_changed(&membership);
+        }
 
         for rs in ready.take_read_states() {
             self.read_state(rs.index, &rs.request_ctx);

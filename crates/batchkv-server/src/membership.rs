@@ -226,6 +226,18 @@ impl MemberRecord {
     }
 }
 
+/// The record of learner `id` once promoted (its record with `isLearner` false), from the
+/// `records` raft keeps.
+pub fn promoted_record(records: &std::collections::BTreeMap<u64, Vec<u8>>, id: u64) -> Vec<u8> {
+    let mut record = records
+        .get(&id)
+        .and_then(|r| MemberRecord::from_bytes(r))
+        .unwrap_or_default();
+    record.id = id;
+    record.is_learner = false;
+    record.to_bytes()
+}
+
 /// Whether `url` is a peer URL etcd accepts (http or https, with a host).
 pub fn valid_peer_url(url: &str) -> bool {
     check_url(url).is_ok()

@@ -39,7 +39,7 @@ use crate::pb::batchkvpb::peer_server::{Peer, PeerServer};
 use crate::pb::batchkvpb::{
     LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
     MemberInfo, MemberRecord as PbMemberRecord, MemberRequest, MembersRequest, MembersResponse,
-    RaftFrame, SendResponse,
+    PromoteRequest, PromoteResponse, RaftFrame, SendResponse,
 };
 
 /// The largest frame a [`PeerService`] accepts: raft's snapshots travel as one message for now
@@ -216,6 +216,56 @@ impl Peer for PeerService {
             keys: t.keys.into_iter().map(|k| k.to_vec()).collect(),
         }))
     }
+
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
+        let Some((store, _)) = &self.cluster else {
+            return Err(Status::unavailable("this member serves no membership"));
+        };
+        promote_here(store, request.into_inner().id).await?;
+        Ok(Response::new(PromoteResponse {}))
+    }
+}
+
+/// Promotes learner `id` at this member (the leader): the same checks and texts as
+/// MemberPromote.
+async fn promote_here(store: &batchkv::Store, id: u64) -> Result<(), Status> {
+    let m = store
+        .membership()
+        .ok_or_else(|| Status::unavailable(crate::error::STOPPED))?;
+    let record = crate::membership::promoted_record(&m.records, id);
+    crate::blocking::run(store, move |s| {
+        s.propose_conf_change(batchkv::ConfChangeKind::AddVoter, id, record)
+    })
+    .await?
+    .map(drop)
+    .map_err(crate::service::conf_status)
+}
+
+/// Asks the member serving `Peer` at `url` (the leader) to promote learner `id`.
+///
+/// # Errors
+/// The leader's refusal (etcd's texts), or no answer within `timeout`.
+pub async fn ask_promote(url: &str, id: u64, timeout: Duration) -> Result<(), Status> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let ask = async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
+        PeerClient::new(channel)
+            .promote(PromoteRequest { id })
+            .await
+            .map(drop)
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
 }
 
 /// Asks the member serving `Peer` at `url` for the cluster's members, within `timeout`

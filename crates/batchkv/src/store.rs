@@ -1143,6 +1143,25 @@ impl Store {
 
     /// The cluster's membership as this member applied it (`None` for a single-node store, or
     /// once closed): voters, learners, each member's record.
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv::{LocalNetwork, NodeConfig, RaftStorage, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let data = dir.path().join("data");
+    /// std::fs::create_dir_all(&data)?;
+    /// let net = LocalNetwork::new(1);
+    /// let mut config = NodeConfig::new(1, &[1]);
+    /// config.initial_records = vec![(1, b"n1".to_vec())];
+    /// let store = Store::builder(&data)
+    ///     .replicated(config, RaftStorage::open_dir(Store::raft_dir(&data))?, net.transport(1))
+    ///     .open()?;
+    /// let m = store.membership().expect("replicated");
+    /// assert_eq!((m.voters, m.initial_voters), (vec![1], vec![1]));
+    /// assert_eq!(m.records.get(&1).map(Vec::as_slice), Some(&b"n1"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn membership(&self) -> Option<batchkv_raft::Membership> {
         self.inner
             .core
@@ -1158,6 +1177,36 @@ impl Store {
     /// batchkv-raft's: `NotLeader` (no leader; a promotion asked of a follower),
     /// `LearnerNotReady`, `ConfChangeInProgress`, `Timeout`, `Ambiguous`, `Stopped`; `Raft`
     /// when raft refused the change, or the store is not replicated.
+    ///
+    /// # Examples
+    /// ```
+    /// use batchkv::{ConfChangeKind, LocalNetwork, NodeConfig, RaftError, RaftStorage, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let data = dir.path().join("data");
+    /// std::fs::create_dir_all(&data)?;
+    /// let net = LocalNetwork::new(1);
+    /// let store = Store::builder(&data)
+    ///     .replicated(
+    ///         NodeConfig::new(1, &[1]),
+    ///         RaftStorage::open_dir(Store::raft_dir(&data))?,
+    ///         net.transport(1),
+    ///     )
+    ///     .open()?;
+    /// net.register(1, store.raft_mailbox().expect("replicated"));
+    /// // Node 2 as a learner, with its record (the server keeps etcd's member JSON there).
+    /// let m = loop {
+    ///     match store.propose_conf_change(ConfChangeKind::AddLearner, 2, b"n2".to_vec()) {
+    ///         Err(RaftError::NotLeader { .. }) => {
+    ///             std::thread::sleep(std::time::Duration::from_millis(50))
+    ///         }
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// assert_eq!((m.voters, m.learners), (vec![1], vec![2]));
+    /// assert_eq!(m.records.get(&2).map(Vec::as_slice), Some(&b"n2"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn propose_conf_change(
         &self,
         kind: batchkv_raft::ConfChangeKind,

@@ -198,7 +198,8 @@ fn retryable(e: &StoreError) -> bool {
 }
 
 /// A writer thread putting `load/NNNNN` at the members it is given (round robin), keeping
-/// the keys it was acknowledged, until stopped.
+/// the keys it was acknowledged, until stopped. A member removed (its node stopped) or closed
+/// refuses; the writer moves on to the next.
 struct Load {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<String>>,
@@ -216,7 +217,10 @@ impl Load {
                 let store = &stores[(i as usize) % stores.len()];
                 match store.put(key.clone(), "x") {
                     Ok(_) => acked.push(key),
-                    Err(e) if retryable(&e) || matches!(e, StoreError::Stopped) => {
+                    Err(e)
+                        if retryable(&e)
+                            || matches!(e, StoreError::Stopped | StoreError::Closed) =>
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => panic!("load put {key}: {e}"),
@@ -384,6 +388,16 @@ fn members_are_added_and_removed_under_a_write_load() {
     let m = c.change(leader, ConfChangeKind::Remove, victim);
     assert!(!m.voters.contains(&victim));
     assert!(!m.records.contains_key(&victim));
+    // raft sends nothing more to a removed member; the leader sends it the log up to its
+    // removal, so it learns it and stops its node.
+    let deadline = Instant::now() + PATIENCE;
+    while !c.store(victim).raft_status().is_none_or(|s| s.removed) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed follower did not learn it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     c.stop(victim);
     let three: Vec<u64> = four.iter().copied().filter(|&id| id != victim).collect();
     c.wait_caught_up(&three);

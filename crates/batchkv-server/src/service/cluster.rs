@@ -19,6 +19,9 @@ use crate::membership::{MemberRecord, member_id_at, valid_peer_url};
 use crate::pb::batchkvpb::MemberInfo;
 use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster};
 
+/// How long a follower waits for the leader to promote a learner, and then to apply it.
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long MemberList waits for a member to say who it is.
 const MEMBER_ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -35,7 +38,7 @@ const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in cluster
 const MAX_LEARNERS: usize = 1;
 
 /// etcd's gRPC status for a failed configuration change.
-fn conf_status(e: RaftError) -> Status {
+pub(crate) fn conf_status(e: RaftError) -> Status {
     match e {
         RaftError::NotLeader { leader: None } => Status::unavailable("etcdserver: no leader"),
         RaftError::NotLeader { leader: Some(_) } => Status::unavailable("etcdserver: not leader"),
@@ -140,6 +143,21 @@ impl Etcd {
             return Err(Status::unknown(NOT_ENOUGH_STARTED));
         }
         Ok(())
+    }
+
+    /// Waits until this member applied `id`'s promotion.
+    async fn await_voter(&self, id: u64) -> Result<Membership, Status> {
+        let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
+        loop {
+            let m = self.membership("Cluster/MemberPromote")?;
+            if m.voters.contains(&id) {
+                return Ok(m);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Status::unavailable("etcdserver: request timed out"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn change(
@@ -288,16 +306,28 @@ impl Cluster for Etcd {
         if !m.learners.contains(&id) {
             return Err(Status::not_found(MEMBER_NOT_FOUND));
         }
-        let mut record = m
-            .records
-            .get(&id)
-            .and_then(|r| MemberRecord::from_bytes(r))
-            .unwrap_or_default();
-        record.id = id;
-        record.is_learner = false;
-        let after = self
-            .change(ConfChangeKind::AddVoter, id, record.to_bytes())
-            .await?;
+        let record = crate::membership::promoted_record(&m.records, id);
+        let proposed = crate::blocking::run(&self.ctx.store, move |s| {
+            s.propose_conf_change(ConfChangeKind::AddVoter, id, record)
+        })
+        .await?;
+        let after = match proposed {
+            // Only the leader knows how far the learner is: a follower asks it (etcd
+            // forwards the promotion to the leader too), then waits to apply the change.
+            Err(RaftError::NotLeader {
+                leader: Some(leader),
+            }) => {
+                let url = m
+                    .records
+                    .get(&leader)
+                    .and_then(|r| MemberRecord::from_bytes(r))
+                    .and_then(|r| r.peer_urls.into_iter().next())
+                    .ok_or_else(|| Status::unavailable("etcdserver: not leader"))?;
+                crate::peer::ask_promote(&url, id, PROMOTE_TIMEOUT).await?;
+                self.await_voter(id).await?
+            }
+            other => other.map_err(conf_status)?,
+        };
         Ok(Response::new(pb::MemberPromoteResponse {
             header: self.ctx.header(0),
             members: self.members(&after),

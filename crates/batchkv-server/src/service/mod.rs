@@ -4,6 +4,7 @@
 
 mod auth;
 mod cluster;
+pub(crate) use cluster::conf_status;
 mod kv;
 mod lease;
 mod maintenance;
