@@ -20,7 +20,10 @@
 //! `BATCHKV_BENCH_ETCD_MEMBERS=3` runs both as 3-member clusters on loopback instead (etcd's
 //! and batchkv's own bootstrap flags; connections spread over the members, so followers
 //! forward writes and serve linearizable gets through ReadIndex; CPU summed over the members):
-//! issue 14's comparison.
+//! issue 14's comparison. `BATCHKV_BENCH_BATCHKV_CLUSTER=1` serves batchkv as a raft cluster
+//! even with one member (a 1-member cluster against the single node: run it with and without,
+//! etcd being the reference both times). `BATCHKV_BENCH_CLIENTS=64,256` replaces the client
+//! counts (of the quick run too); the filter may name several workloads (`put,get`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -69,15 +72,16 @@ fn main() {
     let workloads: Vec<&str> = WORKLOADS
         .into_iter()
         .filter(|w| {
-            filter
-                .as_deref()
-                .is_none_or(|f| format!("server/{w}").contains(f))
+            filter.as_deref().is_none_or(|f| {
+                f.split(',')
+                    .any(|f| format!("server/{w}").contains(f.trim()))
+            })
         })
         .collect();
     if workloads.is_empty() {
         return;
     }
-    let plan = if common::quick() {
+    let mut plan = if common::quick() {
         Plan {
             clients: vec![1, 16],
             warm_up: Duration::from_millis(250),
@@ -90,11 +94,15 @@ fn main() {
             measure: Duration::from_secs(5),
         }
     };
+    if let Some(clients) = env_clients() {
+        plan.clients = clients;
+    }
     let binary = batchkv_binary();
     let members = etcd_members();
-    // One member: the single-node server (no raft); more: a batchkv cluster of as many
-    // members as etcd's, bootstrapped with etcd's flags.
-    let batchkv = if members > 1 {
+    // One member: the single-node server (no raft), unless asked for a 1-member cluster; more:
+    // a batchkv cluster of as many members as etcd's, bootstrapped with etcd's flags.
+    let as_cluster = std::env::var("BATCHKV_BENCH_BATCHKV_CLUSTER").is_ok_and(|v| v == "1");
+    let batchkv = if members > 1 || as_cluster {
         Served::Cluster(BatchkvCluster::start(&binary, members, &[]))
     } else {
         Served::One(BatchkvServer::start(&binary))
@@ -192,6 +200,17 @@ fn etcd_members() -> usize {
             .unwrap_or_else(|| panic!("BATCHKV_BENCH_ETCD_MEMBERS={v:?} is not a member count")),
         Err(_) => 1,
     }
+}
+
+/// `$BATCHKV_BENCH_CLIENTS` (comma-separated client counts), if set.
+fn env_clients() -> Option<Vec<usize>> {
+    let v = std::env::var("BATCHKV_BENCH_CLIENTS").ok()?;
+    let counts: Vec<usize> = v
+        .split(',')
+        .map(|c| c.trim().parse().ok().filter(|n| *n > 0))
+        .collect::<Option<_>>()
+        .unwrap_or_else(|| panic!("BATCHKV_BENCH_CLIENTS={v:?} is not a list of client counts"));
+    Some(counts)
 }
 
 /// `$BATCHKV_BIN`, else `batchkv` in the directory above this executable's (`target/release`).

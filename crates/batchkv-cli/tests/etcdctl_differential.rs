@@ -8,6 +8,13 @@
 //! sequence of puts, deletes, reads, txns and compactions (`BATCHKV_SERVE_DIFF_SEED`,
 //! `BATCHKV_SERVE_DIFF_OPS`) and then compares whole ranges at several revisions.
 //!
+//! The same scripts run against 3-member clusters too (the `cluster_*` tests: a real etcd
+//! cluster and a `batchkv serve` cluster, testkit's `Etcd::start_cluster` and
+//! [`BatchkvCluster`]), with etcdctl given all three endpoints, so its requests reach the
+//! followers (which forward writes, lease keep-alives and TimeToLive to the leader, and read
+//! linearizably through raft's ReadIndex): the answers must be the same, after the same
+//! normalisation (a header's member id and raft term are dropped on both sides).
+//!
 //! Debugging the comparisons themselves: `BATCHKV_DIFF_SUBJECT=etcd` puts a second real etcd
 //! where batchkv would be (everything must then pass; the restart steps, batchkv's own, are
 //! left out).
@@ -24,7 +31,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use batchkv_testkit::keyspace::{BOUNDS, KEYS, ORDERS, PREFIXES, SORT_TARGETS, VALUES};
-use batchkv_testkit::{BatchkvServer, Etcd, Rng, ServeOptions, env_u64, shell_words};
+use batchkv_testkit::{
+    BatchkvCluster, BatchkvServer, Etcd, Rng, ServeOptions, env_u64, shell_words,
+};
 use serde_json::Value;
 
 const BATCHKV: &str = env!("CARGO_BIN_EXE_batchkv");
@@ -42,32 +51,56 @@ enum Side {
 
 const SIDES: [Side; 2] = [Side::Etcd, Side::Batchkv];
 
-/// What stands where batchkv is compared: `batchkv serve`, or (to debug this test) an etcd.
+/// How many members each side has: one (a single `batchkv serve`, a single-member etcd) or
+/// three (a cluster on each side; etcdctl gets every member's endpoint).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Members {
+    One,
+    Three,
+}
+
+impl Members {
+    fn count(self) -> usize {
+        match self {
+            Members::One => 1,
+            Members::Three => 3,
+        }
+    }
+}
+
+/// What stands where batchkv is compared: `batchkv serve` (one, or a cluster), or (to debug
+/// this test) an etcd.
 #[derive(Debug)]
 enum Subject {
     Batchkv(BatchkvServer),
+    Cluster(BatchkvCluster),
     Etcd(Etcd),
 }
 
 impl Subject {
-    fn start() -> Subject {
-        match std::env::var("BATCHKV_DIFF_SUBJECT").as_deref() {
-            Ok("etcd") => Subject::Etcd(Etcd::start()),
-            Ok("batchkv") | Err(_) => Subject::Batchkv(BatchkvServer::start_with(
+    fn start(members: Members) -> Subject {
+        match (std::env::var("BATCHKV_DIFF_SUBJECT").as_deref(), members) {
+            (Ok("etcd"), m) => Subject::Etcd(Etcd::start_cluster(m.count())),
+            (Ok("batchkv") | Err(_), Members::One) => Subject::Batchkv(BatchkvServer::start_with(
                 BATCHKV,
                 ServeOptions {
                     args: vec![format!("--name={MEMBER_NAME}")],
                     ..ServeOptions::default()
                 },
             )),
-            Ok(other) => panic!("BATCHKV_DIFF_SUBJECT={other:?}: batchkv or etcd"),
+            (Ok("batchkv") | Err(_), m) => {
+                Subject::Cluster(BatchkvCluster::start(BATCHKV, m.count(), &[]))
+            }
+            (Ok(other), _) => panic!("BATCHKV_DIFF_SUBJECT={other:?}: batchkv or etcd"),
         }
     }
 
-    fn endpoint(&self) -> String {
+    /// etcdctl's `--endpoints`: every member's.
+    fn endpoints(&self) -> String {
         match self {
             Subject::Batchkv(s) => s.endpoint(),
-            Subject::Etcd(e) => e.endpoint().to_owned(),
+            Subject::Cluster(c) => c.endpoints().join(","),
+            Subject::Etcd(e) => e.endpoints().join(","),
         }
     }
 }
@@ -115,24 +148,35 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with(Members::One)
+    }
+
+    /// An etcd and a batchkv of `members` members each.
+    fn with(members: Members) -> Pair {
+        let (etcd, subject) = std::thread::scope(|s| {
+            let etcd = s.spawn(move || Etcd::start_cluster(members.count()));
+            let subject = Subject::start(members);
+            (etcd.join().expect("start etcd"), subject)
+        });
         Pair {
-            etcd: Etcd::start(),
-            subject: Subject::start(),
+            etcd,
+            subject,
             leases: Vec::new(),
         }
     }
 
+    /// etcdctl's `--endpoints` for one side (every member's, comma-separated).
     fn endpoint(&self, side: Side) -> String {
         match side {
-            Side::Etcd => self.etcd.endpoint().to_owned(),
-            Side::Batchkv => self.subject.endpoint(),
+            Side::Etcd => self.etcd.endpoints().join(","),
+            Side::Batchkv => self.subject.endpoints(),
         }
     }
 
     fn batchkv(&mut self) -> Option<&mut BatchkvServer> {
         match &mut self.subject {
             Subject::Batchkv(s) => Some(s),
-            Subject::Etcd(_) => None,
+            Subject::Cluster(_) | Subject::Etcd(_) => None,
         }
     }
 
@@ -501,7 +545,17 @@ impl Stream {
 
 #[test]
 fn kv_put_get_del() {
-    let p = Pair::new();
+    kv_put_get_del_on(Members::One);
+}
+
+/// [`kv_put_get_del`] against two 3-member clusters.
+#[test]
+fn cluster_kv_put_get_del() {
+    kv_put_get_del_on(Members::Three);
+}
+
+fn kv_put_get_del_on(members: Members) {
+    let p = Pair::with(members);
     assert_eq!(revision(&p.same(&["put", "k1", "v1"])), 2);
     p.same(&["put", "k1", "v2", "--prev-kv"]);
     for (k, v) in [
@@ -549,7 +603,17 @@ fn kv_put_get_del() {
 
 #[test]
 fn txn_from_stdin() {
-    let p = Pair::new();
+    txn_from_stdin_on(Members::One);
+}
+
+/// [`txn_from_stdin`] against two 3-member clusters.
+#[test]
+fn cluster_txn_from_stdin() {
+    txn_from_stdin_on(Members::Three);
+}
+
+fn txn_from_stdin_on(members: Members) {
+    let p = Pair::with(members);
     p.same(&["put", "a", "1"]);
     p.same(&["put", "b", "2"]);
     p.same(&["put", "a", "11"]);
@@ -579,7 +643,17 @@ fn txn_from_stdin() {
 
 #[test]
 fn compaction_and_compacted_reads() {
-    let p = Pair::new();
+    compaction_and_compacted_reads_on(Members::One);
+}
+
+/// [`compaction_and_compacted_reads`] against two 3-member clusters.
+#[test]
+fn cluster_compaction_and_compacted_reads() {
+    compaction_and_compacted_reads_on(Members::Three);
+}
+
+fn compaction_and_compacted_reads_on(members: Members) {
+    let p = Pair::with(members);
     for i in 0..6 {
         p.same(&["put", "k", &format!("v{i}")]);
         p.same(&["put", &format!("o{i}"), "x"]);
@@ -609,7 +683,17 @@ fn compaction_and_compacted_reads() {
 
 #[test]
 fn leases() {
-    let mut p = Pair::new();
+    leases_on(Members::One);
+}
+
+/// [`leases`] against two 3-member clusters.
+#[test]
+fn cluster_leases() {
+    leases_on(Members::Three);
+}
+
+fn leases_on(members: Members) {
+    let mut p = Pair::with(members);
     p.grant("L1", 100);
     p.grant("L3", 300);
     p.same(&["put", "lk1", "v", "--lease={L1}"]);
@@ -1192,10 +1276,20 @@ fn answer(r: &Run, n: &Norm, json: bool) -> Value {
 
 #[test]
 fn random_history() {
+    random_history_on(Members::One);
+}
+
+/// [`random_history`] against two 3-member clusters.
+#[test]
+fn cluster_random_history() {
+    random_history_on(Members::Three);
+}
+
+fn random_history_on(members: Members) {
     let seed = env_u64("BATCHKV_SERVE_DIFF_SEED").unwrap_or(DEFAULT_SEED);
     let ops = env_u64("BATCHKV_SERVE_DIFF_OPS").map_or(DEFAULT_OPS, |n| n as usize);
     eprintln!("seed {seed:#x} (BATCHKV_SERVE_DIFF_SEED), {ops} ops (BATCHKV_SERVE_DIFF_OPS)");
-    let mut p = Pair::new();
+    let mut p = Pair::with(members);
     let mut g = Gen {
         rng: Rng(seed),
         current: 1,

@@ -25,12 +25,16 @@ pub trait StateMachine: Send {
     /// (a new leader's) and configuration changes are not passed here.
     fn apply(&mut self, index: u64, entry: &[u8]) -> Self::Output;
 
-    /// The last index applied, durably: at restart the log is replayed above it, and entries at
-    /// or below it are never passed to [`StateMachine::apply`] again.
+    /// The last index applied: at restart the log is replayed above it, and entries at or below
+    /// it are never passed to [`StateMachine::apply`] again. It may lag after a power loss
+    /// (a state machine that skips its own fsync, raft's log being the durable record): the log
+    /// still holds every entry above the index last made durable by
+    /// [`StateMachine::snapshot`], the only point after which entries are dropped.
     fn applied_index(&self) -> u64;
 
-    /// The state as of [`StateMachine::applied_index`], made durable, as opaque bytes for
-    /// [`StateMachine::restore`] on another node (and for log compaction).
+    /// The state as of [`StateMachine::applied_index`], made durable (raft's log is compacted
+    /// right after, so every applied entry must survive a power loss from then on), as opaque
+    /// bytes for [`StateMachine::restore`] on another node (and for log compaction).
     fn snapshot(&mut self) -> Vec<u8>;
 
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
@@ -258,7 +262,8 @@ impl<O: Send + 'static> RaftNode<O> {
             rx,
             status: Arc::clone(&status),
             pending: BTreeMap::new(),
-            reads: HashMap::new(),
+            read_queue: Vec::new(),
+            read_round: None,
             read_waits: Vec::new(),
             next_read: 1,
             forwarded: HashMap::new(),
@@ -432,6 +437,16 @@ struct ConfWait {
 /// server stops 10 ticks after applying its own removal).
 const REMOVED_TICKS: u64 = 10;
 
+/// One raft ReadIndex request (one context) shared by every read waiting when it was asked:
+/// etcd's `linearizableReadLoop` batching. Its read index is the leader's commit index
+/// confirmed after the request was sent, so it serves every read that arrived before.
+struct ReadRound {
+    ctx: u64,
+    /// The tick it was (last) asked at.
+    issued: u64,
+    readers: Vec<PendingRead>,
+}
+
 /// A proposal this follower forwarded to the leader, waiting for its entry (found by the
 /// proposal id in the entry's context) to be applied here.
 struct Forwarded<O> {
@@ -472,8 +487,10 @@ struct Worker<O> {
     status: Arc<Mutex<NodeStatus>>,
     /// Proposals appended by this leader: index -> (term, reply).
     pending: BTreeMap<u64, (u64, ProposeReply<O>)>,
-    /// ReadIndex requests in flight, by context.
-    reads: HashMap<u64, PendingRead>,
+    /// Reads that arrived since the current round was asked: they wait for the next round.
+    read_queue: Vec<PendingRead>,
+    /// The ReadIndex round in flight (at most one; etcd's read loop).
+    read_round: Option<ReadRound>,
     /// Reads with a read index, waiting for `applied` to reach it.
     read_waits: Vec<(u64, Reply)>,
     next_read: u64,
@@ -543,7 +560,15 @@ impl<O: Send + 'static> Worker<O> {
                     break 'run;
                 }
             }
-            if let Err(e) = self.on_ready() {
+            // Every read queued by now shares one ReadIndex round; when this Ready completes the
+            // round in flight, the reads that waited for it start the next one at once (the
+            // queue is then empty: no input is taken in between).
+            self.start_read_round();
+            let mut ready = self.on_ready();
+            if ready.is_ok() && self.start_read_round() {
+                ready = self.on_ready();
+            }
+            if let Err(e) = ready {
                 tracing::error!(node = self.config.id, error = %e, "raft node stops: storage failed");
                 break 'run;
             }
@@ -569,18 +594,11 @@ impl<O: Send + 'static> Worker<O> {
                 }
             },
             Input::Propose { data, reply } => self.propose(data, reply),
-            Input::ReadIndex { reply } => {
-                let ctx = self.next_read;
-                self.next_read += 1;
-                self.rn.read_index(ctx.to_be_bytes().to_vec());
-                self.reads.insert(
-                    ctx,
-                    PendingRead {
-                        reply,
-                        since_tick: self.ticks,
-                    },
-                );
-            }
+            // Queued for the next round (`start_read_round`).
+            Input::ReadIndex { reply } => self.read_queue.push(PendingRead {
+                reply,
+                since_tick: self.ticks,
+            }),
             Input::ConfChange {
                 kind,
                 node,
@@ -831,28 +849,59 @@ impl<O: Send + 'static> Worker<O> {
         }
     }
 
+    /// Asks raft for one read index for every queued read, unless a round is in flight (the
+    /// queued reads then wait for the next one, started when it completes). True if asked.
+    fn start_read_round(&mut self) -> bool {
+        if self.read_round.is_some() || self.read_queue.is_empty() {
+            return false;
+        }
+        let readers = std::mem::take(&mut self.read_queue);
+        self.ask_read_index(readers);
+        true
+    }
+
+    /// A new ReadIndex request under a fresh context for `readers`, all of which arrived before
+    /// it is sent. A context is never asked twice: a late answer to an older request (asked
+    /// before some of these reads arrived) cannot serve them.
+    fn ask_read_index(&mut self, readers: Vec<PendingRead>) {
+        let ctx = self.next_read;
+        self.next_read += 1;
+        self.rn.read_index(ctx.to_be_bytes().to_vec());
+        self.read_round = Some(ReadRound {
+            ctx,
+            issued: self.ticks,
+            readers,
+        });
+    }
+
     fn on_tick(&mut self) {
-        // A read raft dropped (no leader yet, or a leader without a commit in its term) is asked
-        // again every election timeout; past the request timeout its caller has given up.
+        // A round raft dropped (no leader yet, or a leader without a commit in its term) is
+        // asked again every election timeout, under a new context, with the reads queued since
+        // joining it; past the request timeout a read's caller has given up.
         let again = self.config.election_ticks.max(1) as u64;
         let expire = (self.config.request_timeout.as_millis() / self.config.tick.as_millis().max(1))
             as u64
             + 1;
         let ticks = self.ticks;
-        let mut reissue = Vec::new();
-        self.reads.retain(|ctx, r| {
-            let age = ticks - r.since_tick;
-            if age > expire {
+        let expired = |r: &PendingRead| {
+            let old = ticks - r.since_tick > expire;
+            if old {
                 let _ = r.reply.send(Err(RaftError::Timeout));
-                return false;
             }
-            if age > 0 && age.is_multiple_of(again) {
-                reissue.push(*ctx);
+            !old
+        };
+        self.read_queue.retain(expired);
+        if let Some(mut round) = self.read_round.take() {
+            round.readers.retain(expired);
+            if round.readers.is_empty() {
+                // Nobody waits for it any more: the queue starts the next round.
+            } else if ticks - round.issued >= again {
+                let mut readers = round.readers;
+                readers.append(&mut self.read_queue);
+                self.ask_read_index(readers);
+            } else {
+                self.read_round = Some(round);
             }
-            true
-        });
-        for ctx in reissue {
-            self.rn.read_index(ctx.to_be_bytes().to_vec());
         }
         // A forwarded proposal never applied here within the request timeout: lost (the leader
         // failed or dropped it) or still to come; either way its caller has given up.
@@ -994,8 +1043,12 @@ impl<O: Send + 'static> Worker<O> {
         let Some(ctx) = ctx.try_into().ok().map(u64::from_be_bytes) else {
             return;
         };
-        if let Some(r) = self.reads.remove(&ctx) {
-            self.read_waits.push((index, r.reply));
+        // Only the round in flight; an answer to a context asked before is stale.
+        if self.read_round.as_ref().is_some_and(|r| r.ctx == ctx)
+            && let Some(round) = self.read_round.take()
+        {
+            self.read_waits
+                .extend(round.readers.into_iter().map(|r| (index, r.reply)));
         }
     }
 
@@ -1083,7 +1136,8 @@ impl<O: Send + 'static> Worker<O> {
             for (_, w) in self.conf_waits.drain() {
                 let _ = w.reply.send(Err(RaftError::Stopped));
             }
-            for (_, r) in self.reads.drain() {
+            let round = self.read_round.take().map(|r| r.readers);
+            for r in self.read_queue.drain(..).chain(round.into_iter().flatten()) {
                 let _ = r.reply.send(Err(RaftError::Stopped));
             }
             for (_, reply) in self.read_waits.drain(..) {

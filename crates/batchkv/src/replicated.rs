@@ -6,6 +6,17 @@
 //! [`MvccMachine::apply`]: `decode_entry` → `Mvcc::prepare` → `commit_prepared` → `finish`,
 //! the same path as the single-node `LocalLog`. The proposer gets the `Applied` its own
 //! member produced for its entry.
+//!
+//! **Durability.** Raft's log is the durable record: an entry is fsynced in raft's log (by a
+//! quorum) before any member applies it. The MVCC's WriteBatch of an entry carries the applied
+//! index and is written to RocksDB's WAL without an fsync (`Durability::Sync` opens the
+//! machine with `WriteMode::WAL`): after a process crash the WAL has it; after a power loss
+//! the MVCC may come back at an older applied index, consistently (one WriteBatch per entry),
+//! and `RaftNode::start` replays raft's log above it. The one promise this needs: raft's log
+//! keeps every entry above the MVCC's *durable* applied index. Log compaction must therefore
+//! make the state machine durable first: [`MvccMachine::sync`], which
+//! [`StateMachine::snapshot`] calls before it returns (the node compacts only after taking a
+//! snapshot).
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -38,6 +49,20 @@ pub(crate) struct MvccMachine {
 }
 
 impl MvccMachine {
+    /// Makes every entry applied so far durable (syncs RocksDB's WAL; the entries' WriteBatches
+    /// skipped their fsync, raft's log being the durable record). Must run before raft's log
+    /// drops entries the state machine has applied: log compaction (`snapshot`).
+    ///
+    /// # Errors
+    /// The WAL sync failed (the member then halts: what the failed sync dropped is unknown).
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.engine.flush_wal(true).map_err(|e| {
+            self.halt
+                .on_sync_error("syncing the WAL before raft log compaction", &e);
+            StoreError::Storage(Arc::new(e.into()))
+        })
+    }
+
     fn apply_entry(&self, index: u64, entry: &[u8]) -> RaftOutput {
         let t0 = self.metrics.as_ref().map(|_| Instant::now());
         let decoded = decode_entry(entry)
@@ -99,6 +124,12 @@ impl StateMachine for MvccMachine {
     }
 
     fn snapshot(&mut self) -> Vec<u8> {
+        // The node compacts raft's log right after this returns: every applied entry must be
+        // durable in the MVCC first (its WriteBatches skipped their fsync). A failed sync
+        // halts the member (`sync`).
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "state machine not made durable before a snapshot");
+        }
         // The store runs raft with `snapshot_entries = 0` (no log compaction), so raft never
         // asks; MVCC snapshots (a RocksDB checkpoint streamed in chunks) come later.
         Vec::new()

@@ -290,11 +290,18 @@ impl StoreBuilder {
                     )));
                 }
                 let apply_lock = Arc::new(Mutex::new(()));
-                let write_mode = mvcc
+                let mut write_mode = mvcc
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
                     .config()
                     .write_mode;
+                // Raft's log is the durable record: an entry is fsynced there (by a quorum)
+                // before any member applies it, and the MVCC's WriteBatch carries the applied
+                // index, so replaying the log above it after a crash is idempotent. The
+                // WriteBatch goes to the WAL without its own fsync (`Sync`: one fsync per entry
+                // instead of two); what must be durable before raft's log drops entries is made
+                // so by `MvccMachine::sync` (ARCHITECTURE.md, "Durability of a member").
+                write_mode.sync = false;
                 let machine = MvccMachine {
                     mvcc: Arc::clone(&mvcc),
                     engine: Arc::clone(&engine),
@@ -427,11 +434,18 @@ impl Inner {
             }
         }
         // Replicated: the member leaves the cluster (its node thread applies nothing more).
+        let replicated = self.core.with_raft(|_| Ok(())).is_some();
         self.core.stop_raft();
         if self.read_only {
             return Ok(());
         }
         match self.durability {
+            // Replicated, the MVCC's writes skipped their fsync (raft's log is the durable
+            // record): a clean close leaves the state machine durable too.
+            Durability::Sync if replicated => self
+                .engine
+                .flush_wal(true)
+                .map_err(|e| StoreError::Storage(Arc::new(e.into()))),
             Durability::Sync => Ok(()),
             Durability::Wal { .. } => match &self.wal {
                 Some(w) => w
@@ -1635,8 +1649,9 @@ impl Store {
             .map_err(|e| StoreError::Storage(Arc::new(e.into())))
     }
 
-    /// Makes every acknowledged write durable now: syncs the WAL (`Wal`), or flushes the
-    /// memtables (`None`); `Sync` has nothing to do.
+    /// Makes every acknowledged write durable now: syncs the WAL (`Wal`, and a replicated
+    /// `Sync` store, whose MVCC writes rely on raft's fsynced log), or flushes the memtables
+    /// (`None`); a single-node `Sync` store has nothing to do.
     ///
     /// # Errors
     /// A storage error (which halts the store, as a failed commit does, unless the disk is
@@ -1646,6 +1661,9 @@ impl Store {
         let e = &self.inner.engine;
         let r = match (&self.inner.durability, &self.inner.wal) {
             (Durability::Wal { .. }, Some(w)) => w.sync_now(e),
+            (Durability::Sync, _) if self.is_replicated() => e
+                .flush_wal(true)
+                .inspect_err(|err| self.inner.halt.on_sync_error("syncing the WAL", err)),
             (Durability::None, _) if !self.inner.read_only => e
                 .flush()
                 .inspect_err(|err| self.inner.halt.on_sync_error("flushing the memtables", err)),

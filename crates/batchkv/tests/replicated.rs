@@ -653,3 +653,91 @@ fn the_whole_cluster_restarts_from_disk_and_goes_on() {
     c.wait_caught_up(&c.ids);
     c.assert_same_state(&c.ids);
 }
+
+/// Many linearizable reads at once on every member (they share ReadIndex rounds: each round
+/// serves the reads queued when it was asked) while two members write: every read sees every
+/// write acknowledged before it started.
+#[test]
+fn concurrent_linearizable_reads_see_every_write_acknowledged_before_they_began() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let c = Cluster::new(21);
+    let leader = c.wait_leader(&c.ids);
+    let follower = c
+        .ids
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    const WRITES: u64 = 150;
+    const READERS_PER_MEMBER: usize = 6;
+    let writers = [leader, follower];
+    let acked: Vec<AtomicU64> = writers.iter().map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    let value = |range: &batchkv::RangeResponse, key: &str| -> u64 {
+        range
+            .kvs
+            .iter()
+            .find(|kv| kv.key.as_ref() == key.as_bytes())
+            .map_or(0, |kv| {
+                std::str::from_utf8(&kv.value)
+                    .expect("UTF-8")
+                    .parse()
+                    .expect("a counter")
+            })
+    };
+    std::thread::scope(|s| {
+        let writing: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(j, &w)| {
+                let (c, acked) = (&c, &acked);
+                s.spawn(move || {
+                    for n in 1..=WRITES {
+                        c.write(w, |st| st.put(format!("w{j}"), n.to_string()));
+                        acked[j].store(n, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = c
+            .ids
+            .iter()
+            .flat_map(|&id| std::iter::repeat_n(id, READERS_PER_MEMBER))
+            .map(|id| {
+                let (c, acked, done, reads) = (&c, &acked, &done, &reads);
+                s.spawn(move || {
+                    while !done.load(Ordering::SeqCst) {
+                        let before: Vec<u64> =
+                            acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+                        let got = match c.store(id).range_linearizable(&Range::prefix("w")) {
+                            Ok(r) => r,
+                            // No leader for a moment: not a read that happened.
+                            Err(StoreError::Timeout) => continue,
+                            Err(e) => panic!("linearizable read on member {id}: {e}"),
+                        };
+                        for (j, b) in before.iter().enumerate() {
+                            let seen = value(&got, &format!("w{j}"));
+                            assert!(
+                                seen >= *b,
+                                "member {id} read w{j} = {seen} after write {b} was acknowledged"
+                            );
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        // The writers end first; then the readers.
+        for w in writing {
+            w.join().expect("a writer");
+        }
+        done.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().expect("a reader");
+        }
+    });
+    assert!(reads.load(Ordering::Relaxed) > 0, "no read completed");
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+}
