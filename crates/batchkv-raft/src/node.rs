@@ -29,9 +29,14 @@ pub trait StateMachine: Send {
     /// or below it are never passed to [`StateMachine::apply`] again.
     fn applied_index(&self) -> u64;
 
-    /// The state as of [`StateMachine::applied_index`], made durable, as opaque bytes for
-    /// [`StateMachine::restore`] on another node (and for log compaction).
-    fn snapshot(&mut self) -> Vec<u8>;
+    /// The state as of [`StateMachine::applied_index`] as opaque bytes for
+    /// [`StateMachine::restore`] on another node (and for log compaction: the node stores them
+    /// with the snapshot's metadata, fsynced, and drops the log below). An error (the state
+    /// cannot be read now) leaves the log uncompacted; the node asks again later.
+    ///
+    /// # Errors
+    /// Why no snapshot could be taken.
+    fn snapshot(&mut self) -> Result<Vec<u8>, String>;
 
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
     /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
@@ -771,7 +776,13 @@ impl<O: Send + 'static> Worker<O> {
         }
         // The state machine's state at its applied index is its state at `self.applied` too:
         // only empty entries and conf changes lie between.
-        let data = self.sm.snapshot();
+        let data = match self.sm.snapshot() {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::debug!(node = self.config.id, error = %e, "no snapshot: the raft log is not compacted");
+                return Ok(());
+            }
+        };
         let applied = self.applied;
         let compact_to = applied.saturating_sub(self.config.catch_up_entries);
         self.rn.mut_store().compact(applied, compact_to, &data)?;

@@ -45,14 +45,14 @@ impl StateMachine for Memory {
         self.applied
     }
 
-    fn snapshot(&mut self) -> Vec<u8> {
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         for (i, e) in lock(&self.history).iter() {
             out.extend_from_slice(&i.to_be_bytes());
             out.extend_from_slice(&(e.len() as u64).to_be_bytes());
             out.extend_from_slice(e);
         }
-        out
+        Ok(out)
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) {
