@@ -104,6 +104,13 @@ const QUICK: Params = Params {
     e2e_measure: Duration::from_millis(300),
 };
 
+/// `BATCHKV_BENCH_HANDOFF=1`: the put cases open the store with
+/// `StoreBuilder::writer_commits(false)`, so every put is handed to the batcher's worker (the
+/// write path before issue 15's lone-writer path), for a before/after comparison.
+fn handoff() -> bool {
+    std::env::var("BATCHKV_BENCH_HANDOFF").is_ok_and(|v| v == "1")
+}
+
 /// Whether the command line's filter selects `case`.
 fn wants(case: &str) -> bool {
     common::filter().is_none_or(|f| case.contains(f.as_str()))
@@ -286,6 +293,7 @@ fn put_case(p: &Params, round: usize, mode: Mode, threads: usize, vals: &[Bytes]
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::builder(dir.path())
         .durability(mode.durability())
+        .writer_commits(!handoff())
         .open()
         .expect("open store");
     let (w, b) = store_loop(&store, threads, p, |t, seq, _| {
@@ -1305,7 +1313,11 @@ fn rows(r: &Results) -> Vec<StoreRow> {
 }
 
 fn command(quick: bool) -> String {
-    let mut c = String::from("cargo xtask bench");
+    let mut c = String::new();
+    if handoff() {
+        c.push_str("BATCHKV_BENCH_HANDOFF=1 ");
+    }
+    c.push_str("cargo xtask bench");
     if quick {
         c.push_str(" --quick");
     }

@@ -2,16 +2,17 @@
 
 use std::any::Any;
 use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::config::{BatchConfig, WaitPolicy};
 use crate::error::{BatchError, ConfigError, SubmitError};
@@ -224,30 +225,118 @@ pub struct Stats {
 /// What a submitter is finally told.
 type Answer<O, E> = Result<O, BatchError<E>>;
 
-/// The worker's end of an item's answer slot: a one-slot channel plus the waker of an async
-/// submitter awaiting it. Sending, or dropping it unsent (a worker that died), wakes that
-/// submitter; a blocking one is woken by the channel itself.
+/// One item's answer slot, shared by its [`Ticket`] and the worker's [`Reply`]: the answer, and
+/// whoever waits for it (a parked thread, or an async task's waker). No channel: a blocking
+/// waiter parks once and is unparked once (crossbeam's receive spins, then yields the CPU four
+/// times before it parks, which 64 waiting clients on 2 cores pay in system time), and a slot is
+/// one allocation.
+struct Slot<O, E> {
+    state: Mutex<SlotState<O, E>>,
+    waker: AtomicWaker,
+}
+
+struct SlotState<O, E> {
+    answer: Option<Answer<O, E>>,
+    /// The reply was sent or dropped: no answer will come after the one taken (if any).
+    done: bool,
+    /// The thread blocked in `wait`, to unpark when the answer comes.
+    waiter: Option<std::thread::Thread>,
+}
+
+impl<O, E> Slot<O, E> {
+    fn new(answer: Option<Answer<O, E>>) -> Arc<Self> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState {
+                done: answer.is_some(),
+                answer,
+                waiter: None,
+            }),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState<O, E>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts the answer (or none: the reply was dropped unsent) and wakes whoever waits.
+    fn complete(&self, answer: Option<Answer<O, E>>) {
+        let waiter = {
+            let mut state = self.lock();
+            if state.answer.is_none() && !state.done {
+                state.answer = answer;
+            }
+            state.done = true;
+            state.waiter.take()
+        };
+        if let Some(thread) = waiter {
+            thread.unpark();
+        }
+        // After the answer is in the slot: the task polls again and finds it.
+        self.waker.wake();
+    }
+
+    /// The answer if it has come (`Closed` if the reply was dropped unsent).
+    fn take(state: &mut SlotState<O, E>) -> Option<Answer<O, E>> {
+        match state.answer.take() {
+            Some(answer) => Some(answer),
+            None if state.done => Some(Err(BatchError::Closed)),
+            None => None,
+        }
+    }
+
+    /// Waits until the answer comes or `deadline` passes.
+    fn wait(&self, deadline: Option<Instant>) -> Option<Answer<O, E>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(answer) = Self::take(&mut state) {
+                state.waiter = None;
+                return Some(answer);
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        state.waiter = None;
+                        return None;
+                    }
+                },
+            };
+            state.waiter = Some(std::thread::current());
+            drop(state);
+            // A stale unpark (or a spurious wake-up) only sends us round the loop again.
+            match left {
+                None => std::thread::park(),
+                Some(left) => std::thread::park_timeout(left),
+            }
+            state = self.lock();
+        }
+    }
+}
+
+/// The worker's end of an item's answer slot. Sending, or dropping it unsent (a worker that
+/// died), wakes the submitter: a blocking one is unparked, an async one's waker woken.
 struct Reply<O, E> {
-    /// `None` once sent or dropped; taken first on drop, so the submitter woken afterwards
-    /// sees the channel disconnected, never empty.
-    tx: Option<Sender<Answer<O, E>>>,
-    waker: Arc<AtomicWaker>,
+    /// `None` once sent.
+    slot: Option<Arc<Slot<O, E>>>,
 }
 
 impl<O, E> Reply<O, E> {
     /// Answers the item. A submitter that dropped its ticket does not want the answer.
     fn send(mut self, answer: Answer<O, E>) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(answer);
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Some(answer));
         }
-        // `Drop` wakes the async submitter, after the answer is in the slot.
     }
 }
 
 impl<O, E> Drop for Reply<O, E> {
     fn drop(&mut self) {
-        drop(self.tx.take());
-        self.waker.wake();
+        // Unsent: the submitter reads `Closed`.
+        if let Some(slot) = self.slot.take() {
+            slot.complete(None);
+        }
     }
 }
 
@@ -263,11 +352,18 @@ struct Envelope<T, O, E> {
 ///
 /// Dropping a ticket (or its future) does not withdraw the item: once accepted, it is flushed
 /// (or answered `Closed` by an abort) exactly as if someone were waiting; only its answer is lost.
-#[derive(Debug)]
 #[must_use = "an item's answer is only known by waiting on its ticket"]
 pub struct Ticket<O, E> {
-    rx: Receiver<Answer<O, E>>,
-    waker: Arc<AtomicWaker>,
+    slot: Arc<Slot<O, E>>,
+}
+
+impl<O, E> std::fmt::Debug for Ticket<O, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.slot.lock();
+        f.debug_struct("Ticket")
+            .field("answered", &(state.answer.is_some() || state.done))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<O, E> Ticket<O, E> {
@@ -278,9 +374,9 @@ impl<O, E> Ticket<O, E> {
     /// # Errors
     /// The item's [`BatchError`].
     pub fn wait(self) -> Result<O, BatchError<E>> {
-        // The worker answers every item it receives; a closed channel without an answer would
+        // The worker answers every item it receives; a reply dropped without an answer would
         // mean the worker died, which is reported as `Closed`.
-        self.rx.recv().unwrap_or(Err(BatchError::Closed))
+        self.slot.wait(None).unwrap_or(Err(BatchError::Closed))
     }
 
     /// Blocks up to `timeout`; gives the ticket back if the answer has not come.
@@ -288,10 +384,10 @@ impl<O, E> Ticket<O, E> {
     /// # Errors
     /// `Err(self)` on timeout; the inner result is the item's answer.
     pub fn wait_timeout(self, timeout: Duration) -> Result<Answer<O, E>, Self> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(answer) => Ok(answer),
-            Err(RecvTimeoutError::Timeout) => Err(self),
-            Err(RecvTimeoutError::Disconnected) => Ok(Err(BatchError::Closed)),
+        let deadline = Instant::now().checked_add(timeout);
+        match self.slot.wait(Some(deadline.unwrap_or_else(far_future))) {
+            Some(answer) => Ok(answer),
+            None => Err(self),
         }
     }
 
@@ -300,31 +396,31 @@ impl<O, E> Ticket<O, E> {
     /// # Errors
     /// `Err(self)` while the item is not answered; the inner result is the item's answer.
     pub fn try_wait(self) -> Result<Answer<O, E>, Self> {
-        match self.rx.try_recv() {
-            Ok(answer) => Ok(answer),
-            Err(TryRecvError::Empty) => Err(self),
-            Err(TryRecvError::Disconnected) => Ok(Err(BatchError::Closed)),
+        let answer = Slot::take(&mut self.slot.lock());
+        match answer {
+            Some(answer) => Ok(answer),
+            None => Err(self),
         }
     }
 
     fn answered(answer: Answer<O, E>) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        tx.send(answer).expect("the receiver is alive");
         Ticket {
-            rx,
-            waker: Arc::new(AtomicWaker::new()),
+            slot: Slot::new(Some(answer)),
         }
     }
 
     fn pair() -> (Reply<O, E>, Self) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let waker = Arc::new(AtomicWaker::new());
+        let slot = Slot::new(None);
         let reply = Reply {
-            tx: Some(tx),
-            waker: Arc::clone(&waker),
+            slot: Some(Arc::clone(&slot)),
         };
-        (reply, Ticket { rx, waker })
+        (reply, Ticket { slot })
     }
+}
+
+/// A deadline no wait reaches (a timeout too large to add to now).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl<O, E> IntoFuture for Ticket<O, E> {
@@ -388,13 +484,11 @@ impl<O, E> Future for AsyncTicket<O, E> {
         let Some(ticket) = self.ticket.as_ref() else {
             return Poll::Ready(Err(BatchError::Closed));
         };
-        // Register first, then look: an answer sent after the look wakes the waker registered
-        // before it (the worker sends, then wakes).
-        ticket.waker.register(cx.waker());
-        let answer = match ticket.rx.try_recv() {
-            Ok(answer) => answer,
-            Err(TryRecvError::Empty) => return Poll::Pending,
-            Err(TryRecvError::Disconnected) => Err(BatchError::Closed),
+        // Register first, then look: an answer put after the look wakes the waker registered
+        // before it (the worker puts the answer, then wakes).
+        ticket.slot.waker.register(cx.waker());
+        let Some(answer) = Slot::take(&mut ticket.slot.lock()) else {
+            return Poll::Pending;
         };
         self.ticket = None;
         Poll::Ready(answer)
@@ -413,6 +507,11 @@ struct Counters {
     panics: AtomicU64,
     closed: AtomicU64,
     linger_ns: AtomicU64,
+    /// Items accepted into the queue and not yet handed to the sink (queued, in the worker's
+    /// batch being collected, or carried to its next one). Raised before an item enters the
+    /// queue, lowered when its batch reaches the sink: while it is not zero, a submitter may not
+    /// lead a flush of its own (it would pass items accepted before it).
+    unflushed: AtomicUsize,
 }
 
 struct Inner<T, O, E> {
@@ -426,6 +525,8 @@ struct Inner<T, O, E> {
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The flush a lone submitter may run on its own thread (see [`Batcher::submit_wait`]).
+    lead: Arc<dyn Lead<T, O, E>>,
 }
 
 impl<T, O, E> Inner<T, O, E> {
@@ -532,16 +633,22 @@ where
         let abort = Arc::new(AtomicBool::new(false));
         let closing = Arc::new(AtomicBool::new(false));
         let max_ops = if config.enabled { config.max_ops } else { 1 };
-        let worker = Worker {
-            rx,
-            sink,
-            policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
+        let shared = Arc::new(Shared {
+            state: Mutex::new(FlushState {
+                sink: Some(sink),
+                policy: Policy::new(config.wait_policy, config.max_wait, max_ops),
+            }),
             max_ops,
             max_bytes: config.max_bytes,
             counters: Arc::clone(&counters),
             abort: Arc::clone(&abort),
             closing: Arc::clone(&closing),
             observer,
+            _item: PhantomData,
+        });
+        let worker = Worker {
+            rx,
+            shared: Arc::clone(&shared),
         };
         let handle = std::thread::Builder::new()
             .name("batchkv-batcher".to_owned())
@@ -555,6 +662,7 @@ where
                 abort,
                 closing,
                 worker: Mutex::new(Some(handle)),
+                lead: shared,
             }),
         })
     }
@@ -582,6 +690,9 @@ where
             return Err(SubmitError::Closed(item));
         };
         let (env, ticket) = Self::envelope(item);
+        // Counted before it is in the queue, so no submitter can lead a flush past it.
+        let unflushed = &self.inner.counters.unflushed;
+        unflushed.fetch_add(1, Ordering::SeqCst);
         let sent = if block {
             tx.send(env)
                 .map_err(|e| SubmitError::Closed(e.into_inner().item))
@@ -591,13 +702,19 @@ where
                 TrySendError::Disconnected(env) => SubmitError::Closed(env.item),
             })
         };
-        sent.map(|()| {
-            self.inner
-                .counters
-                .submitted
-                .fetch_add(1, Ordering::Relaxed);
-            ticket
-        })
+        match sent {
+            Ok(()) => {
+                self.inner
+                    .counters
+                    .submitted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(ticket)
+            }
+            Err(e) => {
+                unflushed.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 
     /// Queues `item`, blocking while the queue is full.
@@ -628,6 +745,39 @@ where
     pub fn try_submit(&self, item: T) -> Result<Ticket<O, E>, SubmitError<T>> {
         let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
         self.enqueue(tx.as_ref(), item, false)
+    }
+
+    /// Submits `item` and waits for its answer: [`Batcher::submit`] then [`Ticket::wait`], except
+    /// that a submitter that finds the batcher idle (nothing queued or being collected, no flush
+    /// in progress, and a policy that would flush a lone item at once) flushes the item itself,
+    /// on its own thread, instead of handing it to the worker and sleeping until it answers:
+    /// RocksDB's write-thread leader, which does its group's write itself. A lone writer then
+    /// pays no thread hand-off. Submitters that arrive while it flushes queue as usual and the
+    /// worker takes them once the flush is over, so flushes stay one at a time and in order, and
+    /// group commit under load is unchanged (there the queue is never idle, or the adaptive
+    /// policy would linger, and the item is queued).
+    ///
+    /// The sink, and the observer after it, may therefore run on the caller's thread: never call
+    /// this from an async runtime's thread (await a [`Batcher::try_submit`] ticket there), nor
+    /// while holding a lock the sink takes.
+    ///
+    /// # Errors
+    /// [`SubmitError::Closed`] with the item, once the batcher is shut down; otherwise the item's
+    /// answer, as [`Ticket::wait`] gives it.
+    pub fn submit_wait(&self, item: T) -> Result<Answer<O, E>, SubmitError<T>> {
+        // Held through a flush of our own, so a shutdown (which takes the sender under the write
+        // lock) waits for it: nothing is flushed after the worker's last batch.
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        if tx.is_none() {
+            return Err(SubmitError::Closed(item));
+        }
+        let item = match self.inner.lead.lead(item) {
+            Ok(answer) => return Ok(answer),
+            Err(item) => item,
+        };
+        let ticket = self.enqueue(tx.as_ref(), item, true)?;
+        drop(tx);
+        Ok(ticket.wait())
     }
 
     /// Queues every item in order, blocking while the queue is full, and returns one ticket per
@@ -699,154 +849,117 @@ impl<T, O, E> Pending<T, O, E> {
     }
 }
 
-struct Worker<T, S: Sink<T>> {
-    rx: Receiver<Envelope<T, S::Output, S::Error>>,
-    sink: S,
+/// What one thread at a time may use: the sink and the policy's state. The worker holds it from
+/// the moment it has a batch's first item until the batch is answered (lingering included); a
+/// submitter leading a flush of its own ([`Batcher::submit_wait`]) holds it for that flush. So
+/// flushes never overlap and reach the sink in the order they took it.
+struct FlushState<S> {
+    /// `None` once the worker has stopped (dropped with it, as the worker's own sink was).
+    sink: Option<S>,
     policy: Policy,
+}
+
+/// What the worker and a leading submitter share.
+struct Shared<T, S: Sink<T>> {
+    state: Mutex<FlushState<S>>,
     max_ops: usize,
     max_bytes: usize,
     counters: Arc<Counters>,
     abort: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     observer: Option<Arc<dyn FlushObserver>>,
+    _item: PhantomData<fn(T)>,
 }
 
-type EnvelopeOf<T, S> = Envelope<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
-type PendingOf<T, S> = Pending<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
-type AnswersOf<T, S> = Vec<Answer<<S as Sink<T>>::Output, <S as Sink<T>>::Error>>;
+/// A submitter's flush of its own item, behind a trait object so that [`Batcher`] need not
+/// name the sink's type.
+trait Lead<T, O, E>: Send + Sync {
+    /// Flushes `item` alone on this thread if the batcher is idle and its policy would flush a
+    /// lone item at once; hands the item back otherwise (it is then queued as usual).
+    fn lead(&self, item: T) -> Result<Answer<O, E>, T>;
+}
 
-impl<T, S: Sink<T>> Worker<T, S> {
-    fn run(mut self) {
-        let mut carry: Option<EnvelopeOf<T, S>> = None;
-        loop {
-            let first = match carry.take() {
-                Some(env) => env,
-                // Disconnected: every sender is gone and the queue is empty; all answered.
-                None => match self.rx.recv() {
-                    Ok(env) => env,
-                    Err(_) => return,
-                },
-            };
-            let mut batch = Pending::new();
-            let mut trigger = self.add(&mut batch, first, &mut carry);
-            if trigger.is_none() {
-                trigger = self.fill(&mut batch, &mut carry);
-            }
-            let mut linger = Duration::ZERO;
-            let trigger = match trigger {
-                Some(t) => t,
-                None if self.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
-                // With batching disabled `max_ops` is 1, so `add` has already answered `Size`.
-                None => {
-                    let decision = self.policy.decide(batch.len(), Instant::now());
-                    linger = decision.wait;
-                    if decision.wait.is_zero() || batch.len() >= decision.target {
-                        FlushTrigger::Idle
-                    } else {
-                        self.linger(&mut batch, &mut carry, decision)
-                    }
-                }
-            };
-            if self.abort.load(Ordering::SeqCst) {
-                self.answer_closed(batch.replies);
-                if let Some(env) = carry.take() {
-                    self.answer_closed(vec![env.reply]);
-                }
-                continue;
-            }
-            self.flush(batch, trigger, linger);
-            self.counters
-                .linger_ns
-                .store(self.policy.current().as_nanos() as u64, Ordering::Relaxed);
+impl<T: BatchItem, S: Sink<T>> Lead<T, S::Output, S::Error> for Shared<T, S> {
+    fn lead(&self, item: T) -> Result<Answer<S::Output, S::Error>, T> {
+        // A shutdown decides what happens to items from now on (flushed by the worker, or
+        // answered `Closed`): leave them to it.
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(item);
         }
-    }
-
-    /// Adds `env` to the batch; returns the trigger if the batch is now full. An item that would
-    /// push a non-empty batch past `max_bytes` is carried over to the next batch instead.
-    fn add(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        env: EnvelopeOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-    ) -> Option<FlushTrigger> {
-        if batch.len() > 0 && batch.bytes.saturating_add(env.size) > self.max_bytes {
-            *carry = Some(env);
-            return Some(FlushTrigger::Bytes);
+        let c = &self.counters;
+        if c.unflushed.load(Ordering::SeqCst) != 0 {
+            return Err(item);
         }
-        batch.bytes = batch.bytes.saturating_add(env.size);
-        batch.oldest.get_or_insert(env.enqueued);
-        batch.items.push(env.item);
-        batch.replies.push(env.reply);
-        if batch.len() >= self.max_ops {
-            Some(FlushTrigger::Size)
-        } else if batch.bytes >= self.max_bytes {
-            Some(FlushTrigger::Bytes)
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            // The sink catches every panic of the sink and the observer; a poisoned lock would
+            // be a bug of the batcher's own, and the state is still consistent.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // A flush is in progress (or the worker is collecting a batch): queue behind it.
+            Err(TryLockError::WouldBlock) => return Err(item),
+        };
+        // Checked again under the lock: an item accepted before this one and not flushed yet
+        // (queued, or taken by the worker, which is waiting for this lock) goes first.
+        if c.unflushed.load(Ordering::SeqCst) != 0 {
+            return Err(item);
+        }
+        let now = Instant::now();
+        if self.max_ops > 1 && !state.policy.flushes_lone_item_now(now) {
+            return Err(item);
+        }
+        c.submitted.fetch_add(1, Ordering::Relaxed);
+        let bytes = item.size_bytes();
+        let trigger = if self.max_ops <= 1 {
+            FlushTrigger::Size
+        } else if bytes >= self.max_bytes {
+            FlushTrigger::Bytes
         } else {
-            None
-        }
-    }
-
-    /// Natural batching: takes what is already queued, up to the limits, without waiting.
-    fn fill(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-    ) -> Option<FlushTrigger> {
-        while let Ok(env) = self.rx.try_recv() {
-            if let Some(t) = self.add(batch, env, carry) {
-                return Some(t);
-            }
-        }
-        None
-    }
-
-    /// Waits for more items until the deadline, the policy's target, or a limit.
-    fn linger(
-        &self,
-        batch: &mut PendingOf<T, S>,
-        carry: &mut Option<EnvelopeOf<T, S>>,
-        decision: Linger,
-    ) -> FlushTrigger {
-        let deadline = Instant::now() + decision.wait;
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok(env) => {
-                    if let Some(t) = self.add(batch, env, carry) {
-                        return t;
-                    }
-                    if batch.len() >= decision.target {
-                        return FlushTrigger::Target;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return FlushTrigger::Timeout,
-                Err(RecvTimeoutError::Disconnected) => return FlushTrigger::Shutdown,
-            }
-        }
-    }
-
-    fn answer_closed(&self, replies: Vec<Reply<S::Output, S::Error>>) {
-        self.counters
-            .closed
-            .fetch_add(replies.len() as u64, Ordering::Relaxed);
-        for reply in replies {
-            reply.send(Err(BatchError::Closed));
-        }
-    }
-
-    fn flush(&mut self, batch: PendingOf<T, S>, trigger: FlushTrigger, linger: Duration) {
-        let Pending {
-            items,
-            replies,
+            FlushTrigger::Idle
+        };
+        let (mut answers, info) = self.flush(
+            &mut state,
+            vec![item],
             bytes,
-            oldest,
-        } = batch;
+            now,
+            trigger,
+            Duration::ZERO,
+            0,
+        );
+        drop(state);
+        self.observe(&info);
+        Ok(answers.pop().unwrap_or(Err(BatchError::Closed)))
+    }
+}
+
+impl<T, S: Sink<T>> Shared<T, S> {
+    fn lock(&self) -> MutexGuard<'_, FlushState<S>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `items` to the sink, builds one answer per item, updates the counters and the
+    /// policy. The caller delivers the answers, then calls [`Shared::observe`].
+    #[allow(clippy::too_many_arguments)]
+    fn flush(
+        &self,
+        state: &mut FlushState<S>,
+        items: Vec<T>,
+        bytes: usize,
+        oldest: Instant,
+        trigger: FlushTrigger,
+        linger: Duration,
+        queue_depth: usize,
+    ) -> (AnswersOf<T, S>, FlushInfo) {
         let n = items.len();
-        let queue_depth = self.rx.len();
         let start = Instant::now();
-        let waited = oldest.map_or(Duration::ZERO, |t| start.saturating_duration_since(t));
-        let result = catch_unwind(AssertUnwindSafe(|| self.sink.flush(items)));
+        let waited = start.saturating_duration_since(oldest);
+        let result = match state.sink.as_mut() {
+            Some(sink) => catch_unwind(AssertUnwindSafe(|| sink.flush(items))),
+            // Unreachable: the sink goes only once no sender is left, and a leader holds one.
+            None => Err(Box::new("the batcher is shut down") as Box<dyn Any + Send>),
+        };
         let sink_time = start.elapsed();
-        let queued_meanwhile = self.rx.len();
+        // Accepted while the sink worked: queued, or taken by a worker waiting for the state.
+        let queued_meanwhile = self.counters.unflushed.load(Ordering::SeqCst);
         // Answers are built first and the counters updated before anyone is answered, so a
         // submitter that sees its answer also sees it in `stats()`.
         let (outcome, answers): (FlushOutcome, AnswersOf<T, S>) = match result {
@@ -901,24 +1014,192 @@ impl<T, S: Sink<T>> Worker<T, S> {
         c.items.fetch_add(n as u64, Ordering::Relaxed);
         c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         c.by_trigger[trigger.index()].fetch_add(1, Ordering::Relaxed);
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            reply.send(answer);
-        }
-        self.policy.record(n, start, sink_time, queued_meanwhile);
+        state.policy.record(n, start, sink_time, queued_meanwhile);
+        c.linger_ns
+            .store(state.policy.current().as_nanos() as u64, Ordering::Relaxed);
+        let info = FlushInfo {
+            items: n,
+            bytes,
+            waited,
+            linger,
+            trigger,
+            sink_time,
+            queue_depth,
+            outcome,
+        };
+        (answers, info)
+    }
+
+    /// Tells the observer about a flush whose answers are out.
+    fn observe(&self, info: &FlushInfo) {
         if let Some(observer) = &self.observer {
-            let info = FlushInfo {
-                items: n,
-                bytes,
-                waited,
-                linger,
-                trigger,
-                sink_time,
-                queue_depth,
-                outcome,
-            };
             // An observer's panic must not stop the worker: every queued item still needs its
             // answer.
-            let _ = catch_unwind(AssertUnwindSafe(|| observer.on_flush(&info)));
+            let _ = catch_unwind(AssertUnwindSafe(|| observer.on_flush(info)));
+        }
+    }
+}
+
+struct Worker<T, S: Sink<T>> {
+    rx: Receiver<Envelope<T, S::Output, S::Error>>,
+    shared: Arc<Shared<T, S>>,
+}
+
+type EnvelopeOf<T, S> = Envelope<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type PendingOf<T, S> = Pending<T, <S as Sink<T>>::Output, <S as Sink<T>>::Error>;
+type AnswersOf<T, S> = Vec<Answer<<S as Sink<T>>::Output, <S as Sink<T>>::Error>>;
+
+impl<T, S: Sink<T>> Worker<T, S> {
+    fn run(self) {
+        let shared = &*self.shared;
+        let mut carry: Option<EnvelopeOf<T, S>> = None;
+        loop {
+            let first = match carry.take() {
+                Some(env) => env,
+                // Disconnected: every sender is gone and the queue is empty; all answered.
+                None => match self.rx.recv() {
+                    Ok(env) => env,
+                    Err(_) => {
+                        shared.lock().sink = None;
+                        return;
+                    }
+                },
+            };
+            // Waits while a submitter leads a flush of its own; meanwhile the queue fills.
+            let mut state = shared.lock();
+            let mut batch = Pending::new();
+            let mut trigger = self.add(&mut batch, first, &mut carry);
+            if trigger.is_none() {
+                trigger = self.fill(&mut batch, &mut carry);
+            }
+            let mut linger = Duration::ZERO;
+            let trigger = match trigger {
+                Some(t) => t,
+                None if shared.closing.load(Ordering::SeqCst) => FlushTrigger::Shutdown,
+                // With batching disabled `max_ops` is 1, so `add` has already answered `Size`.
+                None => {
+                    let decision = state.policy.decide(batch.len(), Instant::now());
+                    linger = decision.wait;
+                    if decision.wait.is_zero() || batch.len() >= decision.target {
+                        FlushTrigger::Idle
+                    } else {
+                        self.linger(&mut batch, &mut carry, decision)
+                    }
+                }
+            };
+            if shared.abort.load(Ordering::SeqCst) {
+                drop(state);
+                let mut replies = batch.replies;
+                replies.extend(carry.take().map(|env| env.reply));
+                shared
+                    .counters
+                    .unflushed
+                    .fetch_sub(replies.len(), Ordering::SeqCst);
+                self.answer_closed(replies);
+                continue;
+            }
+            let Pending {
+                items,
+                replies,
+                bytes,
+                oldest,
+            } = batch;
+            let queue_depth = self.rx.len();
+            // Handed to the sink now (under the state lock, so no submitter leads a flush
+            // before this one is over).
+            shared
+                .counters
+                .unflushed
+                .fetch_sub(items.len(), Ordering::SeqCst);
+            let oldest = oldest.unwrap_or_else(Instant::now);
+            let (answers, info) = shared.flush(
+                &mut state,
+                items,
+                bytes,
+                oldest,
+                trigger,
+                linger,
+                queue_depth,
+            );
+            drop(state);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                reply.send(answer);
+            }
+            shared.observe(&info);
+        }
+    }
+
+    /// Adds `env` to the batch; returns the trigger if the batch is now full. An item that would
+    /// push a non-empty batch past `max_bytes` is carried over to the next batch instead.
+    fn add(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        env: EnvelopeOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        let (max_ops, max_bytes) = (self.shared.max_ops, self.shared.max_bytes);
+        if batch.len() > 0 && batch.bytes.saturating_add(env.size) > max_bytes {
+            *carry = Some(env);
+            return Some(FlushTrigger::Bytes);
+        }
+        batch.bytes = batch.bytes.saturating_add(env.size);
+        batch.oldest.get_or_insert(env.enqueued);
+        batch.items.push(env.item);
+        batch.replies.push(env.reply);
+        if batch.len() >= max_ops {
+            Some(FlushTrigger::Size)
+        } else if batch.bytes >= max_bytes {
+            Some(FlushTrigger::Bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Natural batching: takes what is already queued, up to the limits, without waiting.
+    fn fill(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+    ) -> Option<FlushTrigger> {
+        while let Ok(env) = self.rx.try_recv() {
+            if let Some(t) = self.add(batch, env, carry) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Waits for more items until the deadline, the policy's target, or a limit.
+    fn linger(
+        &self,
+        batch: &mut PendingOf<T, S>,
+        carry: &mut Option<EnvelopeOf<T, S>>,
+        decision: Linger,
+    ) -> FlushTrigger {
+        let deadline = Instant::now() + decision.wait;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(env) => {
+                    if let Some(t) = self.add(batch, env, carry) {
+                        return t;
+                    }
+                    if batch.len() >= decision.target {
+                        return FlushTrigger::Target;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return FlushTrigger::Timeout,
+                Err(RecvTimeoutError::Disconnected) => return FlushTrigger::Shutdown,
+            }
+        }
+    }
+
+    fn answer_closed(&self, replies: Vec<Reply<S::Output, S::Error>>) {
+        self.shared
+            .counters
+            .closed
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        for reply in replies {
+            reply.send(Err(BatchError::Closed));
         }
     }
 }

@@ -76,10 +76,6 @@ impl Policy {
 
     /// Decides the linger for a batch of `n` items, with the queue drained, at `now`.
     pub(crate) fn decide(&mut self, n: usize, now: Instant) -> Linger {
-        let flush_now = Linger {
-            wait: Duration::ZERO,
-            target: n,
-        };
         match self.kind {
             WaitPolicy::Fixed(d) => Linger {
                 wait: d,
@@ -104,22 +100,40 @@ impl Policy {
                     target: self.max_ops,
                 }
             }
-            WaitPolicy::Adaptive => {
-                let Some(end) = self.last_flush_end else {
-                    return flush_now;
-                };
-                let idle = now.saturating_duration_since(end).as_secs_f64();
-                if idle > self.sink_secs || self.rate <= 0.0 {
-                    return flush_now;
-                }
-                let target = self.last_target.min(self.max_ops);
-                if n >= target {
-                    return flush_now;
-                }
-                let to_fill = (target - n) as f64 / self.rate;
-                let wait = Duration::from_secs_f64(to_fill.min(self.sink_secs)).min(self.max_wait);
-                Linger { wait, target }
-            }
+            WaitPolicy::Adaptive => self.adaptive(n, now),
+        }
+    }
+
+    /// The adaptive law's decision (it changes no state).
+    fn adaptive(&self, n: usize, now: Instant) -> Linger {
+        let flush_now = Linger {
+            wait: Duration::ZERO,
+            target: n,
+        };
+        let Some(end) = self.last_flush_end else {
+            return flush_now;
+        };
+        let idle = now.saturating_duration_since(end).as_secs_f64();
+        if idle > self.sink_secs || self.rate <= 0.0 {
+            return flush_now;
+        }
+        let target = self.last_target.min(self.max_ops);
+        if n >= target {
+            return flush_now;
+        }
+        let to_fill = (target - n) as f64 / self.rate;
+        let wait = Duration::from_secs_f64(to_fill.min(self.sink_secs)).min(self.max_wait);
+        Linger { wait, target }
+    }
+
+    /// Whether a lone item arriving at `now`, with nothing queued, would be flushed at once
+    /// (no linger): the condition for a submitter to flush it on its own thread. Changes no
+    /// state (`Tiered` re-evaluates its tier in `decide` only, and always lingers).
+    pub(crate) fn flushes_lone_item_now(&self, now: Instant) -> bool {
+        match self.kind {
+            WaitPolicy::Fixed(d) => d.is_zero(),
+            WaitPolicy::Tiered => false,
+            WaitPolicy::Adaptive => self.adaptive(1, now).wait.is_zero(),
         }
     }
 

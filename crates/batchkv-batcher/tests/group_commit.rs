@@ -54,6 +54,8 @@ enum BatchFate {
 #[derive(Default)]
 struct Log {
     batches: Vec<(Vec<Item>, BatchFate)>,
+    /// The thread each batch was flushed on, in sink order.
+    threads: Vec<thread::ThreadId>,
 }
 
 type Answer = Result<u64, BatchError<String>>;
@@ -71,7 +73,11 @@ fn make_sink(
             SinkKind::PanicEvery(k) if i.is_multiple_of(k) => BatchFate::Panicked,
             _ => BatchFate::Answered,
         };
-        log.lock().expect("log").batches.push((batch.clone(), fate));
+        {
+            let mut log = log.lock().expect("log");
+            log.batches.push((batch.clone(), fate));
+            log.threads.push(thread::current().id());
+        }
         match fate {
             BatchFate::Failed => return Err(format!("batch {i} failed")),
             BatchFate::Panicked => panic!("sink panic in batch {i}"),
@@ -99,6 +105,17 @@ struct Outcome {
     stats: Stats,
 }
 
+/// How the producers of [`run_with`] submit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// Half wait on each ticket (closed loop), half submit all first, then wait.
+    Tickets,
+    /// As `Tickets`, and every third producer calls `submit_wait` (which may flush on the
+    /// producer's own thread), with a ticket it does not wait for before every fourth item, so a
+    /// queued item of its own precedes the ones it may lead.
+    Leading,
+}
+
 /// Runs `producers` threads submitting `per_producer` items each (sizes from `size_of`), waits
 /// for every answer, shuts down gracefully, and checks every invariant.
 fn run(
@@ -107,6 +124,18 @@ fn run(
     per_producer: u32,
     kind: SinkKind,
     size_of: fn(u32, u32) -> usize,
+) -> Outcome {
+    run_with(cfg, producers, per_producer, kind, size_of, How::Tickets)
+}
+
+/// [`run`], with the producers submitting as `how` says.
+fn run_with(
+    cfg: BatchConfig,
+    producers: u32,
+    per_producer: u32,
+    kind: SinkKind,
+    size_of: fn(u32, u32) -> usize,
+    how: How,
 ) -> Outcome {
     let log = Arc::new(Mutex::new(Log::default()));
     let flushes = Arc::new(Mutex::new(Vec::new()));
@@ -130,8 +159,15 @@ fn run(
                         seq: s,
                         size: size_of(p, s),
                     };
+                    if how == How::Leading && p % 3 == 0 && s % 4 != 0 {
+                        let answer = b.submit_wait(item).expect("batcher is open");
+                        answers.push((id(&item), answer));
+                        continue;
+                    }
                     let ticket = b.submit(item).expect("batcher is open");
-                    if p % 2 == 0 {
+                    if how == How::Leading && p % 3 == 0 {
+                        pending.push((id(&item), ticket));
+                    } else if p % 2 == 0 {
                         answers.push((id(&item), ticket.wait()));
                     } else {
                         pending.push((id(&item), ticket));
@@ -679,6 +715,273 @@ fn invalid_configuration_names_the_field() {
     }
 }
 
+#[test]
+fn every_sink_kind_every_policy_with_leading_submitters() {
+    let kinds = [
+        SinkKind::Ok,
+        SinkKind::FailBatchEvery(3),
+        SinkKind::FailItemsDivisibleBy(7),
+        SinkKind::PanicEvery(4),
+        SinkKind::Slow(Duration::from_micros(300)),
+    ];
+    for kind in kinds {
+        for policy in POLICIES
+            .into_iter()
+            .chain([WaitPolicy::Fixed(Duration::ZERO)])
+        {
+            for producers in [1, 3, 8] {
+                let o = run_with(cfg(policy), producers, 60, kind, varied_size, How::Leading);
+                assert!(!o.log.is_empty(), "{kind:?} {policy:?} {producers}");
+            }
+        }
+    }
+}
+
+/// Submits `n` items from this thread with `submit_wait`, returning each answer.
+fn lone_writer(b: &Batcher<Item, u64, String>, n: u32) -> Vec<Answer> {
+    (0..n)
+        .map(|seq| {
+            b.submit_wait(Item {
+                producer: 0,
+                seq,
+                size: 1,
+            })
+            .expect("batcher is open")
+        })
+        .collect()
+}
+
+#[test]
+fn a_lone_waiting_submitter_flushes_on_its_own_thread() {
+    // Nothing queued, no flush in progress, and the adaptive policy never lingers for a lone
+    // closed-loop producer: every flush runs on the submitter's thread, the worker never wakes.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let flushes = Arc::new(Mutex::new(Vec::new()));
+    let observer = {
+        let flushes = Arc::clone(&flushes);
+        Arc::new(move |info: &FlushInfo| {
+            flushes
+                .lock()
+                .expect("flushes")
+                .push((*info, thread::current().id()))
+        })
+    };
+    let b: Batcher<Item, u64, String> = Batcher::start_observed(
+        make_sink(SinkKind::Ok, Arc::clone(&log)),
+        cfg(WaitPolicy::Adaptive),
+        Some(observer),
+    )
+    .expect("valid");
+    let answers = lone_writer(&b, 200);
+    for (seq, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer, Ok(seq as u64));
+    }
+    let stats = b.stats();
+    assert_eq!(
+        (stats.submitted, stats.items, stats.batches),
+        (200, 200, 200)
+    );
+    assert_eq!(stats.by_trigger[4], 200, "every flush is Idle: {stats:?}");
+    let me = thread::current().id();
+    let log = log.lock().expect("log");
+    assert_eq!(log.threads.len(), 200);
+    assert!(
+        log.threads.iter().all(|t| *t == me),
+        "a flush ran elsewhere"
+    );
+    // The observer saw each flush, on the same thread, before its answer came back.
+    let flushes = flushes.lock().expect("flushes");
+    assert_eq!(flushes.len(), 200);
+    assert!(flushes.iter().all(|(f, t)| f.items == 1
+        && f.trigger == FlushTrigger::Idle
+        && f.linger.is_zero()
+        && *t == me));
+    drop((log, flushes));
+    b.shutdown(Shutdown::Graceful);
+    assert_eq!(
+        b.submit_wait(Item {
+            producer: 0,
+            seq: 0,
+            size: 1
+        }),
+        Err(SubmitError::Closed(Item {
+            producer: 0,
+            seq: 0,
+            size: 1
+        }))
+    );
+}
+
+#[test]
+fn a_failing_or_panicking_leaders_flush_answers_only_its_own_item() {
+    // Batches 0, 3, 6 and 9 fail whole; each is one leader's item, so only those four fail.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let b: Batcher<Item, u64, String> = Batcher::start(
+        make_sink(SinkKind::FailBatchEvery(3), Arc::clone(&log)),
+        cfg(WaitPolicy::Adaptive),
+    )
+    .expect("valid");
+    for (seq, answer) in lone_writer(&b, 10).into_iter().enumerate() {
+        if seq % 3 == 0 {
+            assert_eq!(
+                answer,
+                Err(BatchError::Batch(Arc::new(format!("batch {seq} failed"))))
+            );
+        } else {
+            assert_eq!(answer, Ok(seq as u64));
+        }
+    }
+    assert_eq!(b.stats().batch_errors, 4);
+    // A panicking sink on the submitter's thread is caught there; the batcher keeps serving.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let b: Batcher<Item, u64, String> = Batcher::start(
+        make_sink(SinkKind::PanicEvery(2), Arc::clone(&log)),
+        cfg(WaitPolicy::Adaptive),
+    )
+    .expect("valid");
+    for (seq, answer) in lone_writer(&b, 6).into_iter().enumerate() {
+        if seq % 2 == 0 {
+            assert_eq!(
+                answer,
+                Err(BatchError::SinkPanicked(
+                    format!("sink panic in batch {seq}").into()
+                ))
+            );
+        } else {
+            assert_eq!(answer, Ok(seq as u64));
+        }
+    }
+    assert_eq!(b.stats().panics, 3);
+    // Tickets still reach the worker, which goes on counting batches: 6 panics, 7 does not.
+    let item = |seq| Item {
+        producer: 1,
+        seq,
+        size: 1,
+    };
+    let t = b.submit(item(6)).expect("open");
+    assert_eq!(
+        t.wait(),
+        Err(BatchError::SinkPanicked("sink panic in batch 6".into()))
+    );
+    let t = b.submit(item(7)).expect("open");
+    assert_eq!(t.wait(), Ok(id(&item(7))));
+}
+
+#[test]
+fn only_a_policy_that_never_lingers_for_a_lone_item_lets_a_submitter_lead() {
+    let me = thread::current().id();
+    for (config, leads) in [
+        (cfg(WaitPolicy::Adaptive), true),
+        (cfg(WaitPolicy::Fixed(Duration::ZERO)), true),
+        (cfg(WaitPolicy::Fixed(Duration::from_micros(100))), false),
+        (cfg(WaitPolicy::Tiered), false),
+        (
+            BatchConfig {
+                enabled: false,
+                ..cfg(WaitPolicy::Fixed(Duration::from_millis(50)))
+            },
+            true,
+        ),
+    ] {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let b: Batcher<Item, u64, String> =
+            Batcher::start(make_sink(SinkKind::Ok, Arc::clone(&log)), config).expect("valid");
+        for (seq, answer) in lone_writer(&b, 20).into_iter().enumerate() {
+            assert_eq!(answer, Ok(seq as u64));
+        }
+        let stats = b.stats();
+        b.shutdown(Shutdown::Graceful);
+        let log = log.lock().expect("log");
+        assert_eq!(log.batches.len(), 20, "{config:?}");
+        assert!(
+            log.threads.iter().all(|t| (*t == me) == leads),
+            "{config:?}: leads {leads}"
+        );
+        if !config.enabled {
+            assert_eq!(stats.by_trigger[0], 20, "flushed on size: {stats:?}");
+        }
+    }
+}
+
+/// A sink that tells `entered` which thread it runs on, then waits for the gate.
+fn gated_sink(
+    entered: crossbeam_channel::Sender<thread::ThreadId>,
+    gate: crossbeam_channel::Receiver<()>,
+    log: Arc<Mutex<Vec<u64>>>,
+) -> impl FnMut(Vec<u64>) -> Result<Vec<Result<u64, String>>, String> + Send + 'static {
+    move |v: Vec<u64>| {
+        let _ = entered.send(thread::current().id());
+        let _ = gate.recv_timeout(Duration::from_secs(30));
+        log.lock().expect("log").extend(v.iter().copied());
+        Ok(v.into_iter().map(Ok).collect())
+    }
+}
+
+#[test]
+fn shutdown_waits_for_a_leaders_flush_and_items_queued_behind_it_follow() {
+    for mode in [Shutdown::Graceful, Shutdown::Abort] {
+        let (entered_tx, entered_rx) = crossbeam_channel::unbounded();
+        let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let b: Batcher<u64, u64, String> = Batcher::start(
+            gated_sink(entered_tx, gate_rx, Arc::clone(&log)),
+            BatchConfig::default(),
+        )
+        .expect("valid");
+        let leader = {
+            let b = b.clone();
+            thread::spawn(move || (thread::current().id(), b.submit_wait(0)))
+        };
+        let ran_on = entered_rx
+            .recv()
+            .expect("the leader's flush is in the sink");
+        // Queued behind the leader's flush: the worker takes them once it is over.
+        let queued: Vec<_> = (1..=5).map(|i| b.submit(i).expect("open")).collect();
+        let closer = {
+            let b = b.clone();
+            thread::spawn(move || b.shutdown(mode))
+        };
+        while b.is_open() {
+            thread::yield_now();
+        }
+        thread::sleep(Duration::from_millis(20));
+        assert!(
+            !closer.is_finished(),
+            "{mode:?}: shutdown returned while a flush was in the sink"
+        );
+        // Released for every flush still to come (the sink, and its end of the gate, goes
+        // with the worker once it stops).
+        for _ in 0..10 {
+            let _ = gate_tx.send(());
+        }
+        let (leader_id, answer) = leader.join().expect("leader");
+        assert_eq!(
+            ran_on, leader_id,
+            "the idle batcher's flush ran on the submitter"
+        );
+        assert_eq!(answer, Ok(Ok(0)));
+        closer.join().expect("closer");
+        let answers: Vec<_> = queued.into_iter().map(Ticket::wait).collect();
+        match mode {
+            Shutdown::Graceful => assert_eq!(answers, (1..=5).map(Ok).collect::<Vec<_>>()),
+            Shutdown::Abort => {
+                assert!(
+                    answers.iter().all(|a| *a == Err(BatchError::Closed)),
+                    "{answers:?}"
+                );
+                assert_eq!(b.stats().closed, 5);
+            }
+        }
+        let flushed = log.lock().expect("log").clone();
+        let expect: Vec<u64> = match mode {
+            Shutdown::Graceful => (0..=5).collect(),
+            Shutdown::Abort => vec![0],
+        };
+        assert_eq!(flushed, expect, "{mode:?}");
+        assert_eq!(b.submit_wait(9), Err(SubmitError::Closed(9)));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -709,5 +1012,40 @@ proptest! {
             enabled,
         };
         run(cfg, producers, per_producer, kind, varied_size);
+    }
+
+    /// The same with every third producer calling `submit_wait`, which may flush on its own
+    /// thread: order, exactly-once answers and the stats hold whoever flushes.
+    #[test]
+    fn invariants_hold_when_submitters_lead(
+        max_ops in 1usize..20,
+        max_bytes in 1usize..150,
+        policy in prop::sample::select(vec![
+            WaitPolicy::Adaptive,
+            WaitPolicy::Tiered,
+            WaitPolicy::Fixed(Duration::ZERO),
+            WaitPolicy::Fixed(Duration::from_micros(100)),
+        ]),
+        enabled in prop::bool::weighted(0.9),
+        queue_capacity in 1usize..32,
+        producers in 1u32..7,
+        per_producer in 0u32..40,
+        kind in prop::sample::select(vec![
+            SinkKind::Ok,
+            SinkKind::FailBatchEvery(2),
+            SinkKind::FailItemsDivisibleBy(3),
+            SinkKind::PanicEvery(3),
+            SinkKind::Slow(Duration::from_micros(100)),
+        ]),
+    ) {
+        let cfg = BatchConfig {
+            max_ops,
+            max_bytes,
+            max_wait: Duration::from_micros(100),
+            wait_policy: policy,
+            queue_capacity,
+            enabled,
+        };
+        run_with(cfg, producers, per_producer, kind, varied_size, How::Leading);
     }
 }

@@ -90,7 +90,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME=URL,...")]
     initial_cluster: Option<String>,
     /// Initial cluster state: new (every member of --initial-cluster starts empty) or
-    /// existing (restart a member from its data dir)
+    /// existing (join a running cluster after `etcdctl member add`, or restart a member
+    /// from its data dir)
     #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
     initial_cluster_state: String,
     /// Initial cluster token, so clusters bootstrapped with the same members differ (their
@@ -169,7 +170,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
     let keepalive_interval = keepalive(&args.grpc_keepalive_interval, "--grpc-keepalive-interval")?;
     let keepalive_timeout = keepalive(&args.grpc_keepalive_timeout, "--grpc-keepalive-timeout")?;
     let max_request = args.max_request_bytes;
-    let cluster = cluster_config(&args)?;
+    let mut cluster = cluster_config(&args)?;
     // A few workers: the store's own threads do the work (group commit, RocksDB); the
     // runtime only moves requests and answers (and, replicated, the peer traffic).
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
@@ -180,6 +181,9 @@ fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    if let Some(c) = &mut cluster {
+        identify(c, &args, &runtime)?;
+    }
     let mut builder = Store::builder(&args.data_dir)
         .metrics(!metrics.is_empty())
         .mvcc(move |c| c.max_request_bytes(max_request));
@@ -190,7 +194,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
         builder = replicated(
             builder,
             &args.data_dir,
-            &c.members,
+            c,
             snapshot_settings(&args),
             runtime.handle(),
         )?;
@@ -230,6 +234,7 @@ fn run(args: ServeArgs) -> Result<(), String> {
             .and_then(|d| d.parent().map(PathBuf::from)),
         tls,
         cluster: cluster.as_ref().map(|c| c.members.clone()),
+        cluster_token: args.initial_cluster_token.clone(),
         ..ServerConfig::default()
     };
     let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
@@ -254,8 +259,12 @@ fn run(args: ServeArgs) -> Result<(), String> {
             serve_peers(&store, c, &args.name, &client_urls, peer_stopping).await?;
         }
         tracing::info!(addrs = ?server.local_addrs(), data_dir = %args.data_dir.display(), "ready to serve client requests");
+        let watched = store.clone();
         let serving = server.serve(async move {
-            let name = shutdown_signal().await;
+            let name = tokio::select! {
+                name = shutdown_signal() => name,
+                () = removed(&watched) => "removed from the cluster",
+            };
             tracing::info!(signal = name, "stopping");
             let _ = signalled_tx.send(true);
         });
@@ -284,6 +293,141 @@ fn run(args: ServeArgs) -> Result<(), String> {
 struct ClusterFlags {
     members: batchkv_server::membership::InitialCluster,
     listen_peer: SocketAddr,
+    /// `--initial-cluster-state existing` on an empty data dir: join a running cluster.
+    join: bool,
+    /// Joining: what the running cluster said (`Peer.Members`).
+    joined: Option<Joined>,
+}
+
+/// What a member joining a running cluster learned from it.
+struct Joined {
+    /// The cluster's initial voters and their records: the joiner bootstraps raft with them
+    /// and replays the log from its start, as every member did.
+    initial_voters: Vec<u64>,
+    initial_records: Vec<(u64, Vec<u8>)>,
+    /// Every current member but this one, with its first peer URL.
+    peers: Vec<(u64, String)>,
+}
+
+/// Where a member keeps its own id and its cluster's (etcd keeps them in its WAL's
+/// metadata): a member that joined a running cluster cannot compute them from its flags.
+const MEMBER_FILE: &str = "batchkv-member.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MemberFile {
+    id: u64,
+    cluster_id: u64,
+}
+
+/// Completes when this member applied its own removal from the cluster (etcd's server stops
+/// then: "the member has been permanently removed from the cluster").
+async fn removed(store: &Store) {
+    loop {
+        if store.raft_status().is_some_and(|s| s.removed) {
+            tracing::warn!("the member has been permanently removed from the cluster");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// This member's id and its cluster's: from [`MEMBER_FILE`] if it was started before;
+/// joining, from the running cluster (`Peer.Members`, asked of the other members of
+/// `--initial-cluster`: the member whose peer URLs are this one's advertised URLs, as etcd's
+/// `ValidateClusterAndAssignIDs`); otherwise from the flags. Written to [`MEMBER_FILE`].
+fn identify(
+    c: &mut ClusterFlags,
+    args: &ServeArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let file = args.data_dir.join(MEMBER_FILE);
+    if let Ok(bytes) = std::fs::read(&file) {
+        let saved: MemberFile =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        c.members.local_id = saved.id;
+        c.members.cluster_id = saved.cluster_id;
+        return Ok(());
+    }
+    if c.join {
+        let mut advertised: Vec<String> = args
+            .initial_advertise_peer_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        advertised.sort();
+        let urls: Vec<String> = c
+            .members
+            .members
+            .iter()
+            .filter(|m| {
+                let mut u = m.peer_urls.clone();
+                u.sort();
+                u != advertised
+            })
+            .flat_map(|m| m.peer_urls.clone())
+            .collect();
+        let answer = runtime.block_on(async {
+            let mut last = String::from("no other member in --initial-cluster");
+            for url in &urls {
+                match batchkv_server::peer::ask_members(url, Duration::from_secs(2)).await {
+                    Ok(a) => return Ok(a),
+                    Err(e) => last = format!("{url}: {}", e.message()),
+                }
+            }
+            Err(format!(
+                "cannot fetch cluster info from peer urls: could not retrieve cluster information                  from the given URLs ({last})"
+            ))
+        })?;
+        let record = |bytes: &[u8]| batchkv_server::membership::MemberRecord::from_bytes(bytes);
+        let me = answer
+            .members
+            .iter()
+            .find(|m| {
+                record(&m.record).is_some_and(|r| {
+                    let mut u = r.peer_urls.clone();
+                    u.sort();
+                    u == advertised
+                })
+            })
+            .ok_or_else(|| {
+                format!(
+                    "error validating peerURLs: no member of the running cluster has the peer                      URLs {} (add it first: etcdctl member add {} --peer-urls={})",
+                    advertised.join(","),
+                    args.name,
+                    args.initial_advertise_peer_urls
+                )
+            })?;
+        c.members.local_id = me.id;
+        c.members.cluster_id = answer.cluster_id;
+        let initial_records = answer
+            .members
+            .iter()
+            .filter(|m| answer.initial_voters.contains(&m.id))
+            .map(|m| (m.id, m.record.clone()))
+            .collect();
+        let peers = answer
+            .members
+            .iter()
+            .filter(|m| m.id != me.id)
+            .filter_map(|m| Some((m.id, record(&m.record)?.peer_urls.into_iter().next()?)))
+            .collect();
+        c.joined = Some(Joined {
+            initial_voters: answer.initial_voters,
+            initial_records,
+            peers,
+        });
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let saved = MemberFile {
+        id: c.members.local_id,
+        cluster_id: c.members.cluster_id,
+    };
+    std::fs::write(&file, serde_json::to_vec(&saved).unwrap_or_default())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(())
 }
 
 /// `--initial-cluster` and its companions; None for a single node (no `--initial-cluster`).
@@ -321,17 +465,11 @@ fn cluster_config(args: &ServeArgs) -> Result<Option<ClusterFlags>, String> {
         }
     };
     let has_state = batchkv::Store::raft_dir(&args.data_dir).exists();
-    if args.initial_cluster_state == "existing" && !has_state {
-        return Err(format!(
-            "--initial-cluster-state existing: {} holds no member's state; joining a running \
-             cluster (MemberAdd) is not served: start every member of --initial-cluster with \
-             --initial-cluster-state new",
-            args.data_dir.display()
-        ));
-    }
     Ok(Some(ClusterFlags {
         members,
         listen_peer,
+        join: args.initial_cluster_state == "existing" && !has_state,
+        joined: None,
     }))
 }
 
@@ -349,28 +487,39 @@ fn snapshot_settings(args: &ServeArgs) -> (u64, u64) {
 }
 
 /// Opens the store as member `members.local_id` of `members`: raft's storage in the data
-/// dir's `raft` subdirectory, messages over gRPC to each peer's first URL (tasks on `runtime`).
-/// A restarted member keeps the membership raft stored.
+/// dir's `raft` subdirectory, messages over gRPC to each peer's first URL (tasks on `runtime`;
+/// members added later get theirs from raft's configuration). A restarted member keeps the
+/// membership raft stored; a joining one bootstraps with the running cluster's initial one.
 fn replicated(
     builder: batchkv::StoreBuilder,
     data_dir: &std::path::Path,
-    members: &batchkv_server::membership::InitialCluster,
+    cluster: &ClusterFlags,
     (snapshot_entries, catch_up_entries): (u64, u64),
     runtime: &tokio::runtime::Handle,
 ) -> Result<batchkv::StoreBuilder, String> {
+    let members = &cluster.members;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let raft_dir = batchkv::Store::raft_dir(data_dir);
     let storage = batchkv_raft::RaftStorage::open_dir(&raft_dir)
         .map_err(|e| format!("cannot open {}: {e}", raft_dir.display()))?;
+    let (voters, records, peers) = match &cluster.joined {
+        Some(j) => (
+            j.initial_voters.clone(),
+            j.initial_records.clone(),
+            j.peers.clone(),
+        ),
+        None => (members.ids(), members.records(), members.peers()),
+    };
     let transport = batchkv_server::peer::GrpcTransport::new(
         runtime,
         members.local_id,
-        &members.peers(),
+        &peers,
         &batchkv_server::peer::TransportConfig::default(),
     )
     .map_err(|e| format!("--initial-cluster: {e}"))?;
-    let mut node = batchkv_raft::NodeConfig::new(members.local_id, &members.ids());
+    let mut node = batchkv_raft::NodeConfig::new(members.local_id, &voters);
+    node.initial_records = records;
     // etcd's followers forward proposals to the leader: a client may write to any member.
     node.forward_proposals = true;
     node.snapshot_entries = snapshot_entries;
@@ -391,7 +540,8 @@ async fn serve_peers(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cluster.listen_peer))?;
     let service = batchkv_server::peer::PeerService::new(cluster.members.local_id, mailbox)
-        .with_member(name, client_urls);
+        .with_member(name, client_urls)
+        .with_cluster(store.clone(), cluster.members.cluster_id);
     tracing::info!(addr = %cluster.listen_peer, id = %format!("{:x}", cluster.members.local_id), "serving peer traffic");
     tokio::spawn(async move {
         let stopped = async move {

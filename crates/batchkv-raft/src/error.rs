@@ -22,6 +22,14 @@ pub enum RaftError {
     /// may or may not be applied later.
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// A configuration change is proposed while the previous one is not applied yet: raft
+    /// takes one at a time.
+    #[error("raft: a configuration change is already in progress")]
+    ConfChangeInProgress,
+    /// Promoting a learner that has less than 90% of the leader's log (etcd's
+    /// `ErrLearnerNotReady`).
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     /// The node was stopped (or its thread ended) before answering.
     #[error("etcdserver: server stopped")]
     Stopped,

@@ -7,11 +7,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
 use crate::error::RaftError;
-use crate::storage::{RaftStorage, decode, encode};
+use crate::storage::{RaftStorage, RecordUpdate, decode, encode};
 use crate::transport::{Mailbox, Transport};
 
 /// The applier: one per node, it applies every committed normal entry in index order, whoever
@@ -74,6 +74,40 @@ pub struct NodeConfig {
     /// counter) in its context, and the proposer is answered when its own node applies the
     /// entry with that id (etcd's `wait.Trigger`). Off by default.
     pub forward_proposals: bool,
+    /// The initial members' records (opaque bytes: etcd keeps each member's JSON), stored
+    /// with the initial voters when the storage is bootstrapped ([`Membership::records`]).
+    pub initial_records: Vec<(u64, Vec<u8>)>,
+}
+
+/// A change of the cluster's membership ([`RaftNode::propose_conf_change`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfChangeKind {
+    /// Adds a voter, or promotes a learner (the leader refuses to promote one that is not
+    /// caught up: [`RaftError::LearnerNotReady`]).
+    AddVoter,
+    /// Adds a learner: it receives the log but neither votes nor counts for a quorum.
+    AddLearner,
+    /// Removes a voter or a learner. A node that applies its own removal stops after ten
+    /// ticks (so the others learn the change committed), as etcd's server does.
+    Remove,
+}
+
+/// The cluster's membership as this node applied it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The voters.
+    pub voters: Vec<u64>,
+    /// The learners.
+    pub learners: Vec<u64>,
+    /// The voters the cluster was bootstrapped with: a member joining later is started with
+    /// them as its `NodeConfig::peers` (and these records as its `initial_records`), then
+    /// replays the log from its start.
+    pub initial_voters: Vec<u64>,
+    /// Each member's record: the context of the change that last added or promoted it, or
+    /// its initial record.
+    pub records: BTreeMap<u64, Vec<u8>>,
+    /// The index of the last configuration change applied (0: none since bootstrap).
+    pub index: u64,
 }
 
 impl NodeConfig {
@@ -93,6 +127,7 @@ impl NodeConfig {
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             forward_proposals: false,
+            initial_records: Vec::new(),
         }
     }
 }
@@ -116,6 +151,8 @@ pub struct NodeStatus {
     pub first_index: u64,
     /// The last index in the log.
     pub last_index: u64,
+    /// This node applied its own removal from the cluster: it stops (or has stopped).
+    pub removed: bool,
 }
 
 type Reply = Sender<Result<u64, RaftError>>;
@@ -131,9 +168,17 @@ enum Input<O> {
     ReadIndex {
         reply: Reply,
     },
+    ConfChange {
+        kind: ConfChangeKind,
+        node: u64,
+        context: Vec<u8>,
+        reply: ConfReply,
+    },
     Campaign,
     Stop,
 }
+
+type ConfReply = Sender<Result<Membership, RaftError>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -146,6 +191,7 @@ pub struct RaftNode<O: Send + 'static = ()> {
     id: u64,
     tx: Sender<Input<O>>,
     status: Arc<Mutex<NodeStatus>>,
+    membership: Arc<Mutex<Membership>>,
     request_timeout: Duration,
     thread: Option<JoinHandle<()>>,
 }
@@ -171,7 +217,7 @@ impl<O: Send + 'static> RaftNode<O> {
         mut sm: Box<dyn StateMachine<Output = O>>,
         transport: Arc<dyn Transport>,
     ) -> Result<RaftNode<O>, RaftError> {
-        storage.bootstrap(&config.peers)?;
+        storage.bootstrap_with(&config.peers, &config.initial_records)?;
         let snap = storage.snapshot_metadata().clone();
         if sm.applied_index() < snap.index {
             let data = storage.snapshot_data()?;
@@ -195,6 +241,15 @@ impl<O: Send + 'static> RaftNode<O> {
             ..raft::Config::default()
         };
         let logger = crate::log::logger(config.id);
+        let cs = storage.conf_state().clone();
+        let membership = Arc::new(Mutex::new(Membership {
+            voters: cs.voters,
+            learners: cs.learners,
+            initial_voters: storage.initial_voters().to_vec(),
+            records: storage.member_records().clone(),
+            index: 0,
+        }));
+        transport.members_changed(&lock(&membership));
         let rn = RawNode::new(&rcfg, storage, &logger)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let status = Arc::new(Mutex::new(NodeStatus {
@@ -217,6 +272,10 @@ impl<O: Send + 'static> RaftNode<O> {
             leader_term: None,
             ticks: 0,
             snapshot_since: HashMap::new(),
+            conf_waits: HashMap::new(),
+            membership: Arc::clone(&membership),
+            removed_at: None,
+            farewells: Vec::new(),
             config: config.clone(),
             _logger: logger,
         };
@@ -229,6 +288,7 @@ impl<O: Send + 'static> RaftNode<O> {
             id: config.id,
             tx,
             status,
+            membership,
             request_timeout: config.request_timeout,
             thread: Some(thread),
         })
@@ -248,6 +308,45 @@ impl<O: Send + 'static> RaftNode<O> {
     /// The node's view as of its last Ready.
     pub fn status(&self) -> NodeStatus {
         lock(&self.status).clone()
+    }
+
+    /// The membership as this node applied it.
+    pub fn membership(&self) -> Membership {
+        lock(&self.membership).clone()
+    }
+
+    /// Proposes a membership change of node `node` (etcd's MemberAdd, MemberRemove,
+    /// MemberPromote) with `context` as the member's new record (etcd's member JSON; empty
+    /// keeps the record as it is), and waits until this node applied it, returning the
+    /// membership after it. A follower forwards it to the leader. raft takes one change at a
+    /// time: while one is unapplied the leader refuses another
+    /// ([`RaftError::ConfChangeInProgress`]).
+    ///
+    /// # Errors
+    /// As [`RaftNode::propose`]; [`RaftError::LearnerNotReady`] (promoting a learner that is
+    /// not caught up; promotion is decided by the leader, so a follower answers
+    /// [`RaftError::NotLeader`]); [`RaftError::Raft`] if raft refused the change when
+    /// applying it (removing the last voter, say).
+    pub fn propose_conf_change(
+        &self,
+        kind: ConfChangeKind,
+        node: u64,
+        context: Vec<u8>,
+    ) -> Result<Membership, RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::ConfChange {
+                kind,
+                node,
+                context,
+                reply,
+            })
+            .map_err(|_| RaftError::Stopped)?;
+        match rx.recv_timeout(self.request_timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err(RaftError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(RaftError::Stopped),
+        }
     }
 
     /// Asks this node to start an election now.
@@ -327,6 +426,17 @@ struct PendingRead {
     since_tick: u64,
 }
 
+/// A configuration change proposed here, waiting for its entry to be applied here.
+struct ConfWait {
+    reply: ConfReply,
+    since_tick: u64,
+    term: u64,
+}
+
+/// Ticks a removed node keeps running, so the others learn its removal committed (etcd's
+/// server stops 10 ticks after applying its own removal).
+const REMOVED_TICKS: u64 = 10;
+
 /// A proposal this follower forwarded to the leader, waiting for its entry (found by the
 /// proposal id in the entry's context) to be applied here.
 struct Forwarded<O> {
@@ -381,6 +491,14 @@ struct Worker<O> {
     ticks: u64,
     /// Followers in raft's snapshot state, and the tick since when.
     snapshot_since: HashMap<u64, u64>,
+    /// Configuration changes proposed here, by proposal counter.
+    conf_waits: HashMap<u64, ConfWait>,
+    membership: Arc<Mutex<Membership>>,
+    /// The tick this node applied its own removal at.
+    removed_at: Option<u64>,
+    /// Members this leader removed, told of it for a few ticks: (id, its last matched index,
+    /// the removal's index, until which tick).
+    farewells: Vec<(u64, u64, u64, u64)>,
     config: NodeConfig,
     _logger: slog::Logger,
 }
@@ -419,6 +537,16 @@ impl<O: Send + 'static> Worker<O> {
                     next_tick = now + self.config.tick;
                 }
                 self.on_tick();
+                if self
+                    .removed_at
+                    .is_some_and(|at| self.ticks >= at + REMOVED_TICKS)
+                {
+                    tracing::warn!(
+                        node = self.config.id,
+                        "the member has been permanently removed from the cluster: stopping"
+                    );
+                    break 'run;
+                }
             }
             if let Err(e) = self.on_ready() {
                 tracing::error!(node = self.config.id, error = %e, "raft node stops: storage failed");
@@ -458,6 +586,12 @@ impl<O: Send + 'static> Worker<O> {
                     },
                 );
             }
+            Input::ConfChange {
+                kind,
+                node,
+                context,
+                reply,
+            } => self.propose_conf_change(kind, node, context, reply),
             Input::Campaign => {
                 let _ = self.rn.campaign();
             }
@@ -499,6 +633,172 @@ impl<O: Send + 'static> Worker<O> {
                 let _ = reply.send(Err(e.into()));
             }
         }
+    }
+
+    fn propose_conf_change(
+        &mut self,
+        kind: ConfChangeKind,
+        node: u64,
+        context: Vec<u8>,
+        reply: ConfReply,
+    ) {
+        let leader = self.leader();
+        let is_leader = self.rn.raft.state == StateRole::Leader;
+        if leader.is_none() || (!is_leader && !self.config.forward_proposals) {
+            let _ = reply.send(Err(RaftError::NotLeader { leader }));
+            return;
+        }
+        if is_leader && self.rn.raft.has_pending_conf() {
+            let _ = reply.send(Err(RaftError::ConfChangeInProgress));
+            return;
+        }
+        let is_learner = self.rn.raft.prs().conf().learners().contains(&node);
+        if kind == ConfChangeKind::AddVoter && is_learner {
+            // Promotion: only the leader knows how far the learner is.
+            if !is_leader {
+                let _ = reply.send(Err(RaftError::NotLeader { leader }));
+                return;
+            }
+            let matched = |id| self.rn.raft.prs().get(id).map_or(0, |p| p.matched);
+            let (learner, own) = (matched(node), matched(self.config.id));
+            // etcd's readyPercent: the learner has at least 90% of the leader's log.
+            if (learner as f64) < (own as f64) * 0.9 {
+                let _ = reply.send(Err(RaftError::LearnerNotReady));
+                return;
+            }
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(match kind {
+            ConfChangeKind::AddVoter => ConfChangeType::AddNode,
+            ConfChangeKind::AddLearner => ConfChangeType::AddLearnerNode,
+            ConfChangeKind::Remove => ConfChangeType::RemoveNode,
+        });
+        cc.node_id = node;
+        cc.context = context;
+        let counter = self.next_proposal;
+        self.next_proposal = self.next_proposal.wrapping_add(1);
+        cc.id = counter;
+        match self
+            .rn
+            .propose_conf_change(proposal_context(self.config.id, counter), cc)
+        {
+            Ok(()) => {
+                self.conf_waits.insert(
+                    counter,
+                    ConfWait {
+                        reply,
+                        since_tick: self.ticks,
+                        term: self.rn.raft.term,
+                    },
+                );
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(RaftError::NotLeader {
+                    leader: self.leader(),
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    /// Applies a committed configuration change: raft's tracker, the stored conf state and
+    /// the member's record (one write), the transport's peers; answers its proposer.
+    fn apply_conf_change(
+        &mut self,
+        index: u64,
+        context: &[u8],
+        cc: &ConfChange,
+    ) -> Result<(), RaftError> {
+        let waiter = parse_proposal_context(context)
+            .filter(|(node, _)| *node == self.config.id)
+            .and_then(|(_, counter)| self.conf_waits.remove(&counter));
+        let removed_match = (cc.get_change_type() == ConfChangeType::RemoveNode
+            && cc.node_id != self.config.id
+            && self.rn.raft.state == StateRole::Leader)
+            .then(|| self.rn.raft.prs().get(cc.node_id).map(|p| p.matched))
+            .flatten();
+        let cs = match self.rn.apply_conf_change(cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                // Refused the same way by every member (the same change on the same
+                // configuration): the entry changes nothing.
+                tracing::warn!(node = self.config.id, index, error = %e, "configuration change refused");
+                if let Some(w) = waiter {
+                    let _ = w.reply.send(Err(e.into()));
+                }
+                return Ok(());
+            }
+        };
+        let record = match cc.get_change_type() {
+            ConfChangeType::RemoveNode => RecordUpdate::Delete,
+            _ if cc.context.is_empty() => RecordUpdate::Keep,
+            _ => RecordUpdate::Put(cc.context.to_vec()),
+        };
+        self.rn
+            .mut_store()
+            .set_conf_state_with(cs.clone(), cc.node_id, record)?;
+        let membership = {
+            let mut m = lock(&self.membership);
+            m.voters = cs.voters;
+            m.learners = cs.learners;
+            m.records = self.rn.store().member_records().clone();
+            m.index = index;
+            m.clone()
+        };
+        self.transport.members_changed(&membership);
+        if cc.get_change_type() == ConfChangeType::RemoveNode
+            && cc.node_id == self.config.id
+            && self.removed_at.is_none()
+        {
+            self.removed_at = Some(self.ticks);
+        }
+        if let Some(matched) = removed_match {
+            self.farewells
+                .push((cc.node_id, matched, index, self.ticks + REMOVED_TICKS));
+            self.farewell();
+        }
+        if let Some(w) = waiter {
+            let _ = w.reply.send(Ok(membership));
+        }
+        Ok(())
+    }
+
+    /// raft sends nothing to a member once its removal is applied, so it might never learn
+    /// the removal committed (and never stop): for a few ticks the leader sends it the log up
+    /// to its removal, committed (etcd's peers answer a removed member's messages with
+    /// "removed" instead).
+    fn farewell(&mut self) {
+        let ticks = self.ticks;
+        self.farewells.retain(|f| f.3 >= ticks);
+        let mut msgs = Vec::new();
+        for &(to, matched, index, _) in &self.farewells {
+            let store = self.rn.store();
+            let Ok(log_term) = raft::Storage::term(store, matched) else {
+                continue;
+            };
+            let Ok(entries) = raft::Storage::entries(
+                store,
+                matched + 1,
+                index + 1,
+                self.config.max_size_per_msg,
+                raft::GetEntriesContext::empty(false),
+            ) else {
+                continue;
+            };
+            let mut m = Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+            m.to = to;
+            m.from = self.config.id;
+            m.term = self.rn.raft.term;
+            m.index = matched;
+            m.log_term = log_term;
+            m.commit = index.min(matched + entries.len() as u64);
+            m.set_entries(entries);
+            msgs.push(m);
+        }
+        self.send(msgs);
     }
 
     /// A follower's proposal: forwarded to the leader (raft-rs sends a follower's `MsgPropose`
@@ -573,6 +873,20 @@ impl<O: Send + 'static> Worker<O> {
             }
             true
         });
+        if !self.farewells.is_empty() {
+            self.farewell();
+        }
+        self.conf_waits.retain(|_, w| {
+            if ticks - w.since_tick > expire {
+                let _ = w.reply.send(Err(if w.term == term {
+                    RaftError::Timeout
+                } else {
+                    RaftError::Ambiguous
+                }));
+                return false;
+            }
+            true
+        });
         self.retry_snapshots();
     }
 
@@ -638,7 +952,8 @@ impl<O: Send + 'static> Worker<O> {
             let index = snap.get_metadata().index;
             // A state machine already past the snapshot holds everything in it.
             if index > self.sm.applied_index() {
-                self.sm.restore(index, &snap.data);
+                let (_, data) = crate::storage::unwrap_snapshot(&snap.data)?;
+                self.sm.restore(index, data);
             }
             self.applied = self.applied.max(index);
         }
@@ -651,6 +966,9 @@ impl<O: Send + 'static> Worker<O> {
         self.rn
             .mut_store()
             .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
+        if let Some(snap) = &snapshot {
+            self.snapshot_membership(snap.get_metadata().index);
+        }
 
         for rs in ready.take_read_states() {
             self.read_state(rs.index, &rs.request_ctx);
@@ -666,6 +984,21 @@ impl<O: Send + 'static> Worker<O> {
         self.check_leadership();
         self.answer_reads();
         Ok(())
+    }
+
+    /// After a snapshot is installed: the membership it carries (its conf state, the member
+    /// records stored with it) is this node's, and the transport's.
+    fn snapshot_membership(&mut self, index: u64) {
+        let cs = self.rn.store().conf_state().clone();
+        let membership = {
+            let mut m = lock(&self.membership);
+            m.voters = cs.voters;
+            m.learners = cs.learners;
+            m.records = self.rn.store().member_records().clone();
+            m.index = m.index.max(index);
+            m.clone()
+        };
+        self.transport.members_changed(&membership);
     }
 
     fn read_state(&mut self, index: u64, ctx: &[u8]) {
@@ -711,8 +1044,7 @@ impl<O: Send + 'static> Worker<O> {
                 }
                 EntryType::EntryConfChange => {
                     let cc: ConfChange = decode(&e.data)?;
-                    let cs = self.rn.apply_conf_change(&cc)?;
-                    self.rn.mut_store().set_conf_state(cs)?;
+                    self.apply_conf_change(index, &e.context, &cc)?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc: ConfChangeV2 = decode(&e.data)?;
@@ -758,6 +1090,9 @@ impl<O: Send + 'static> Worker<O> {
         if matches!(err(), RaftError::Stopped) {
             for (_, f) in self.forwarded.drain() {
                 let _ = f.reply.send(Err(RaftError::Stopped));
+            }
+            for (_, w) in self.conf_waits.drain() {
+                let _ = w.reply.send(Err(RaftError::Stopped));
             }
             for (_, r) in self.reads.drain() {
                 let _ = r.reply.send(Err(RaftError::Stopped));
@@ -806,6 +1141,7 @@ impl<O: Send + 'static> Worker<O> {
             applied: self.applied,
             first_index: r.raft_log.first_index(),
             last_index: r.raft_log.last_index(),
+            removed: self.removed_at.is_some(),
         };
         *lock(&self.status) = st;
     }

@@ -12,6 +12,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 pub trait Transport: Send + Sync {
     /// Sends one encoded raft message to node `to`.
     fn send(&self, to: u64, msg: Vec<u8>);
+
+    /// The membership changed (called at start and after each configuration change is
+    /// applied, on the node's thread): a transport that addresses members by their records
+    /// (URLs) adds and drops peers here. Does nothing by default.
+    fn members_changed(&self, _membership: &crate::node::Membership) {}
 }
 
 /// Where a node's incoming raft messages go: hand each received message to

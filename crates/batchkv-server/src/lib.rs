@@ -9,7 +9,8 @@
 //!
 //! Served: KV (Range, Put, DeleteRange, Txn, Compact), Watch (the bidirectional stream),
 //! Lease (Grant, Revoke, KeepAlive, TimeToLive, Leases), Maintenance (Status, Hash, HashKV,
-//! Snapshot, Defragment, Alarm), Cluster (MemberList). Every other RPC answers `Unimplemented`
+//! Snapshot, Defragment, Alarm), Cluster (MemberList, MemberAdd, MemberRemove, MemberPromote).
+//! Every other RPC answers `Unimplemented`
 //! naming itself. The same port serves etcd's HTTP/JSON gateway (`POST /v3/kv/range`, ...;
 //! gateway.rs) over the same services. Errors are etcd's codes and texts ([`error`]).
 //! docs/ETCD-COMPAT.md has the table and every difference.
@@ -131,6 +132,9 @@ pub struct ServerConfig {
     /// opened replicated, `StoreBuilder::replicated`, with the same member ids); None: one
     /// node ([`CLUSTER_ID`], [`MEMBER_ID`]).
     pub cluster: Option<membership::InitialCluster>,
+    /// etcd's `--initial-cluster-token`: MemberAdd computes the new member's id from it (with
+    /// the peer URLs and the time).
+    pub cluster_token: String,
 }
 
 /// TLS for the client listeners: rustls (ring), ALPN `h2` and `http/1.1` (gRPC and the
@@ -297,6 +301,7 @@ impl Default for ServerConfig {
             snapshot_dir: None,
             tls: None,
             cluster: None,
+            cluster_token: membership::DEFAULT_CLUSTER_TOKEN.to_owned(),
         }
     }
 }
@@ -311,6 +316,8 @@ pub(crate) struct Ctx {
     pub cluster_id: u64,
     /// The members, when replicated.
     pub cluster: Option<membership::InitialCluster>,
+    /// etcd's cluster token (MemberAdd's ids).
+    pub cluster_token: String,
     /// What the other members said about themselves (MemberList).
     pub members: std::sync::Mutex<HashMap<u64, pb::batchkvpb::MemberInfo>>,
     pub name: String,
@@ -444,6 +451,7 @@ impl Server {
             member_id,
             cluster_id,
             cluster: self.config.cluster.clone(),
+            cluster_token: self.config.cluster_token.clone(),
             members: std::sync::Mutex::default(),
             name: self.config.name.clone(),
             client_urls,

@@ -146,6 +146,22 @@ impl InitialCluster {
         self.members.iter().map(|m| m.id).collect()
     }
 
+    /// Each member's record, for raft's bootstrap (`NodeConfig::initial_records`).
+    pub fn records(&self) -> Vec<(u64, Vec<u8>)> {
+        self.members
+            .iter()
+            .map(|m| {
+                let r = MemberRecord {
+                    id: m.id,
+                    peer_urls: m.peer_urls.clone(),
+                    name: m.name.clone(),
+                    is_learner: false,
+                };
+                (m.id, r.to_bytes())
+            })
+            .collect()
+    }
+
     /// The other members and the first peer URL of each: where the transport sends.
     pub fn peers(&self) -> Vec<(u64, String)> {
         self.members
@@ -158,12 +174,61 @@ impl InitialCluster {
 
 /// etcd's member id of a member with `peer_urls` in the cluster named `token`.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    member_id_at(peer_urls, token, None)
+}
+
+/// etcd's member id of a member added later (MemberAdd): the SHA-1 also covers the time of
+/// the addition, in Unix seconds (etcd's `NewMember` with a time), so a member added again
+/// with the same URLs gets a new id.
+pub fn member_id_at(peer_urls: &[String], token: &str, unix_secs: Option<i64>) -> u64 {
     let mut sorted = peer_urls.to_vec();
     sorted.sort();
     let mut hash = Sha1::new();
     hash.update(sorted.concat().as_bytes());
     hash.update(token.as_bytes());
+    if let Some(t) = unix_secs {
+        hash.update(t.to_string().as_bytes());
+    }
     first_u64(&hash.finalize())
+}
+
+/// A member's record as raft's configuration keeps it (the context of the configuration
+/// change that added it, or written at bootstrap): etcd's Member JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberRecord {
+    /// The member id.
+    pub id: u64,
+    /// Its peer URLs.
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    /// Its name: the initial members' from `--initial-cluster`; empty for a member added
+    /// later (it says its name once started: `Peer.Member`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Whether it was added as a learner.
+    #[serde(
+        rename = "isLearner",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub is_learner: bool,
+}
+
+impl MemberRecord {
+    /// The JSON bytes raft keeps.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A record from its JSON bytes (`None` if they are not one).
+    pub fn from_bytes(bytes: &[u8]) -> Option<MemberRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Whether `url` is a peer URL etcd accepts (http or https, with a host).
+pub fn valid_peer_url(url: &str) -> bool {
+    check_url(url).is_ok()
 }
 
 /// etcd's cluster id of the members `ids`.
@@ -279,6 +344,31 @@ mod tests {
             ),
             "initial cluster n1=http://127.0.0.1:23801,n2=http://127.0.0.1:23801 has duplicate url"
         );
+    }
+
+    #[test]
+    fn added_members_ids_cover_the_time() {
+        let u = urls(&["http://127.0.0.1:23804"]);
+        assert_eq!(
+            member_id_at(&u, DEFAULT_CLUSTER_TOKEN, None),
+            member_id(&u, DEFAULT_CLUSTER_TOKEN)
+        );
+        assert_ne!(
+            member_id_at(&u, DEFAULT_CLUSTER_TOKEN, Some(1_700_000_000)),
+            member_id_at(&u, DEFAULT_CLUSTER_TOKEN, Some(1_700_000_001))
+        );
+        let r = MemberRecord {
+            id: 7,
+            peer_urls: u,
+            name: String::new(),
+            is_learner: true,
+        };
+        assert_eq!(
+            String::from_utf8(r.to_bytes()).expect("JSON"),
+            r#"{"id":7,"peerURLs":["http://127.0.0.1:23804"],"isLearner":true}"#
+        );
+        assert_eq!(MemberRecord::from_bytes(&r.to_bytes()), Some(r));
+        assert_eq!(MemberRecord::from_bytes(b"member-1"), None);
     }
 
     #[test]

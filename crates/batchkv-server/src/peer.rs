@@ -13,11 +13,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use batchkv_raft::{Mailbox, Transport};
+use batchkv_raft::{Mailbox, Membership, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -26,9 +26,13 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::membership::MemberRecord;
 use crate::pb::batchkvpb::peer_client::PeerClient;
 use crate::pb::batchkvpb::peer_server::{Peer, PeerServer};
-use crate::pb::batchkvpb::{MemberInfo, MemberRequest, RaftFrame, SendResponse};
+use crate::pb::batchkvpb::{
+    MemberInfo, MemberRecord as PbMemberRecord, MemberRequest, MembersRequest, MembersResponse,
+    RaftFrame, SendResponse,
+};
 
 /// The largest raft message a [`PeerService`] accepts (one frame, or the chunks of one joined):
 /// raft's snapshots travel as one message (the state machine's bytes), so the limit is
@@ -70,6 +74,8 @@ pub struct PeerService {
     mailbox: Mailbox,
     stopping: watch::Receiver<bool>,
     info: MemberInfo,
+    /// The store and the cluster id, for `Peer.Members`.
+    cluster: Option<(batchkv::Store, u64)>,
 }
 
 impl PeerService {
@@ -85,7 +91,15 @@ impl PeerService {
                 id,
                 ..MemberInfo::default()
             },
+            cluster: None,
         }
+    }
+
+    /// Answers `Peer.Members` from `store`'s membership, in cluster `cluster_id`.
+    #[must_use]
+    pub fn with_cluster(mut self, store: batchkv::Store, cluster_id: u64) -> PeerService {
+        self.cluster = Some((store, cluster_id));
+        self
     }
 
     /// Answers `Peer.Member` with this member's `name` and `client_urls`.
@@ -157,6 +171,59 @@ impl Peer for PeerService {
     ) -> Result<Response<MemberInfo>, Status> {
         Ok(Response::new(self.info.clone()))
     }
+
+    async fn members(
+        &self,
+        _request: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        let Some((store, cluster_id)) = &self.cluster else {
+            return Err(Status::unavailable("this member serves no membership"));
+        };
+        let m = store
+            .membership()
+            .ok_or_else(|| Status::unavailable("etcdserver: server stopped"))?;
+        let members = m
+            .voters
+            .iter()
+            .map(|id| (*id, false))
+            .chain(m.learners.iter().map(|id| (*id, true)))
+            .map(|(id, is_learner)| PbMemberRecord {
+                id,
+                record: m.records.get(&id).cloned().unwrap_or_default(),
+                is_learner,
+            })
+            .collect();
+        Ok(Response::new(MembersResponse {
+            cluster_id: *cluster_id,
+            initial_voters: m.initial_voters,
+            members,
+        }))
+    }
+}
+
+/// Asks the member serving `Peer` at `url` for the cluster's members, within `timeout`
+/// (how a member joining a running cluster learns its id and the cluster's).
+///
+/// # Errors
+/// `url` is not a URI, or the member did not answer in time.
+pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse, Status> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let ask = async {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
+        PeerClient::new(channel)
+            .members(MembersRequest {})
+            .await
+            .map(Response::into_inner)
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
 }
 
 /// Asks the member serving `Peer` at `url` who it is, within `timeout`.
@@ -262,8 +329,11 @@ struct Link {
 /// ends its tasks and streams.
 #[derive(Debug)]
 pub struct GrpcTransport {
-    links: HashMap<u64, Link>,
+    links: RwLock<HashMap<u64, Link>>,
     unknown: AtomicU64,
+    from: u64,
+    runtime: tokio::runtime::Handle,
+    config: TransportConfig,
 }
 
 impl GrpcTransport {
@@ -278,37 +348,60 @@ impl GrpcTransport {
         peers: &[(u64, String)],
         config: &TransportConfig,
     ) -> Result<GrpcTransport, tonic::transport::Error> {
-        let mut links = HashMap::new();
-        for (to, url) in peers {
-            let endpoint = Endpoint::from_shared(url.clone())?
-                .connect_timeout(config.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .keep_alive_while_idle(true);
-            let (queue, rx) = mpsc::channel(config.queue.max(1));
-            let stats = Arc::new(LinkStats::default());
-            runtime.spawn(drive(
-                from,
-                *to,
-                endpoint,
-                rx,
-                config.clone(),
-                Arc::clone(&stats),
-            ));
-            links.insert(*to, Link { queue, stats });
-        }
-        Ok(GrpcTransport {
-            links,
+        let transport = GrpcTransport {
+            links: RwLock::new(HashMap::new()),
             unknown: AtomicU64::new(0),
-        })
+            from,
+            runtime: runtime.clone(),
+            config: config.clone(),
+        };
+        for (to, url) in peers {
+            transport.add_peer(*to, url)?;
+        }
+        Ok(transport)
+    }
+
+    fn links(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Link>> {
+        self.links.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts sending to member `to` at `url` (nothing if it has a link already).
+    ///
+    /// # Errors
+    /// A URL that is not a valid URI.
+    pub fn add_peer(&self, to: u64, url: &str) -> Result<(), tonic::transport::Error> {
+        if to == self.from || self.links().contains_key(&to) {
+            return Ok(());
+        }
+        let config = &self.config;
+        let endpoint = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let stats = Arc::new(LinkStats::default());
+        self.runtime.spawn(drive(
+            self.from,
+            to,
+            endpoint,
+            rx,
+            config.clone(),
+            Arc::clone(&stats),
+        ));
+        self.links
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(to, Link { queue, stats });
+        Ok(())
     }
 
     /// Messages dropped so far: queue full, queued for a stream that broke, or no such peer.
     pub fn dropped(&self) -> u64 {
         self.unknown.load(Ordering::Relaxed)
             + self
-                .links
+                .links()
                 .values()
                 .map(|l| l.stats.dropped.load(Ordering::Relaxed))
                 .sum::<u64>()
@@ -317,14 +410,14 @@ impl GrpcTransport {
     /// Messages to member `to` dropped so far: its queue was full, or they were queued for a
     /// stream that broke.
     pub fn dropped_to(&self, to: u64) -> u64 {
-        self.links
+        self.links()
             .get(&to)
             .map_or(0, |l| l.stats.dropped.load(Ordering::Relaxed))
     }
 
     /// Streams to member `to` opened again after one broke (or failed to open).
     pub fn reconnects_to(&self, to: u64) -> u64 {
-        self.links
+        self.links()
             .get(&to)
             .map_or(0, |l| l.stats.reconnects.load(Ordering::Relaxed))
     }
@@ -332,7 +425,7 @@ impl GrpcTransport {
 
 impl Transport for GrpcTransport {
     fn send(&self, to: u64, msg: Vec<u8>) {
-        match self.links.get(&to) {
+        match self.links().get(&to) {
             Some(link) => {
                 if link.queue.try_send(msg).is_err() {
                     link.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -340,6 +433,25 @@ impl Transport for GrpcTransport {
             }
             None => {
                 self.unknown.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A member added (its record, etcd's member JSON, names its peer URLs) gets a link.
+    /// Links are never dropped here: a member joining replays old configurations before it
+    /// reaches the current one, and raft sends nothing to a member no longer in it.
+    fn members_changed(&self, membership: &Membership) {
+        for id in membership.voters.iter().chain(&membership.learners) {
+            let Some(url) = membership
+                .records
+                .get(id)
+                .and_then(|r| MemberRecord::from_bytes(r))
+                .and_then(|r| r.peer_urls.into_iter().next())
+            else {
+                continue;
+            };
+            if let Err(e) = self.add_peer(*id, &url) {
+                tracing::warn!(member = %format!("{id:x}"), %url, error = %e, "peer URL refused");
             }
         }
     }

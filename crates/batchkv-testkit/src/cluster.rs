@@ -56,6 +56,32 @@ impl BatchkvCluster {
         }
     }
 
+    /// Starts a member joining the running cluster (after `etcdctl member add`): `name`
+    /// on `peer_url` (`http://127.0.0.1:PORT`, the URL given to `member add`), with the
+    /// `ETCD_INITIAL_CLUSTER` value `member add` printed and `--initial-cluster-state
+    /// existing`; waits until it is healthy; returns its index.
+    ///
+    /// # Panics
+    /// If it does not start or become healthy (the message has the end of its log).
+    pub fn join(&mut self, name: &str, peer_url: &str, initial_cluster: &str) -> usize {
+        let mut m = BatchkvServer::spawn_with(
+            &self.binary,
+            ServeOptions {
+                args: vec![
+                    format!("--name={name}"),
+                    format!("--initial-cluster={initial_cluster}"),
+                    "--initial-cluster-state=existing".to_owned(),
+                    format!("--initial-advertise-peer-urls={peer_url}"),
+                    format!("--listen-peer-urls={peer_url}"),
+                ],
+                ..ServeOptions::default()
+            },
+        );
+        m.wait_ready();
+        self.members.push(m);
+        self.members.len() - 1
+    }
+
     /// The binary the members run.
     pub fn binary(&self) -> &Path {
         &self.binary

@@ -296,6 +296,19 @@ impl BatchkvServer {
         }
     }
 
+    /// Whether the server process has exited by itself (it is then reaped: [`BatchkvServer::pid`]
+    /// is `None`); false while it runs.
+    pub fn try_exited(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+        if exited {
+            self.child = None;
+        }
+        exited
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

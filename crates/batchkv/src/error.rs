@@ -93,7 +93,10 @@ impl From<batchkv_raft::RaftError> for StoreError {
             RaftError::Timeout => StoreError::Timeout,
             RaftError::Stopped => StoreError::Stopped,
             RaftError::Storage(e) => StoreError::Storage(Arc::new(e.into())),
-            e @ (RaftError::Corrupt(_) | RaftError::Raft(_)) => StoreError::Internal(e.to_string()),
+            e @ (RaftError::Corrupt(_)
+            | RaftError::Raft(_)
+            | RaftError::ConfChangeInProgress
+            | RaftError::LearnerNotReady) => StoreError::Internal(e.to_string()),
         }
     }
 }

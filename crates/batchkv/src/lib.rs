@@ -83,7 +83,8 @@ pub use batchkv_metrics::{
 // Replication (batchkv-raft): what `StoreBuilder::replicated` takes and `Store::raft_status`
 // returns.
 pub use batchkv_raft::{
-    LocalNetwork, Mailbox, NodeConfig, NodeStatus, RaftError, RaftStorage, Transport,
+    ConfChangeKind, LocalNetwork, Mailbox, Membership, NodeConfig, NodeStatus, RaftError,
+    RaftStorage, Transport,
 };
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};

@@ -119,6 +119,11 @@ impl Core {
         f(&self.mvcc.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Whether this is the single-node backend (the batcher's lone-writer path is used there).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
     /// Runs `f` on the raft node, if the store is replicated: `None` when it is not.
     pub(crate) fn with_raft<T>(
         &self,

@@ -53,6 +53,7 @@ pub struct StoreBuilder {
     metrics: bool,
     read_only: bool,
     fail_on_write_stall: bool,
+    writer_commits: bool,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -83,7 +84,20 @@ impl StoreBuilder {
             metrics: false,
             read_only: false,
             fail_on_write_stall: false,
+            writer_commits: true,
         }
+    }
+
+    /// Whether a blocking write ([`Store::submit`], [`Store::put`], ...) that finds the write
+    /// pipeline idle commits its entry on the caller's own thread, as RocksDB's write-thread
+    /// leader does, instead of handing it to the batcher's worker and sleeping until it
+    /// answers (two thread wake-ups per write, which dominate a lone writer's latency). On by
+    /// default; a single-node store only (a replicated store always hands off). Writers that
+    /// arrive while the pipeline is busy queue and are group-committed either way. Off, every
+    /// write goes through the worker (a caller's thread then never runs RocksDB's write).
+    pub fn writer_commits(mut self, on: bool) -> Self {
+        self.writer_commits = on;
+        self
     }
 
     /// Opens the store read-only: nothing is written, not even at open (RocksDB's read-only
@@ -334,7 +348,9 @@ impl StoreBuilder {
         });
         let batcher = Batcher::start_observed(pipeline, self.batch, observer)
             .map_err(|e| StoreError::Config(e.to_string()))?;
+        let writer_commits = self.writer_commits && core.is_local();
         let inner = Arc::new(Inner {
+            writer_commits,
             mvcc,
             engine: Arc::clone(&engine),
             core,
@@ -373,6 +389,8 @@ impl StoreBuilder {
 }
 
 struct Inner {
+    /// Blocking writes use `Batcher::submit_wait` (single node, unless turned off).
+    writer_commits: bool,
     mvcc: Arc<RwLock<Mvcc>>,
     engine: Arc<Engine>,
     core: Arc<Core>,
@@ -691,12 +709,18 @@ impl Store {
 
     fn submit_inner(&self, op: Op) -> Result<OpResponse> {
         let request = self.request(op)?;
-        let ticket = self
-            .inner
-            .batcher
-            .submit(request)
-            .map_err(|_| StoreError::Closed)?;
-        ticket.wait().map_err(store_error)
+        let answer = if self.inner.writer_commits {
+            // Single node: a lone writer finding the batcher idle commits its entry on this
+            // thread (no hand-off to the worker and back); otherwise it queues and waits.
+            self.inner.batcher.submit_wait(request)
+        } else {
+            // Replicated (the worker proposes and waits for raft, as ever), or turned off.
+            self.inner
+                .batcher
+                .submit(request)
+                .map(|ticket| ticket.wait())
+        };
+        answer.map_err(|_| StoreError::Closed)?.map_err(store_error)
     }
 
     /// The checks every write passes before it is queued (blocking or async alike).
@@ -1052,6 +1076,43 @@ impl Store {
             .core
             .with_raft(|node| Ok(node.status()))
             .and_then(Result::ok)
+    }
+
+    /// The cluster's membership as this member applied it (`None` for a single-node store, or
+    /// once closed): voters, learners, each member's record.
+    pub fn membership(&self) -> Option<batchkv_raft::Membership> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.membership()))
+            .and_then(Result::ok)
+    }
+
+    /// Proposes a membership change through raft (`RaftNode::propose_conf_change`) and waits
+    /// until this member applied it; returns the membership after it. `context` becomes the
+    /// member's record (empty: kept as it is).
+    ///
+    /// # Errors
+    /// batchkv-raft's: `NotLeader` (no leader; a promotion asked of a follower),
+    /// `LearnerNotReady`, `ConfChangeInProgress`, `Timeout`, `Ambiguous`, `Stopped`; `Raft`
+    /// when raft refused the change, or the store is not replicated.
+    pub fn propose_conf_change(
+        &self,
+        kind: batchkv_raft::ConfChangeKind,
+        node: u64,
+        context: Vec<u8>,
+    ) -> std::result::Result<batchkv_raft::Membership, batchkv_raft::RaftError> {
+        let mut out = None;
+        let ran = self.inner.core.with_raft(|n| {
+            out = Some(n.propose_conf_change(kind, node, context));
+            Ok(())
+        });
+        match (ran, out) {
+            (_, Some(r)) => r,
+            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
+            (None, _) => Err(batchkv_raft::RaftError::Raft(
+                "the store is not replicated".into(),
+            )),
+        }
     }
 
     /// Replicated: the error for a request only the leader serves, if this member is not it.

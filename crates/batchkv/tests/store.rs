@@ -483,3 +483,146 @@ fn check_while_writes_are_in_flight_sees_whole_entries() {
         1 + i64::try_from(written).expect("count")
     );
 }
+
+/// A single-node log that refuses the appends whose number (from 0) `fails` picks.
+struct FailingLog {
+    inner: batchkv::LocalLog,
+    appends: u64,
+    fails: fn(u64) -> bool,
+}
+
+impl batchkv::Log for FailingLog {
+    fn append(&mut self, entry: &[u8]) -> Result<u64, batchkv::LogError> {
+        let n = self.appends;
+        self.appends += 1;
+        if (self.fails)(n) {
+            return Err(batchkv::LogError(format!("append {n} refused")));
+        }
+        self.inner.append(entry)
+    }
+}
+
+#[test]
+fn a_lone_writers_failed_entry_fails_only_its_own_put() {
+    // One thread, one put at a time: each put is an entry of its own (committed on the
+    // writer's thread when the batcher is idle). Every fifth append is refused: exactly those
+    // puts fail, the rest get contiguous revisions.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .log(FailingLog {
+            inner: batchkv::LocalLog::starting_at(1),
+            appends: 0,
+            fails: |n| n % 5 == 0,
+        })
+        .open()
+        .expect("open");
+    let mut revision = 1;
+    for i in 0..50u64 {
+        match store.put(format!("k{i:02}"), "v") {
+            Ok(r) => {
+                assert!(i % 5 != 0, "put {i} should have failed");
+                revision += 1;
+                assert_eq!(r.revision, revision, "put {i}");
+            }
+            Err(StoreError::Internal(e)) => {
+                assert!(i % 5 == 0, "put {i} failed: {e}");
+                assert_eq!(e, format!("log: append {i} refused"));
+            }
+            Err(e) => panic!("put {i}: unexpected {e}"),
+        }
+    }
+    assert_eq!(store.current_revision(), 41);
+    assert_eq!(store.range(&all()).expect("range").count, 40);
+    let stats = store.stats().expect("stats");
+    assert_eq!(
+        (stats.batcher.batches, stats.batcher.batch_errors),
+        (50, 10)
+    );
+}
+
+#[test]
+fn blocking_and_async_writers_of_one_store_keep_their_order() {
+    // Blocking writers (which may commit on their own thread when the batcher is idle) and
+    // async writers on a 2-thread runtime (always through the worker), over a log that refuses
+    // every seventh append: each writer's successful puts get increasing revisions, failed
+    // puts fail with the log's error, and the revisions of all successful puts are contiguous.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder(dir.path())
+        .durability(Durability::Wal {
+            flush: AutoFlushConfig::default(),
+        })
+        .log(FailingLog {
+            inner: batchkv::LocalLog::starting_at(1),
+            appends: 0,
+            fails: |n| n % 7 == 3,
+        })
+        .open()
+        .expect("open");
+    let per = 150;
+    let check = |w: usize, answers: Vec<Result<i64, StoreError>>| {
+        let mut last = 0;
+        let mut ok = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Ok(rev) => {
+                    assert!(rev > last, "writer {w}: put {i} at {rev} after {last}");
+                    last = rev;
+                    ok.push(rev);
+                }
+                Err(StoreError::Internal(e)) => {
+                    assert!(e.starts_with("log: append "), "writer {w}: {e}")
+                }
+                Err(e) => panic!("writer {w}: unexpected {e}"),
+            }
+        }
+        ok
+    };
+    let blocking: Vec<_> = (0..4)
+        .map(|w| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                (0..per)
+                    .map(|i| s.put(format!("b{w}/{i:03}"), "v").map(|r| r.revision))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let rt = batchkv_testkit::rt::runtime();
+    let tasks: Vec<_> = (0..4)
+        .map(|w| {
+            let s = store.clone();
+            rt.spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..per {
+                    answers.push(
+                        s.put_async(format!("a{w}/{i:03}"), "v")
+                            .await
+                            .map(|r| r.revision),
+                    );
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut revs = Vec::new();
+    for (w, h) in blocking.into_iter().enumerate() {
+        revs.extend(check(w, h.join().expect("writer")));
+    }
+    for (w, t) in tasks.into_iter().enumerate() {
+        let answers = batchkv_testkit::rt::within(&rt, t).expect("task");
+        revs.extend(check(4 + w, answers));
+    }
+    revs.sort_unstable();
+    let n = revs.len() as i64;
+    assert!(n > 0, "some puts succeeded");
+    assert_eq!(
+        revs,
+        (2..2 + n).collect::<Vec<_>>(),
+        "contiguous, none twice"
+    );
+    assert_eq!(store.range(&all()).expect("range").count, n);
+    store.close().expect("close");
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.current_revision(), 1 + n);
+}
