@@ -227,7 +227,11 @@ impl Load {
                 let store = &stores[(i as usize) % stores.len()];
                 match store.put(key.clone(), "x") {
                     Ok(_) => acked.push(key),
-                    Err(e) if retryable(&e) || matches!(e, StoreError::Stopped) => {
+                    // A member the test stopped (closed) or whose node stopped took nothing.
+                    Err(e)
+                        if retryable(&e)
+                            || matches!(e, StoreError::Stopped | StoreError::Closed) =>
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => panic!("load put {key}: {e}"),
