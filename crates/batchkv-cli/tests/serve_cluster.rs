@@ -12,6 +12,8 @@
 //!   keep-alives and TimeToLive to it (as etcd does): a lease granted on one follower and kept
 //!   alive only through another outlives its TTL many times over, one not kept alive expires
 //!   and its key goes from every member.
+//! - a member killed while the others write past several raft snapshots (`--snapshot-count`)
+//!   is caught up by a snapshot when it restarts, and takes writes again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -396,4 +398,52 @@ fn acknowledged_writes_survive_sigkill_of_two_members() {
     let rev = status(cluster.member(survivor)).3;
     let hashes: Vec<u64> = (0..3).map(|i| hash_kv(cluster.member(i), rev)).collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+}
+
+#[test]
+fn a_member_killed_past_several_snapshots_is_caught_up_by_one() {
+    let extra = [
+        "--snapshot-count=20".to_string(),
+        "--experimental-snapshot-catchup-entries=5".to_string(),
+    ];
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &extra);
+    for i in 0..10 {
+        put(cluster.member(i % 3), &format!("before/{i}"), "x");
+    }
+    let leader = eventually("a leader", || cluster.leader());
+    let killed = (leader + 1) % 3;
+    cluster.member_mut(killed).kill();
+    let others: Vec<usize> = (0..3).filter(|i| *i != killed).collect();
+    // Far more entries than the others keep in their raft logs (20 + 5).
+    for i in 0..100 {
+        put(
+            cluster.member(others[i % 2]),
+            &format!("during/{i:03}"),
+            "y",
+        );
+    }
+    cluster.member_mut(killed).restart();
+    // It takes writes again (forwarded to the leader), once it has caught up.
+    for i in 0..5 {
+        put(cluster.member(killed), &format!("after/{i}"), "z");
+    }
+    let now = eventually("a leader", || cluster.leader());
+    let want = contents(cluster.member(now), "l");
+    assert_eq!(want.len(), 115, "{want:?}");
+    for i in 0..3 {
+        eventually(&format!("member {i} caught up"), || {
+            (contents(cluster.member(i), "s") == want).then_some(())
+        });
+    }
+    let rev = status(cluster.member(now)).3;
+    let hashes: Vec<u64> = (0..3).map(|i| hash_kv(cluster.member(i), rev)).collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    // The log it needed was gone: it installed a snapshot.
+    let log = std::fs::read_to_string(cluster.member(killed).scratch_dir().join("serve.log"))
+        .expect("the member's log");
+    assert!(
+        log.contains("raft snapshot installed"),
+        "member {killed} caught up without a snapshot:\n{}",
+        cluster.member(killed).log_tail()
+    );
 }

@@ -24,6 +24,7 @@ use crate::watch::{Hub, WatchRequest, Watcher};
 use batchkv_codec::record;
 
 mod check;
+mod image;
 
 pub use self::check::{CheckReport, KvHash};
 

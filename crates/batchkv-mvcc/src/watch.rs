@@ -142,8 +142,14 @@ impl WatchResponse {
 }
 
 enum Msg {
-    Events { revision: i64, events: Vec<Event> },
+    Events {
+        revision: i64,
+        events: Vec<Event>,
+    },
     Progress(i64),
+    /// The store's state was replaced ([`Hub::restored`]): wakes a receiver blocked on an
+    /// empty channel so it finds its slot unsynced and catches up from storage.
+    Resync,
 }
 
 struct Slot {
@@ -264,6 +270,25 @@ impl Hub {
                 let _ = slot.tx.try_send(Msg::Progress(st.published));
                 wake.extend(slot.waker.take());
             }
+        }
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// The store's whole state was replaced (a snapshot restored) and is now at `revision`,
+    /// compacted at `compacted`: every watcher catches up from storage from the revision it
+    /// expects next (or is cancelled as compacted), as etcd's watchable store moves its
+    /// watchers to unsynced after a restore.
+    pub(crate) fn restored(&self, revision: i64, compacted: i64) {
+        let mut st = self.lock();
+        st.published = revision;
+        st.compacted = compacted;
+        let mut wake = Vec::new();
+        for slot in st.slots.values_mut() {
+            slot.synced = false;
+            // Full: the receiver is not blocked, and finds the slot unsynced by itself.
+            let _ = slot.tx.try_send(Msg::Resync);
+            wake.extend(slot.waker.take());
         }
         drop(st);
         wake.into_iter().for_each(Waker::wake);
@@ -574,6 +599,7 @@ impl Watcher {
     /// Turns a message from apply into a response, or `None` for revisions already delivered.
     fn take(&mut self, msg: Msg) -> Result<Option<WatchResponse>, MvccError> {
         match msg {
+            Msg::Resync => Ok(None),
             Msg::Progress(rev) => Ok(Some(WatchResponse {
                 watch_id: self.id,
                 revision: rev,

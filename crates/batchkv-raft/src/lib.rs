@@ -47,7 +47,7 @@
 //!         self.entries.len()
 //!     }
 //!     fn applied_index(&self) -> u64 { self.applied }
-//!     fn snapshot(&mut self) -> Vec<u8> { Vec::new() }
+//!     fn snapshot(&mut self) -> Result<Vec<u8>, String> { Ok(Vec::new()) }
 //!     fn restore(&mut self, index: u64, _data: &[u8]) { self.applied = index; }
 //! }
 //!

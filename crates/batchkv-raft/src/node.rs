@@ -32,10 +32,16 @@ pub trait StateMachine: Send {
     /// [`StateMachine::snapshot`], the only point after which entries are dropped.
     fn applied_index(&self) -> u64;
 
-    /// The state as of [`StateMachine::applied_index`], made durable (raft's log is compacted
-    /// right after, so every applied entry must survive a power loss from then on), as opaque
-    /// bytes for [`StateMachine::restore`] on another node (and for log compaction).
-    fn snapshot(&mut self) -> Vec<u8>;
+    /// The state as of [`StateMachine::applied_index`] as opaque bytes for
+    /// [`StateMachine::restore`] on another node (and for log compaction: the node stores them
+    /// with the snapshot's metadata, fsynced, and drops the log below). A state machine that
+    /// skips its own fsync makes its state durable here first, since raft's log below is
+    /// dropped right after. An error (the state cannot be read or made durable now) leaves the
+    /// log uncompacted; the node asks again later.
+    ///
+    /// # Errors
+    /// Why no snapshot could be taken.
+    fn snapshot(&mut self) -> Result<Vec<u8>, String>;
 
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
     /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
@@ -996,7 +1002,8 @@ impl<O: Send + 'static> Worker<O> {
             let index = snap.get_metadata().index;
             // A state machine already past the snapshot holds everything in it.
             if index > self.sm.applied_index() {
-                self.sm.restore(index, &snap.data);
+                let (_, data) = crate::storage::unwrap_snapshot(&snap.data)?;
+                self.sm.restore(index, data);
             }
             self.applied = self.applied.max(index);
         }
@@ -1010,17 +1017,7 @@ impl<O: Send + 'static> Worker<O> {
             .mut_store()
             .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
         if let Some(snap) = &snapshot {
-            // The configuration as of the snapshot (records of members added in the part of
-            // the log it replaces are not in it: a joining member gets them from the cluster).
-            let cs = snap.get_metadata().get_conf_state();
-            let membership = {
-                let mut m = lock(&self.membership);
-                m.voters = cs.voters.clone();
-                m.learners = cs.learners.clone();
-                m.index = m.index.max(snap.get_metadata().index);
-                m.clone()
-            };
-            self.transport.members_changed(&membership);
+            self.snapshot_membership(snap.get_metadata().index);
         }
 
         for rs in ready.take_read_states() {
@@ -1037,6 +1034,21 @@ impl<O: Send + 'static> Worker<O> {
         self.check_leadership();
         self.answer_reads();
         Ok(())
+    }
+
+    /// After a snapshot is installed: the membership it carries (its conf state, the member
+    /// records stored with it) is this node's, and the transport's.
+    fn snapshot_membership(&mut self, index: u64) {
+        let cs = self.rn.store().conf_state().clone();
+        let membership = {
+            let mut m = lock(&self.membership);
+            m.voters = cs.voters;
+            m.learners = cs.learners;
+            m.records = self.rn.store().member_records().clone();
+            m.index = m.index.max(index);
+            m.clone()
+        };
+        self.transport.members_changed(&membership);
     }
 
     fn read_state(&mut self, index: u64, ctx: &[u8]) {
@@ -1154,7 +1166,13 @@ impl<O: Send + 'static> Worker<O> {
         }
         // The state machine's state at its applied index is its state at `self.applied` too:
         // only empty entries and conf changes lie between.
-        let data = self.sm.snapshot();
+        let data = match self.sm.snapshot() {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::debug!(node = self.config.id, error = %e, "no snapshot: the raft log is not compacted");
+                return Ok(());
+            }
+        };
         let applied = self.applied;
         let compact_to = applied.saturating_sub(self.config.catch_up_entries);
         self.rn.mut_store().compact(applied, compact_to, &data)?;

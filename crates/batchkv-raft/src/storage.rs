@@ -42,6 +42,64 @@ fn member_key(id: u64) -> [u8; 9] {
     k
 }
 
+/// Marks snapshot data that carries the member records ahead of the state machine's bytes.
+const SNAP_ENVELOPE: &[u8; 8] = b"BKRSNAP1";
+
+type Records = std::collections::BTreeMap<u64, Vec<u8>>;
+
+/// A snapshot's data as stored and sent: the member records as of the snapshot (a member
+/// caught up by it learns the members added meanwhile, with their URLs), then the state
+/// machine's bytes. Layout: the envelope mark, the number of records (u32), each record's id
+/// (u64) and length (u32) and bytes, then the state machine's bytes (big-endian integers).
+pub(crate) fn wrap_snapshot(records: &Records, sm: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sm.len() + 64);
+    out.extend_from_slice(SNAP_ENVELOPE);
+    out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+    for (id, r) in records {
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        out.extend_from_slice(r);
+    }
+    out.extend_from_slice(sm);
+    out
+}
+
+/// The member records and the state machine's bytes of a snapshot's data; data without the
+/// envelope (written by [`RaftStorage::persist`]'s caller directly) carries no records.
+pub(crate) fn unwrap_snapshot(data: &[u8]) -> Result<(Option<Records>, &[u8]), RaftError> {
+    let Some(mut rest) = data.strip_prefix(SNAP_ENVELOPE.as_slice()) else {
+        return Ok((None, data));
+    };
+    let bad = || RaftError::Corrupt("snapshot data: truncated member records".into());
+    let count = u32::from_be_bytes(
+        take(&mut rest, 4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let mut records = Records::new();
+    for _ in 0..count {
+        let id = take(&mut rest, 8).and_then(be_u64).ok_or_else(bad)?;
+        let len = take(&mut rest, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(bad)? as usize;
+        records.insert(id, take(&mut rest, len).ok_or_else(bad)?.to_vec());
+    }
+    Ok((Some(records), rest))
+}
+
+/// The first `n` bytes of `rest`, which keeps the others.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let all: &'a [u8] = rest;
+    if all.len() < n {
+        return None;
+    }
+    let (head, tail) = all.split_at(n);
+    *rest = tail;
+    Some(head)
+}
+
 /// What a configuration change does to one member's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RecordUpdate {
@@ -298,7 +356,8 @@ impl RaftStorage {
     /// # Errors
     /// RocksDB's.
     pub fn snapshot_data(&self) -> Result<Vec<u8>, RaftError> {
-        Ok(self.engine.get(self.cf, SNAP_DATA)?.unwrap_or_default())
+        let data = self.engine.get(self.cf, SNAP_DATA)?.unwrap_or_default();
+        Ok(unwrap_snapshot(&data)?.1.to_vec())
     }
 
     fn first(&self) -> u64 {
@@ -344,8 +403,18 @@ impl RaftStorage {
         let mut keep = self.terms.len();
         let mut hs = hard_state.cloned();
         let mut cs = None;
+        let mut new_records = None;
         if let Some(snap) = snapshot {
             let meta = snap.get_metadata();
+            // The member records as of the snapshot replace ours, with the conf state.
+            if let (Some(records), _) = unwrap_snapshot(&snap.data)? {
+                batch.delete_range(self.cf, &member_key(0), &member_key(u64::MAX))?;
+                batch.delete(self.cf, &member_key(u64::MAX))?;
+                for (id, r) in &records {
+                    batch.put(self.cf, &member_key(*id), r)?;
+                }
+                new_records = Some(records);
+            }
             if meta.index < self.truncated.0 {
                 return Err(RaftError::Corrupt(format!(
                     "snapshot at {} is older than the log's start ({})",
@@ -415,6 +484,9 @@ impl RaftStorage {
         }
         if let Some(c) = cs {
             self.conf_state = c;
+        }
+        if let Some(r) = new_records {
+            self.records = r;
         }
         Ok(())
     }
@@ -487,7 +559,7 @@ impl RaftStorage {
 
         let mut batch = self.engine.begin_batch();
         batch.put(self.cf, SNAP_META, &encode(&meta)?)?;
-        batch.put(self.cf, SNAP_DATA, data)?;
+        batch.put(self.cf, SNAP_DATA, &wrap_snapshot(&self.records, data))?;
         batch.put(self.cf, HARD_STATE, &encode(&hs)?)?;
         batch.delete_range(self.cf, &entry_key(0), &entry_key(compact_to + 1))?;
         batch.delete_range(self.cf, &term_key(0), &term_key(compact_to + 1))?;
@@ -614,7 +686,12 @@ impl raft::Storage for RaftStorage {
         }
         let mut snap = Snapshot::default();
         snap.set_metadata(self.snapshot_meta.clone());
-        snap.data = self.snapshot_data().map_err(store_err)?;
+        // As stored: the member records with the state machine's bytes.
+        snap.data = self
+            .engine
+            .get(self.cf, SNAP_DATA)
+            .map_err(|e| store_err(e.into()))?
+            .unwrap_or_default();
         Ok(snap)
     }
 }

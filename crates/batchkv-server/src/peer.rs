@@ -42,9 +42,37 @@ use crate::pb::batchkvpb::{
     PromoteRequest, PromoteResponse, RaftFrame, SendResponse,
 };
 
-/// The largest frame a [`PeerService`] accepts: raft's snapshots travel as one message for now
-/// (the state machine's bytes), so the limit is generous.
+/// The largest raft message a [`PeerService`] accepts (one frame, or the chunks of one joined):
+/// raft's snapshots travel as one message (the state machine's bytes), so the limit is
+/// generous.
 pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
+
+/// A message above this many bytes is sent in chunks of this size (frames with `more` set but
+/// the last), so no gRPC message is large whatever the snapshot's size.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The frames that carry `message`: one, or its chunks of [`CHUNK_BYTES`].
+fn frames_of(from: u64, to: u64, message: Vec<u8>) -> Vec<RaftFrame> {
+    if message.len() <= CHUNK_BYTES {
+        return vec![RaftFrame {
+            from,
+            to,
+            message,
+            more: false,
+        }];
+    }
+    let n = message.len().div_ceil(CHUNK_BYTES);
+    message
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, chunk)| RaftFrame {
+            from,
+            to,
+            message: chunk.to_vec(),
+            more: i + 1 < n,
+        })
+        .collect()
+}
 
 /// The `batchkvpb.Peer` service of member `id`: every frame received is handed to the local
 /// `RaftNode` through its [`Mailbox`].
@@ -117,11 +145,12 @@ impl PeerService {
         self
     }
 
-    /// The tonic server for this service, accepting frames up to [`MAX_FRAME_BYTES`], to mount
-    /// in a router of one's own. Its streams last as long as their senders keep them open, so
+    /// The tonic server for this service, accepting frames of up to two [`CHUNK_BYTES`] (a
+    /// larger message comes in chunks, joined up to [`MAX_FRAME_BYTES`]), to mount in a router
+    /// of one's own. Its streams last as long as their senders keep them open, so
     /// a graceful shutdown of that router waits for them: [`serve_peer`] ends them itself.
     pub fn into_server(self) -> PeerServer<PeerService> {
-        PeerServer::new(self).max_decoding_message_size(MAX_FRAME_BYTES)
+        PeerServer::new(self).max_decoding_message_size(2 * CHUNK_BYTES)
     }
 }
 
@@ -134,6 +163,8 @@ impl Peer for PeerService {
         let mut frames = request.into_inner();
         let stopping = stopped(self.stopping.clone());
         tokio::pin!(stopping);
+        // The chunks of a large message so far (frames with `more`).
+        let mut partial: Vec<u8> = Vec::new();
         loop {
             let frame = tokio::select! {
                 frame = frames.message() => frame?,
@@ -148,7 +179,22 @@ impl Peer for PeerService {
                     frame.from, frame.to, self.id
                 )));
             }
-            if !self.mailbox.deliver(frame.message) {
+            let message = if frame.more || !partial.is_empty() {
+                if partial.len() + frame.message.len() > MAX_FRAME_BYTES {
+                    return Err(Status::resource_exhausted(format!(
+                        "raft message from member {:x} is larger than {MAX_FRAME_BYTES} bytes",
+                        frame.from
+                    )));
+                }
+                partial.extend_from_slice(&frame.message);
+                if frame.more {
+                    continue;
+                }
+                std::mem::take(&mut partial)
+            } else {
+                frame.message
+            };
+            if !self.mailbox.deliver(message) {
                 return Err(Status::unavailable("raft node stopped"));
             }
         }
@@ -619,12 +665,13 @@ async fn drive(
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(rx)).await });
         let opened = Instant::now();
         let mut next = Some(msg);
-        let outcome = loop {
+        let outcome = 'stream: loop {
             if let Some(message) = next.take() {
-                let frame = RaftFrame { from, to, message };
-                tokio::select! {
-                    sent = frames.send(frame) => if sent.is_err() { break None },
-                    r = &mut call => break Some(r),
+                for frame in frames_of(from, to, message) {
+                    tokio::select! {
+                        sent = frames.send(frame) => if sent.is_err() { break 'stream None },
+                        r = &mut call => break 'stream Some(r),
+                    }
                 }
             }
             tokio::select! {

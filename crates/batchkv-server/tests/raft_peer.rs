@@ -45,14 +45,14 @@ impl StateMachine for Memory {
         self.applied
     }
 
-    fn snapshot(&mut self) -> Vec<u8> {
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         for (i, e) in lock(&self.history).iter() {
             out.extend_from_slice(&i.to_be_bytes());
             out.extend_from_slice(&(e.len() as u64).to_be_bytes());
             out.extend_from_slice(e);
         }
-        out
+        Ok(out)
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) {
@@ -407,12 +407,14 @@ fn a_frame_for_another_member_is_refused_and_garbage_does_not_stop_the_node() {
             from: 7,
             to: target.id,
             message: b"not a raft message".to_vec(),
+            more: false,
         },
         // Misrouted: the stream is refused.
         RaftFrame {
             from: 7,
             to: 99,
             message: Vec::new(),
+            more: false,
         },
     ];
     let status = batchkv_testkit::rt::within(&c.rt, async move {
@@ -435,4 +437,26 @@ fn a_frame_for_another_member_is_refused_and_garbage_does_not_stop_the_node() {
     let last = c.propose(&all, b"after garbage");
     c.wait_applied(&all, last);
     c.assert_same_history(&all);
+}
+
+#[test]
+fn a_message_larger_than_a_chunk_goes_in_chunks_and_arrives_whole() {
+    let c = Cluster::new();
+    let all = c.ids();
+    c.wait_leader(&all);
+    // One entry of 3.5 chunks: its append message is sent as 4 frames to each follower (the
+    // peer service refuses a frame above 2 chunks: it arrives only if it was cut).
+    let big: Vec<u8> = (0..batchkv_server::peer::CHUNK_BYTES * 7 / 2)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let last = c.propose(&all, &big);
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    for id in &all {
+        let h = c.history(*id);
+        assert!(
+            h.iter().any(|(_, e)| *e == big),
+            "member {id} lacks the big entry"
+        );
+    }
 }

@@ -123,23 +123,58 @@ impl StateMachine for MvccMachine {
             .applied_index()
     }
 
-    fn snapshot(&mut self) -> Vec<u8> {
-        // The node compacts raft's log right after this returns: every applied entry must be
-        // durable in the MVCC first (its WriteBatches skipped their fsync). A failed sync
-        // halts the member (`sync`).
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "state machine not made durable before a snapshot");
-        }
-        // The store runs raft with `snapshot_entries = 0` (no log compaction), so raft never
-        // asks; MVCC snapshots (a RocksDB checkpoint streamed in chunks) come later.
-        Vec::new()
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        // Called by the node thread between two entries: the image is the state at the
+        // applied index. The apply lock keeps local maintenance (pruning) out meanwhile.
+        self.halt.check().map_err(|e| e.to_string())?;
+        // Raft's log below this index is dropped right after: every applied entry must be
+        // durable in the MVCC first (its WriteBatches skip their fsync; raft's log was their
+        // durable record). A failed sync halts the member (`sync`) and compacts nothing.
+        self.sync().map_err(|e| e.to_string())?;
+        let _apply = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mvcc = self.mvcc.read().unwrap_or_else(|e| e.into_inner());
+        let image = mvcc.snapshot_image().map_err(|e| {
+            tracing::error!(error = %e, "no raft snapshot of the mvcc: the raft log is not compacted");
+            e.to_string()
+        })?;
+        tracing::info!(
+            applied_index = mvcc.applied_index(),
+            revision = mvcc.current_revision(),
+            bytes = image.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "raft snapshot of the mvcc taken"
+        );
+        Ok(image)
     }
 
-    fn restore(&mut self, index: u64, _data: &[u8]) {
-        // Never sent while no member compacts its log (see `snapshot`); refusing it is the
-        // only safe answer: applying nothing more, the member keeps its consistent state.
-        self.halt.halt(format!(
-            "a raft snapshot at index {index} arrived, and the store cannot restore snapshots yet"
-        ));
+    fn restore(&mut self, index: u64, data: &[u8]) {
+        // A halted member changes nothing more (reopening retries: the snapshot is in raft's
+        // storage, and the node restores it at start when the MVCC is behind it).
+        if self.halt.check().is_err() {
+            return;
+        }
+        let _apply = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mut mvcc = self.mvcc.write().unwrap_or_else(|e| e.into_inner());
+        let from = mvcc.applied_index();
+        // The image may be older than `index` (only empty entries or configuration changes
+        // after it): the store's applied index becomes `index` either way.
+        let outcome = mvcc.restore_image(data, index);
+        match outcome {
+            Ok(()) => tracing::info!(
+                index,
+                from,
+                revision = mvcc.current_revision(),
+                bytes = data.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "raft snapshot installed"
+            ),
+            // The old state stays if nothing was written (a damaged image, a failed write);
+            // either way this member applies nothing more until it is reopened.
+            Err(e) => self.halt.halt(format!(
+                "installing the raft snapshot at index {index}: {e}"
+            )),
+        }
     }
 }

@@ -166,8 +166,10 @@ impl StoreBuilder {
     /// Every committed entry is applied by this member's node thread, in index order,
     /// whoever proposed it; a write submitted here is proposed here (a follower forwards it to
     /// the leader: `config.forward_proposals` is set) and answered when this member applies it.
-    /// Log compaction is off (`config.snapshot_entries` is set to 0): raft snapshots of the
-    /// MVCC do not exist yet, so the raft log keeps every entry.
+    /// Log compaction: every `config.snapshot_entries` applied entries (0: never) the member
+    /// takes a snapshot of its MVCC (an image of every column family, in memory) and drops
+    /// its raft log up to `config.catch_up_entries` below it; a member too far behind gets the
+    /// leader's snapshot and installs it atomically (`MvccMachine::restore`).
     ///
     /// Where to keep `storage`: `RaftStorage::open_dir(Store::raft_dir(path))`, a RocksDB
     /// database of its own in the data dir's `raft` subdirectory (the data dir must exist:
@@ -277,11 +279,13 @@ impl StoreBuilder {
                     ));
                 }
                 // Raft persists an entry before any member applies it, so the state machine is
-                // never past raft's log: a store that is (its history written by a single-node
-                // store, or raft's storage from another store) would skip the cluster's entries.
+                // never past a new raft log: a store that is (its history written by a
+                // single-node store, or raft's storage from another store) would skip the
+                // cluster's entries. (A member's own raft storage may end below its state: a
+                // snapshot is installed before raft's storage records it.)
                 let raft_last = batchkv_raft::raft::Storage::last_index(&raft.storage)
                     .map_err(|e| StoreError::Internal(format!("raft storage: {e}")))?;
-                if next_index - 1 > raft_last {
+                if next_index - 1 > raft_last && !raft.storage.is_initialized() {
                     return Err(StoreError::Config(format!(
                         "the store has applied index {} but its raft log ends at {raft_last}: it \
                          cannot join this cluster with that history (open it with the raft \
@@ -312,7 +316,6 @@ impl StoreBuilder {
                     metrics: metrics.clone(),
                 };
                 let mut config = raft.config;
-                config.snapshot_entries = 0;
                 config.forward_proposals = true;
                 let node = batchkv_raft::RaftNode::start(
                     config,

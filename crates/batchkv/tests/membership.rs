@@ -35,16 +35,23 @@ struct Cluster {
     initial: Vec<u64>,
     dirs: BTreeMap<u64, tempfile::TempDir>,
     stores: BTreeMap<u64, Store>,
+    /// Raft snapshots every so many entries, keeping so many (`None`: the defaults).
+    snapshots: Option<(u64, u64)>,
 }
 
 impl Cluster {
     fn new(seed: u64, size: u64) -> Cluster {
+        Cluster::build(seed, size, None)
+    }
+
+    fn build(seed: u64, size: u64, snapshots: Option<(u64, u64)>) -> Cluster {
         let initial: Vec<u64> = (1..=size).collect();
         let mut c = Cluster {
             net: LocalNetwork::new(seed),
             initial: initial.clone(),
             dirs: BTreeMap::new(),
             stores: BTreeMap::new(),
+            snapshots,
         };
         for id in initial {
             c.start(id);
@@ -67,6 +74,10 @@ impl Cluster {
         let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("open raft storage");
         let mut cfg = config(id, &self.initial);
         cfg.initial_records = self.initial.iter().map(|i| (*i, record(*i))).collect();
+        if let Some((every, keep)) = self.snapshots {
+            cfg.snapshot_entries = every;
+            cfg.catch_up_entries = keep;
+        }
         let store = Store::builder(&data)
             .replicated(cfg, storage, self.net.transport(id))
             .open()
@@ -217,6 +228,7 @@ impl Load {
                 let store = &stores[(i as usize) % stores.len()];
                 match store.put(key.clone(), "x") {
                     Ok(_) => acked.push(key),
+                    // A member the test stopped (closed) or whose node stopped took nothing.
                     Err(e)
                         if retryable(&e)
                             || matches!(e, StoreError::Stopped | StoreError::Closed) =>
@@ -479,4 +491,46 @@ fn a_learner_catches_up_then_is_promoted() {
     c.put(4, "promoted", "yes");
     c.wait_caught_up(&all);
     c.assert_same_state(&all);
+}
+
+#[test]
+fn a_member_added_after_compactions_gets_a_snapshot_with_the_membership() {
+    let mut c = Cluster::build(17, 3, Some((20, 5)));
+    let initial = c.ids();
+    let leader = c.wait_leader(&initial);
+    let m = c.change(leader, ConfChangeKind::AddVoter, 4);
+    assert_eq!(m.records.get(&4), Some(&record(4)));
+    // Past several snapshots: the log no longer holds the change adding member 4.
+    for i in 0..100 {
+        c.put(initial[i % 3], &format!("k/{i:03}"), "v");
+    }
+    c.wait_caught_up(&initial);
+    let first = c
+        .store(leader)
+        .raft_status()
+        .expect("replicated")
+        .first_index;
+    assert!(first > m.index, "the log still starts at {first}");
+    // Member 4 starts empty (bootstrapped with the initial members only) and is caught up by
+    // a snapshot, which carries the membership with its own record.
+    c.start(4);
+    let four = vec![1, 2, 3, 4];
+    c.wait_caught_up(&four);
+    c.assert_same_state(&four);
+    let want = c.store(leader).membership().expect("replicated");
+    for id in [4, leader] {
+        let got = c.store(id).membership().expect("replicated");
+        assert_eq!(got.voters.len(), 4, "member {id}: {got:?}");
+        assert_eq!(got.records, want.records, "member {id}");
+    }
+    // And keeps it across a restart.
+    c.stop(4);
+    c.start(4);
+    assert_eq!(
+        c.store(4).membership().expect("replicated").records,
+        want.records
+    );
+    c.put(4, "after", "restart");
+    c.wait_caught_up(&four);
+    c.assert_same_state(&four);
 }

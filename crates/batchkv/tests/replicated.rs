@@ -31,6 +31,9 @@ struct Cluster {
     dirs: BTreeMap<u64, tempfile::TempDir>,
     stores: BTreeMap<u64, Store>,
     auto_compaction: Option<AutoCompaction>,
+    /// Raft snapshots: every so many applied entries, keeping so many below (`None`: the
+    /// defaults, 10,000 and 5,000, which these tests never reach).
+    snapshots: Option<(u64, u64)>,
 }
 
 impl Cluster {
@@ -39,6 +42,19 @@ impl Cluster {
     }
 
     fn with(seed: u64, auto_compaction: Option<AutoCompaction>) -> Cluster {
+        Cluster::build(seed, auto_compaction, None)
+    }
+
+    /// A cluster whose members snapshot every `every` applied entries and keep `keep` below.
+    fn with_snapshots(seed: u64, every: u64, keep: u64) -> Cluster {
+        Cluster::build(seed, None, Some((every, keep)))
+    }
+
+    fn build(
+        seed: u64,
+        auto_compaction: Option<AutoCompaction>,
+        snapshots: Option<(u64, u64)>,
+    ) -> Cluster {
         let ids = vec![1, 2, 3];
         let mut c = Cluster {
             net: LocalNetwork::new(seed),
@@ -46,6 +62,7 @@ impl Cluster {
             dirs: BTreeMap::new(),
             stores: BTreeMap::new(),
             auto_compaction,
+            snapshots,
         };
         for id in ids {
             c.dirs.insert(id, batchkv_testkit::temp_dir());
@@ -63,9 +80,14 @@ impl Cluster {
         let data = self.data(id);
         std::fs::create_dir_all(&data).expect("create the data dir");
         let storage = RaftStorage::open_dir(Store::raft_dir(&data)).expect("open raft storage");
+        let mut node = config(id, &self.ids);
+        if let Some((every, keep)) = self.snapshots {
+            node.snapshot_entries = every;
+            node.catch_up_entries = keep;
+        }
         let mut builder = Store::builder(&data)
             .lease_check_interval(Duration::from_millis(50))
-            .replicated(config(id, &self.ids), storage, self.net.transport(id));
+            .replicated(node, storage, self.net.transport(id));
         if let Some(mode) = self.auto_compaction {
             builder = builder.auto_compaction(mode);
         }
@@ -740,4 +762,223 @@ fn concurrent_linearizable_reads_see_every_write_acknowledged_before_they_began(
     assert!(reads.load(Ordering::Relaxed) > 0, "no read completed");
     c.wait_caught_up(&c.ids);
     c.assert_same_state(&c.ids);
+}
+
+/// Raft's log on every member of `among` holds at most `every + keep` entries (a snapshot every
+/// `every` applied entries drops all but `keep` below it), and was compacted at least once.
+fn assert_log_bounded(c: &Cluster, among: &[u64], every: u64, keep: u64) {
+    for id in among {
+        let st = c.store(*id).raft_status().expect("replicated");
+        assert!(
+            st.first_index > 1,
+            "member {id}'s log was never compacted: {st:?}"
+        );
+        assert!(
+            st.last_index + 1 - st.first_index <= every + keep,
+            "member {id}'s log holds more than {every} + {keep} entries: {st:?}"
+        );
+    }
+}
+
+#[test]
+fn the_raft_log_stays_bounded_under_many_writes() {
+    let (every, keep) = (20, 5);
+    let c = Cluster::with_snapshots(11, every, keep);
+    let leader = c.wait_leader(&c.ids);
+    let follower = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    let mut rev = 1;
+    for i in 0..300 {
+        // On the leader and on a follower (forwarded): one raft entry per write.
+        let at = if i % 2 == 0 { leader } else { follower };
+        rev = c
+            .write(at, |s| s.put(format!("k/{:03}", i % 50), format!("v{i}")))
+            .revision;
+    }
+    c.wait_caught_up(&c.ids);
+    assert_log_bounded(&c, &c.ids, every, keep);
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        assert_eq!(c.store(*id).current_revision(), rev, "member {id}");
+    }
+}
+
+/// Partitions `lagging` away and writes through the others until the leader's log no longer
+/// holds the entry `lagging` needs next (so only a snapshot can catch it up). Returns the
+/// leader and the revision reached.
+fn leave_behind(c: &Cluster, lagging: u64, writes: usize) -> (u64, i64) {
+    let rest: Vec<u64> = c.ids.iter().copied().filter(|&id| id != lagging).collect();
+    c.net.partition(&[&[lagging], &rest]);
+    let leader = c.wait_leader(&rest);
+    let mut rev = 0;
+    for i in 0..writes {
+        rev = c
+            .write(leader, |s| s.put(format!("behind/{i:04}"), format!("v{i}")))
+            .revision;
+    }
+    let behind = c.store(lagging).raft_status().expect("replicated").applied;
+    let first = c
+        .store(leader)
+        .raft_status()
+        .expect("replicated")
+        .first_index;
+    assert!(
+        first > behind + 1,
+        "the leader's log (from {first}) still holds what member {lagging} needs ({})",
+        behind + 1
+    );
+    (leader, rev)
+}
+
+#[test]
+fn a_member_far_behind_is_caught_up_by_a_snapshot_and_goes_on() {
+    let (every, keep) = (20, 5);
+    let mut c = Cluster::with_snapshots(12, every, keep);
+    let leader = c.wait_leader(&c.ids);
+    let lagging = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    // History the snapshot must carry: overwrites, a delete, a compaction, a lease with a key.
+    for i in 0..10 {
+        c.write(leader, |s| s.put(format!("k/{i}"), format!("v{i}")));
+    }
+    let compact_at = c.write(leader, |s| s.put("k/0", "again")).revision;
+    c.write(leader, |s| s.delete("k/1"));
+    c.write(leader, |s| s.compact(compact_at));
+    let lease = c.write(leader, |s| s.lease_grant(0, 600)).id;
+    c.write(leader, |s| {
+        s.txn(Txn {
+            compares: vec![],
+            success: vec![Op::Put(Put {
+                lease,
+                ..Put::new("leased", "v")
+            })],
+            failure: vec![],
+        })
+    });
+    c.wait_caught_up(&c.ids);
+    // Live watches on the lagging member and on the leader, from now on.
+    let mut lagging_watch = c.store(lagging).watch(watch_all());
+    let mut leader_watch = c.store(leader).watch(watch_all());
+
+    let (leader, rev) = leave_behind(&c, lagging, 200);
+    let before = c.store(lagging).current_revision();
+    assert!(before < rev);
+    c.net.heal();
+    c.wait_caught_up(&c.ids);
+
+    c.assert_same_state(&c.ids);
+    for id in &c.ids {
+        let s = c.store(*id);
+        assert_eq!(s.current_revision(), rev, "member {id}");
+        assert_eq!(
+            s.stats().expect("stats").compacted,
+            Some(compact_at),
+            "member {id}"
+        );
+        assert_eq!(s.leases(), vec![lease], "member {id}");
+        let ttl = s.lease_time_to_live(lease, true);
+        assert_eq!(ttl.granted_ttl, 600, "member {id}");
+        assert_eq!(ttl.keys, vec![Bytes::from("leased")], "member {id}");
+        assert!(s.halted().is_none(), "member {id} halted");
+    }
+    // A read below the compaction fails on the restored member as on the others.
+    let old = Range {
+        revision: compact_at - 1,
+        ..Range::key("k/0")
+    };
+    assert!(c.store(lagging).range(&old).is_err());
+    assert!(c.store(leader).range(&old).is_err());
+    // The lagging member's watcher sees every event the leader's does, in order: the
+    // revisions it missed come from the restored storage.
+    let seen = events_until(&mut lagging_watch, rev);
+    assert_eq!(seen, events_until(&mut leader_watch, rev));
+    assert_eq!(seen.len(), 200);
+    assert_log_bounded(&c, &c.ids, every, keep);
+
+    // It takes writes (forwarded) and applies the others' afterwards.
+    let r = c.write(lagging, |s| s.put("after", "snapshot"));
+    assert_eq!(r.revision, rev + 1);
+    c.write(leader, |s| s.put("after/2", "snapshot"));
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+
+    // Restarted, it reopens the installed state from its disk and goes on. (A watcher keeps
+    // its store's engine open.)
+    drop((lagging_watch, leader_watch));
+    let hash = c.store(lagging).hash_kv(0).expect("hash");
+    c.stop(lagging);
+    c.start(lagging);
+    assert_eq!(c.store(lagging).hash_kv(0).expect("hash"), hash);
+    assert_eq!(c.store(lagging).leases(), vec![lease]);
+    let r = c.write(lagging, |s| s.put("after", "restart"));
+    assert_eq!(r.revision, rev + 3);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+}
+
+#[test]
+fn a_stopped_member_restarted_after_compactions_is_caught_up_by_a_snapshot() {
+    let (every, keep) = (10, 3);
+    let mut c = Cluster::with_snapshots(13, every, keep);
+    let leader = c.wait_leader(&c.ids);
+    let stopped = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    for i in 0..5 {
+        c.write(leader, |s| s.put(format!("k/{i}"), "v"));
+    }
+    c.wait_caught_up(&c.ids);
+    c.stop(stopped);
+    let rest: Vec<u64> = c.ids.iter().copied().filter(|&id| id != stopped).collect();
+    let mut rev = 0;
+    for i in 0..100 {
+        let at = rest[i % 2];
+        rev = c
+            .write(at, |s| s.put(format!("k/{}", i % 7), format!("v{i}")))
+            .revision;
+    }
+    c.start(stopped);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    assert_eq!(c.store(stopped).current_revision(), rev);
+    let r = c.write(stopped, |s| s.put("k/last", "v"));
+    assert_eq!(r.revision, rev + 1);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+}
+
+#[test]
+fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_it() {
+    let (every, keep) = (20, 5);
+    let mut c = Cluster::with_snapshots(14, every, keep);
+    let leader = c.wait_leader(&c.ids);
+    let lagging = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    for i in 0..10 {
+        c.write(leader, |s| s.put(format!("k/{i}"), "v"));
+    }
+    c.wait_caught_up(&c.ids);
+    let (_, rev) = leave_behind(&c, lagging, 100);
+    let old_hash = c.store(lagging).hash_kv(0).expect("hash");
+    let old_rev = c.store(lagging).current_revision();
+    // The install's one WriteBatch fails (a full disk, say): nothing of it is written.
+    c.store(lagging).inject_write_failures_after(0);
+    c.net.heal();
+    let deadline = Instant::now() + PATIENCE;
+    let cause = loop {
+        if let Some(cause) = c.store(lagging).halted() {
+            break cause;
+        }
+        assert!(Instant::now() < deadline, "member {lagging} never halted");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(cause.contains("installing the raft snapshot"), "{cause}");
+    // The old state, whole: a crash here would reopen the same.
+    assert_eq!(c.store(lagging).current_revision(), old_rev);
+    assert_eq!(c.store(lagging).hash_kv(0).expect("hash"), old_hash);
+    // Reopened (the disk works again), the member installs the snapshot raft stored and
+    // catches up.
+    c.net.unregister(lagging);
+    let store = c.stores.remove(&lagging).expect("running");
+    let _ = store.close();
+    drop(store);
+    c.start(lagging);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    assert_eq!(c.store(lagging).current_revision(), rev);
 }

@@ -109,7 +109,7 @@ impl StateMachine for ListMachine {
         self.applied
     }
 
-    fn snapshot(&mut self) -> Vec<u8> {
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
         self.engine.flush_wal(true).expect("sync the wal");
         let s = lock(&self.shared);
         let mut out = Vec::new();
@@ -118,7 +118,7 @@ impl StateMachine for ListMachine {
             out.extend_from_slice(&(e.len() as u64).to_be_bytes());
             out.extend_from_slice(e);
         }
-        out
+        Ok(out)
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) {
