@@ -295,23 +295,7 @@ async fn promote_here(store: &batchkv::Store, id: u64) -> Result<(), Status> {
 /// # Errors
 /// The leader's refusal (etcd's texts), or no answer within `timeout`.
 pub async fn ask_promote(url: &str, id: u64, timeout: Duration) -> Result<(), Status> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let ask = async {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
-        PeerClient::new(channel)
-            .promote(PromoteRequest { id })
-            .await
-            .map(drop)
-    };
-    tokio::time::timeout(timeout, ask)
-        .await
-        .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
+    ask(url, timeout, |mut c| async move { c.promote(PromoteRequest { id }).await.map(drop) }).await
 }
 
 /// Asks the member serving `Peer` at `url` for the cluster's members, within `timeout`
@@ -320,23 +304,7 @@ pub async fn ask_promote(url: &str, id: u64, timeout: Duration) -> Result<(), St
 /// # Errors
 /// `url` is not a URI, or the member did not answer in time.
 pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse, Status> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let ask = async {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
-        PeerClient::new(channel)
-            .members(MembersRequest {})
-            .await
-            .map(Response::into_inner)
-    };
-    tokio::time::timeout(timeout, ask)
-        .await
-        .map_err(|_| Status::deadline_exceeded(format!("{url}: no answer")))?
+    ask(url, timeout, |mut c| async move { c.members(MembersRequest {}).await.map(Response::into_inner) }).await
 }
 
 /// Clients of the other members' peer services, for the requests a member forwards to the
@@ -413,6 +381,16 @@ impl PeerClients {
 /// # Errors
 /// `url` is not a URI, or the member did not answer in time.
 pub async fn ask_member(url: &str, timeout: Duration) -> Result<MemberInfo, Status> {
+    ask(url, timeout, |mut c| async move { c.member(MemberRequest {}).await.map(Response::into_inner) }).await
+}
+
+/// Connects to the member serving `Peer` at `url` and makes one call on it, all within
+/// `timeout` (the one-off asks: who a member is, the cluster's members, a promotion).
+async fn ask<T, F, Fut>(url: &str, timeout: Duration, call: F) -> Result<T, Status>
+where
+    F: FnOnce(PeerClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
         .connect_timeout(timeout)
@@ -422,10 +400,7 @@ pub async fn ask_member(url: &str, timeout: Duration) -> Result<MemberInfo, Stat
             .connect()
             .await
             .map_err(|e| Status::unavailable(format!("{url}: {e}")))?;
-        PeerClient::new(channel)
-            .member(MemberRequest {})
-            .await
-            .map(Response::into_inner)
+        call(PeerClient::new(channel)).await
     };
     tokio::time::timeout(timeout, ask)
         .await

@@ -14,16 +14,8 @@ use batchkv::{
     Op, Put, RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
 };
 
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn config(id: u64, peers: &[u64]) -> NodeConfig {
-    let mut c = NodeConfig::new(id, peers);
-    c.tick = Duration::from_millis(20);
-    c.election_ticks = 10;
-    c.heartbeat_ticks = 2;
-    c.request_timeout = Duration::from_secs(3);
-    c
-}
+mod common;
+use common::{PATIENCE, config, retryable};
 
 struct Cluster {
     net: LocalNetwork,
@@ -110,50 +102,14 @@ impl Cluster {
 
     /// Waits until one member of `among` leads and all of `among` follow it in its term.
     fn wait_leader(&self, among: &[u64]) -> u64 {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let st: Vec<_> = among
-                .iter()
-                .map(|id| self.store(*id).raft_status().expect("replicated"))
-                .collect();
-            let leaders: Vec<_> = st.iter().filter(|s| s.is_leader).collect();
-            if let [l] = leaders.as_slice()
-                && st
-                    .iter()
-                    .all(|s| s.leader == Some(l.id) && s.term == l.term)
-            {
-                return l.id;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader among {among:?}: {st:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_leader(&self.stores, among)
     }
 
     /// Waits until every member of `among` applied everything committed before the call (a
     /// read index from their leader covers every acknowledged write; a member's published
     /// status may lag the answers it already gave).
     fn wait_caught_up(&self, among: &[u64]) {
-        let deadline = Instant::now() + PATIENCE;
-        let commit = loop {
-            let leader = self.wait_leader(among);
-            match self.store(leader).read_barrier() {
-                Ok(index) => break index,
-                Err(e) => assert!(Instant::now() < deadline, "no read index: {e}"),
-            }
-        };
-        while !among
-            .iter()
-            .all(|id| self.store(*id).raft_status().expect("replicated").applied >= commit)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{among:?} did not apply {commit}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_caught_up(&self.stores, among)
     }
 
     /// Runs a write at member `id`, retrying only what was certainly not proposed (no leader
@@ -212,16 +168,6 @@ fn events_until(w: &mut Watcher, upto: i64) -> Vec<Event> {
 
 fn watch_all() -> WatchRequest {
     WatchRequest::range("\0", "\0")
-}
-
-fn retryable(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::NoLeader
-            | StoreError::NotLeader { .. }
-            | StoreError::LeaderLost
-            | StoreError::Timeout
-    )
 }
 
 #[test]
