@@ -295,7 +295,10 @@ async fn promote_here(store: &batchkv::Store, id: u64) -> Result<(), Status> {
 /// # Errors
 /// The leader's refusal (etcd's texts), or no answer within `timeout`.
 pub async fn ask_promote(url: &str, id: u64, timeout: Duration) -> Result<(), Status> {
-    ask(url, timeout, |mut c| async move { c.promote(PromoteRequest { id }).await.map(drop) }).await
+    ask(url, timeout, |mut c| async move {
+        c.promote(PromoteRequest { id }).await.map(drop)
+    })
+    .await
 }
 
 /// Asks the member serving `Peer` at `url` for the cluster's members, within `timeout`
@@ -304,7 +307,10 @@ pub async fn ask_promote(url: &str, id: u64, timeout: Duration) -> Result<(), St
 /// # Errors
 /// `url` is not a URI, or the member did not answer in time.
 pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse, Status> {
-    ask(url, timeout, |mut c| async move { c.members(MembersRequest {}).await.map(Response::into_inner) }).await
+    ask(url, timeout, |mut c| async move {
+        c.members(MembersRequest {}).await.map(Response::into_inner)
+    })
+    .await
 }
 
 /// Clients of the other members' peer services, for the requests a member forwards to the
@@ -381,7 +387,10 @@ impl PeerClients {
 /// # Errors
 /// `url` is not a URI, or the member did not answer in time.
 pub async fn ask_member(url: &str, timeout: Duration) -> Result<MemberInfo, Status> {
-    ask(url, timeout, |mut c| async move { c.member(MemberRequest {}).await.map(Response::into_inner) }).await
+    ask(url, timeout, |mut c| async move {
+        c.member(MemberRequest {}).await.map(Response::into_inner)
+    })
+    .await
 }
 
 /// Connects to the member serving `Peer` at `url` and makes one call on it, all within

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use batchkv::{
-    ConfChangeKind, LocalNetwork, NodeConfig, RaftError, RaftStorage, Range, Store, StoreError,
-};
+use batchkv::{ConfChangeKind, LocalNetwork, RaftError, RaftStorage, Range, Store, StoreError};
 
 mod common;
 use common::{PATIENCE, config, retryable};

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use batchkv::{
-    AutoCompaction, Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, NodeConfig,
-    Op, Put, RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
+    AutoCompaction, Bytes, Compare, CompareOp, CompareTarget, EventKind, LocalNetwork, Op, Put,
+    RaftStorage, Range, Store, StoreError, Txn, WatchRequest, Watcher,
 };
 
 mod common;
