@@ -349,13 +349,7 @@ fn identify(
         return Ok(());
     }
     if c.join {
-        let mut advertised: Vec<String> = args
-            .initial_advertise_peer_urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let mut advertised = advertised_peer_urls(args);
         advertised.sort();
         let urls: Vec<String> = c
             .members
@@ -433,18 +427,22 @@ fn identify(
     Ok(())
 }
 
+/// `--initial-advertise-peer-urls`, split on commas, empty entries dropped.
+fn advertised_peer_urls(args: &ServeArgs) -> Vec<String> {
+    args.initial_advertise_peer_urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `--initial-cluster` and its companions; None for a single node (no `--initial-cluster`).
 fn cluster_config(args: &ServeArgs) -> Result<Option<ClusterFlags>, String> {
     let Some(initial) = &args.initial_cluster else {
         return Ok(None);
     };
-    let advertised: Vec<String> = args
-        .initial_advertise_peer_urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let advertised = advertised_peer_urls(args);
     let members = batchkv_server::membership::InitialCluster::parse(
         initial,
         &args.initial_cluster_token,
