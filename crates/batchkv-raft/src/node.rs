@@ -180,6 +180,10 @@ enum Input<O> {
         reply: ConfReply,
     },
     Campaign,
+    TransferLeader {
+        to: u64,
+        reply: Sender<Result<(), RaftError>>,
+    },
     Stop,
 }
 
@@ -358,6 +362,21 @@ impl<O: Send + 'static> RaftNode<O> {
     /// Asks this node to start an election now.
     pub fn campaign(&self) {
         let _ = self.tx.send(Input::Campaign);
+    }
+
+    /// Asks this node, the leader, to hand its leadership to voter `to` (raft's leadership
+    /// transfer: the leader brings `to` up to date, then tells it to campaign at once; it
+    /// gives up after an election timeout). Returns once the transfer started: the caller
+    /// watches [`RaftNode::status`] for the new leader (etcd's MoveLeader does the same).
+    ///
+    /// # Errors
+    /// [`RaftError::NotLeader`] (this node is not the leader), [`RaftError::Stopped`].
+    pub fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::TransferLeader { to, reply })
+            .map_err(|_| RaftError::Stopped)?;
+        self.wait(&rx)
     }
 
     /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
@@ -613,6 +632,17 @@ impl<O: Send + 'static> Worker<O> {
             } => self.propose_conf_change(kind, node, context, reply),
             Input::Campaign => {
                 let _ = self.rn.campaign();
+            }
+            Input::TransferLeader { to, reply } => {
+                let outcome = if self.rn.raft.state == StateRole::Leader {
+                    self.rn.transfer_leader(to);
+                    Ok(())
+                } else {
+                    Err(RaftError::NotLeader {
+                        leader: self.leader(),
+                    })
+                };
+                let _ = reply.send(outcome);
             }
             Input::Stop => return false,
         }

@@ -313,41 +313,64 @@ pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse
     .await
 }
 
+/// Member `id`'s peer URL in `membership`: the first of its record's (etcd's member JSON)
+/// peer URLs. `None` for a member not in it (never added, or removed) or without a record.
+/// The one lookup the transport ([`Transport::members_changed`]) and [`PeerClients`] share.
+pub fn peer_url(membership: &Membership, id: u64) -> Option<String> {
+    if !membership.voters.contains(&id) && !membership.learners.contains(&id) {
+        return None;
+    }
+    membership
+        .records
+        .get(&id)
+        .and_then(|r| MemberRecord::from_bytes(r))
+        .and_then(|r| r.peer_urls.into_iter().next())
+}
+
 /// Clients of the other members' peer services, for the requests a member forwards to the
-/// leader (lease keep-alives and TimeToLive): one lazily connected channel per member.
+/// leader (lease keep-alives and TimeToLive): a member's URL is looked up in the live
+/// membership (raft's member records, as this member applied them) at each call, so a
+/// member added later is reached, a removed one is not, and an updated URL is followed; one
+/// lazily connected channel per member and URL.
 #[derive(Debug)]
 pub struct PeerClients {
-    urls: HashMap<u64, String>,
-    channels: std::sync::Mutex<HashMap<u64, Channel>>,
+    store: Store,
+    channels: std::sync::Mutex<HashMap<u64, (String, Channel)>>,
     timeout: Duration,
 }
 
 impl PeerClients {
-    /// Clients of `peers` (member id, peer URL), each call bounded by `timeout`.
-    pub fn new(peers: &[(u64, String)], timeout: Duration) -> PeerClients {
+    /// Clients of the members of `store`'s cluster, each call bounded by `timeout`.
+    pub fn new(store: Store, timeout: Duration) -> PeerClients {
         PeerClients {
-            urls: peers.iter().cloned().collect(),
+            store,
             channels: std::sync::Mutex::default(),
             timeout,
         }
     }
 
     fn client(&self, to: u64) -> Result<PeerClient<Channel>, Status> {
+        let membership = self
+            .store
+            .membership()
+            .ok_or_else(|| Status::unavailable(crate::error::STOPPED))?;
+        let url = peer_url(&membership, to)
+            .ok_or_else(|| Status::unavailable(format!("member {to:x} is not a known peer")))?;
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = channels.get(&to) {
+        if let Some((known, c)) = channels.get(&to)
+            && *known == url
+        {
             return Ok(PeerClient::new(c.clone()));
         }
-        let url = self
-            .urls
-            .get(&to)
-            .ok_or_else(|| Status::unavailable(format!("member {to:x} is not a known peer")))?;
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        channels.insert(to, channel.clone());
+        // Channels of members no longer in the membership go with this one's change.
+        channels.retain(|id, _| peer_url(&membership, *id).is_some());
+        channels.insert(to, (url, channel.clone()));
         Ok(PeerClient::new(channel))
     }
 
@@ -482,6 +505,7 @@ struct LinkStats {
 
 #[derive(Debug)]
 struct Link {
+    url: String,
     queue: mpsc::Sender<Vec<u8>>,
     stats: Arc<LinkStats>,
 }
@@ -531,12 +555,13 @@ impl GrpcTransport {
         self.links.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts sending to member `to` at `url` (nothing if it has a link already).
+    /// Starts sending to member `to` at `url` (nothing if it has a link to that URL already;
+    /// a link to another URL is replaced: the member's URL was updated).
     ///
     /// # Errors
     /// A URL that is not a valid URI.
     pub fn add_peer(&self, to: u64, url: &str) -> Result<(), tonic::transport::Error> {
-        if to == self.from || self.links().contains_key(&to) {
+        if to == self.from || self.links().get(&to).is_some_and(|l| l.url == url) {
             return Ok(());
         }
         let config = &self.config;
@@ -559,7 +584,14 @@ impl GrpcTransport {
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(to, Link { queue, stats });
+            .insert(
+                to,
+                Link {
+                    url: url.to_owned(),
+                    queue,
+                    stats,
+                },
+            );
         Ok(())
     }
 
@@ -603,17 +635,13 @@ impl Transport for GrpcTransport {
         }
     }
 
-    /// A member added (its record, etcd's member JSON, names its peer URLs) gets a link.
-    /// Links are never dropped here: a member joining replays old configurations before it
-    /// reaches the current one, and raft sends nothing to a member no longer in it.
+    /// A member added (its record, etcd's member JSON, names its peer URLs) gets a link; a
+    /// member whose URL changed (MemberUpdate) gets a new one. Links are never dropped here: a
+    /// member joining replays old configurations before it reaches the current one, and raft
+    /// sends nothing to a member no longer in it.
     fn members_changed(&self, membership: &Membership) {
         for id in membership.voters.iter().chain(&membership.learners) {
-            let Some(url) = membership
-                .records
-                .get(id)
-                .and_then(|r| MemberRecord::from_bytes(r))
-                .and_then(|r| r.peer_urls.into_iter().next())
-            else {
+            let Some(url) = peer_url(membership, *id) else {
                 continue;
             };
             if let Err(e) = self.add_peer(*id, &url) {

@@ -1244,6 +1244,27 @@ impl Store {
         }
     }
 
+    /// Asks this member, the leader, to hand its leadership to voter `to`
+    /// (`RaftNode::transfer_leader`); returns once the transfer started (watch
+    /// [`Store::raft_status`] for the new leader).
+    ///
+    /// # Errors
+    /// `NotLeader`, `Stopped`; `Raft` when the store is not replicated.
+    pub fn transfer_leader(&self, to: u64) -> std::result::Result<(), batchkv_raft::RaftError> {
+        let mut out = None;
+        let ran = self.inner.core.with_raft(|n| {
+            out = Some(n.transfer_leader(to));
+            Ok(())
+        });
+        match (ran, out) {
+            (_, Some(r)) => r,
+            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
+            (None, _) => Err(batchkv_raft::RaftError::Raft(
+                "the store is not replicated".into(),
+            )),
+        }
+    }
+
     /// Replicated: the error for a request only the leader serves, if this member is not it.
     fn leader_only(&self) -> Result<()> {
         match self.raft_status() {
