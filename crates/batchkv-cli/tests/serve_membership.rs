@@ -551,3 +551,60 @@ fn etcdctl_member_update_matches_etcd() {
     }
     same_history(&cluster, &[0, 1, 2]);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `member`'s process.
+fn signal(member: &BatchkvServer, signal: &str) {
+    let pid = member.pid().expect("a running member");
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// A member frozen (SIGSTOP) while it is removed never applies its removal; resumed, it
+/// campaigns, the others refuse its traffic as a removed member's (etcd's peers answer it
+/// "removed"), and it stops with etcd's text. The others write on.
+#[test]
+fn a_member_cut_off_during_its_removal_is_told_and_stops() {
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    for i in 0..10 {
+        put(cluster.member(i % 3), &format!("pre/{i}"), "v");
+    }
+    let leader = eventually("a leader", || cluster.leader());
+    let victim = (0..3).find(|i| *i != leader).expect("a follower");
+    let victim_id = json(
+        &cluster
+            .member(victim)
+            .ctl_json(&["endpoint", "status"], None),
+        "status",
+    )[0]["Status"]["header"]["member_id"]
+        .as_u64()
+        .expect("member id");
+    signal(cluster.member(victim), "STOP");
+    let out = cluster
+        .member(leader)
+        .ctl(&["member", "remove", &format!("{victim_id:x}")], None);
+    assert!(out.ok, "{out:?}");
+    let rest: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    // Past the ticks the leader tells a removed member of its removal.
+    for i in 0..20 {
+        put(cluster.member(rest[i % 2]), &format!("during/{i:02}"), "w");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    signal(cluster.member(victim), "CONT");
+    eventually("the removed member stops", || {
+        cluster.member_mut(victim).try_exited().then_some(())
+    });
+    let log = cluster.member(victim).log_tail();
+    assert!(
+        log.contains("the member has been permanently removed from the cluster"),
+        "{log}"
+    );
+    for i in 0..10 {
+        put(cluster.member(rest[i % 2]), &format!("after/{i}"), "z");
+    }
+    same_history(&cluster, &rest);
+    assert_eq!(members(cluster.member(rest[0])).len(), 2);
+}

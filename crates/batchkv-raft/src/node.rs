@@ -113,6 +113,9 @@ pub struct Membership {
     pub records: BTreeMap<u64, Vec<u8>>,
     /// The index of the last configuration change applied (0: none since bootstrap).
     pub index: u64,
+    /// The members whose removal this node applied (kept for good: their traffic is refused,
+    /// and told so; a node caught up by a snapshot knows only the removals it applied).
+    pub removed: std::collections::BTreeSet<u64>,
 }
 
 impl NodeConfig {
@@ -134,6 +137,23 @@ impl NodeConfig {
             forward_proposals: false,
             initial_records: Vec::new(),
         }
+    }
+}
+
+/// Tells a node it was removed from the cluster ([`RaftNode::removal_notice`]).
+#[derive(Clone)]
+pub struct RemovalNotice(Arc<dyn Fn() + Send + Sync>);
+
+impl RemovalNotice {
+    /// The node stops, as after applying its own removal.
+    pub fn notify(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for RemovalNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemovalNotice")
     }
 }
 
@@ -180,6 +200,7 @@ enum Input<O> {
         reply: ConfReply,
     },
     Campaign,
+    Removed,
     TransferLeader {
         to: u64,
         reply: Sender<Result<(), RaftError>>,
@@ -257,6 +278,7 @@ impl<O: Send + 'static> RaftNode<O> {
             initial_voters: storage.initial_voters().to_vec(),
             records: storage.member_records().clone(),
             index: 0,
+            removed: storage.removed_members().clone(),
         }));
         transport.members_changed(&lock(&membership));
         let rn = RawNode::new(&rcfg, storage, &logger)?;
@@ -357,6 +379,17 @@ impl<O: Send + 'static> RaftNode<O> {
             Err(RecvTimeoutError::Timeout) => Err(RaftError::Timeout),
             Err(RecvTimeoutError::Disconnected) => Err(RaftError::Stopped),
         }
+    }
+
+    /// How the transport tells this node that the others refuse its traffic because it was
+    /// removed from the cluster (it may have been cut off when its removal committed, and never
+    /// applied it): the node then stops as it does after applying its own removal, with etcd's
+    /// text (`the member has been permanently removed from the cluster`).
+    pub fn removal_notice(&self) -> RemovalNotice {
+        let tx = self.tx.clone();
+        RemovalNotice(Arc::new(move || {
+            let _ = tx.send(Input::Removed);
+        }))
     }
 
     /// Asks this node to start an election now.
@@ -633,6 +666,16 @@ impl<O: Send + 'static> Worker<O> {
             Input::Campaign => {
                 let _ = self.rn.campaign();
             }
+            Input::Removed => {
+                if self.removed_at.is_none() {
+                    tracing::warn!(
+                        node = self.config.id,
+                        "the member has been permanently removed from the cluster \
+                         (the other members refuse its messages)"
+                    );
+                    self.removed_at = Some(self.ticks);
+                }
+            }
             Input::TransferLeader { to, reply } => {
                 let outcome = if self.rn.raft.state == StateRole::Leader {
                     self.rn.transfer_leader(to);
@@ -793,6 +836,7 @@ impl<O: Send + 'static> Worker<O> {
             m.voters = cs.voters;
             m.learners = cs.learners;
             m.records = self.rn.store().member_records().clone();
+            m.removed = self.rn.store().removed_members().clone();
             m.index = index;
             m.clone()
         };
@@ -1075,6 +1119,7 @@ impl<O: Send + 'static> Worker<O> {
             m.voters = cs.voters;
             m.learners = cs.learners;
             m.records = self.rn.store().member_records().clone();
+            m.removed = self.rn.store().removed_members().clone();
             m.index = m.index.max(index);
             m.clone()
         };

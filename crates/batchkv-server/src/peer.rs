@@ -24,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use batchkv::Store;
-use batchkv_raft::{Mailbox, Membership, Transport};
+use batchkv_raft::{Mailbox, Membership, RemovalNotice, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -46,6 +46,21 @@ use crate::pb::batchkvpb::{
 /// raft's snapshots travel as one message (the state machine's bytes), so the limit is
 /// generous.
 pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
+
+/// What a member answers a removed member's raft traffic (FailedPrecondition), and what the
+/// removed member logs before it stops: etcd's text (its peer transport answers HTTP 410).
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// How often an open stream re-checks that its sender is still a member.
+const REMOVED_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether `status` is a member's refusal of a removed member's traffic ([`MEMBER_REMOVED`]).
+pub fn is_removed_refusal(status: &Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition && status.message() == MEMBER_REMOVED
+}
+
+/// Where a [`GrpcTransport`] finds its node's [`RemovalNotice`] (set once the node runs).
+pub type RemovalSlot = Arc<std::sync::OnceLock<RemovalNotice>>;
 
 /// A message above this many bytes is sent in chunks of this size (frames with `more` set but
 /// the last), so no gRPC message is large whatever the snapshot's size.
@@ -115,6 +130,17 @@ impl PeerService {
         self
     }
 
+    /// Whether member `from` was removed from the cluster (this member applied its removal,
+    /// and it is not a member again).
+    fn removed(&self, from: u64) -> bool {
+        let Some((store, _)) = &self.cluster else {
+            return false;
+        };
+        store.membership().is_some_and(|m| {
+            m.removed.contains(&from) && !m.voters.contains(&from) && !m.learners.contains(&from)
+        })
+    }
+
     /// The store, if this member is the leader; else the error the forwarding member retries on.
     fn leader_store(&self) -> Result<&Store, Status> {
         let store = self
@@ -165,6 +191,8 @@ impl Peer for PeerService {
         tokio::pin!(stopping);
         // The chunks of a large message so far (frames with `more`).
         let mut partial: Vec<u8> = Vec::new();
+        // When the sender was last found to be a member (None: not yet).
+        let mut checked: Option<Instant> = None;
         loop {
             let frame = tokio::select! {
                 frame = frames.message() => frame?,
@@ -173,6 +201,15 @@ impl Peer for PeerService {
             let Some(frame) = frame else {
                 return Ok(Response::new(SendResponse {}));
             };
+            // A removed member's traffic is refused, and it is told why (etcd's peers answer it
+            // "removed"): it may have been cut off when its removal committed.
+            if checked.is_none_or(|t| t.elapsed() >= REMOVED_CHECK) {
+                if self.removed(frame.from) {
+                    tracing::warn!(member = %format!("{:x}", frame.from), "refused the traffic of a removed member");
+                    return Err(Status::failed_precondition(MEMBER_REMOVED));
+                }
+                checked = Some(Instant::now());
+            }
             if frame.to != self.id {
                 return Err(Status::invalid_argument(format!(
                     "raft frame from member {:x} is for member {:x}, this is member {:x}",
@@ -520,6 +557,7 @@ struct Link {
 #[derive(Debug)]
 pub struct GrpcTransport {
     links: RwLock<HashMap<u64, Link>>,
+    removal: RemovalSlot,
     unknown: AtomicU64,
     from: u64,
     runtime: tokio::runtime::Handle,
@@ -540,6 +578,7 @@ impl GrpcTransport {
     ) -> Result<GrpcTransport, tonic::transport::Error> {
         let transport = GrpcTransport {
             links: RwLock::new(HashMap::new()),
+            removal: RemovalSlot::default(),
             unknown: AtomicU64::new(0),
             from,
             runtime: runtime.clone(),
@@ -580,6 +619,7 @@ impl GrpcTransport {
             rx,
             config.clone(),
             Arc::clone(&stats),
+            Arc::clone(&self.removal),
         ));
         self.links
             .write()
@@ -593,6 +633,12 @@ impl GrpcTransport {
                 },
             );
         Ok(())
+    }
+
+    /// Where to put the node's [`RemovalNotice`] once it runs: a peer refusing this member's
+    /// traffic as a removed member's ([`is_removed_refusal`]) notifies it, and the node stops.
+    pub fn removal_slot(&self) -> RemovalSlot {
+        Arc::clone(&self.removal)
     }
 
     /// Messages dropped so far: queue full, queued for a stream that broke, or no such peer.
@@ -660,6 +706,7 @@ async fn drive(
     mut queue: mpsc::Receiver<Vec<u8>>,
     config: TransportConfig,
     stats: Arc<LinkStats>,
+    removal: RemovalSlot,
 ) {
     let channel = endpoint.connect_lazy();
     let mut backoff = config.min_backoff;
@@ -702,6 +749,16 @@ async fn drive(
         };
         call.abort();
         match outcome {
+            Some(Ok(Err(status))) if is_removed_refusal(&status) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "{MEMBER_REMOVED}: the member refuses this member's messages"
+                );
+                if let Some(notice) = removal.get() {
+                    notice.notify();
+                }
+            }
             Some(Ok(Err(status))) => {
                 tracing::debug!(from, to, %status, "raft peer stream broke");
             }

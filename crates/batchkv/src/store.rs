@@ -1149,6 +1149,15 @@ impl Store {
             .and_then(Result::ok)
     }
 
+    /// How the transport tells this member the others refuse its traffic because it was
+    /// removed (`RaftNode::removal_notice`; `None` for a single-node store).
+    pub fn raft_removal_notice(&self) -> Option<batchkv_raft::RemovalNotice> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.removal_notice()))
+            .and_then(Result::ok)
+    }
+
     /// This member's view of the cluster (`None` for a single-node store, or once closed):
     /// its id, the leader, the term, the commit and applied indexes.
     pub fn raft_status(&self) -> Option<batchkv_raft::NodeStatus> {
