@@ -984,9 +984,18 @@ impl<O: Send + 'static> Worker<O> {
             }
         }
         // A forwarded proposal never applied here within the request timeout: lost (the leader
-        // failed or dropped it) or still to come; either way its caller has given up.
+        // failed or dropped it) or still to come; either way its caller has given up. One
+        // forwarded in an older term, now that a new leader is known, is answered Ambiguous at
+        // once: it went to a leader that failed (lost, or in the new leader's log and applied
+        // later), and its caller (a group commit holding the next writes behind it) need not
+        // wait out the request timeout after a failover.
         let term = self.rn.raft.term;
+        let new_leader = self.leader().is_some();
         self.forwarded.retain(|_, f| {
+            if new_leader && f.term != term {
+                let _ = f.reply.send(Err(RaftError::Ambiguous));
+                return false;
+            }
             if ticks - f.since_tick > expire {
                 let _ = f.reply.send(Err(if f.term == term {
                     RaftError::Timeout
