@@ -300,6 +300,27 @@ fn etcdctl_adds_a_learner_and_promotes_it_once_caught_up() {
             .contains("Error: etcdserver: too many learner members in cluster"),
         "{second:?}"
     );
+    // A learner's URLs updated (to the same ones): still a learner.
+    let updated = cluster.member(2).ctl(
+        &[
+            "member",
+            "update",
+            &format!("{id:x}"),
+            &format!("--peer-urls={url}"),
+        ],
+        None,
+    );
+    assert!(
+        updated
+            .stdout
+            .starts_with(&format!("Member {id:>16x} updated in cluster ")),
+        "{updated:?}"
+    );
+    let list = members(cluster.member(1));
+    assert_eq!(
+        listed(&list, &url).map(|m| m["isLearner"].clone()),
+        Some(Value::Bool(true))
+    );
     // Not started: far behind the leader, promotion refused with etcd's text (asked of a
     // follower: forwarded to the leader, which alone knows how far the learner is).
     let leader = eventually("a leader", || cluster.leader());
