@@ -24,10 +24,22 @@
 //! even with one member (a 1-member cluster against the single node: run it with and without,
 //! etcd being the reference both times). `BATCHKV_BENCH_CLIENTS=64,256` replaces the client
 //! counts (of the quick run too); the filter may name several workloads (`put,get`).
+//!
+//! With more than one member, `server/failover` (issue 14) measures leader failover on both
+//! clusters: under a light write load (two writers per member, a put every 10 ms each, 500 ms
+//! per request), the leader (the member whose Maintenance Status names itself) is SIGKILLed;
+//! the figure is the time from the kill to the acknowledgement of the first put sent after it,
+//! by any member. Then the member is restarted and the cluster settles. Three rounds per
+//! system (one in the quick run), reported as min / median / max in `server.md`. Both run
+//! their defaults: 100 ms heartbeats and a 1,000 ms election timeout (etcd's
+//! `--heartbeat-interval` and `--election-timeout`; batchkv's `NodeConfig::new`: a 100 ms tick,
+//! 10 ticks to an election, a heartbeat every tick; both randomize the election timeout
+//! between one and two times it).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use batchkv_benches::rows::ServerRow;
@@ -78,7 +90,12 @@ fn main() {
             })
         })
         .collect();
-    if workloads.is_empty() {
+    let members = etcd_members();
+    let failover = members > 1
+        && filter
+            .as_deref()
+            .is_none_or(|f| f.split(',').any(|f| "server/failover".contains(f.trim())));
+    if workloads.is_empty() && !failover {
         return;
     }
     let mut plan = if common::quick() {
@@ -98,11 +115,10 @@ fn main() {
         plan.clients = clients;
     }
     let binary = batchkv_binary();
-    let members = etcd_members();
     // One member: the single-node server (no raft), unless asked for a 1-member cluster; more:
     // a batchkv cluster of as many members as etcd's, bootstrapped with etcd's flags.
     let as_cluster = std::env::var("BATCHKV_BENCH_BATCHKV_CLUSTER").is_ok_and(|v| v == "1");
-    let batchkv = if members > 1 || as_cluster {
+    let mut batchkv = if members > 1 || as_cluster {
         Served::Cluster(BatchkvCluster::start(&binary, members, &[]))
     } else {
         Served::One(BatchkvServer::start(&binary))
@@ -156,12 +172,40 @@ fn main() {
         }
         rows
     });
+    let mut md = if workloads.is_empty() {
+        String::new()
+    } else {
+        section(&rows, &plan, &binary, members)
+    };
+    let mut etcd = etcd;
+    if failover {
+        let rounds = if common::quick() { 1 } else { 3 };
+        let Served::Cluster(cluster) = &mut batchkv else {
+            unreachable!("more than one member is a cluster")
+        };
+        let endpoints = cluster.endpoints();
+        let b = failovers(&runtime, rounds, &endpoints, |i, kill| {
+            if kill {
+                cluster.member_mut(i).kill();
+            } else {
+                cluster.member_mut(i).restart();
+            }
+        });
+        let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| e.to_string()).collect();
+        let e = failovers(&runtime, rounds, &endpoints, |i, kill| {
+            if kill {
+                etcd.kill(i);
+            } else {
+                etcd.restart(i);
+            }
+        });
+        md.push_str(&failover_section(&b, &e, members));
+    }
+    drop(etcd);
     drop(runtime);
-    let md = section(&rows, &plan, &binary, members);
     print!("{md}");
     common::write_report("server.md", &md);
     common::write_rows(&rows);
-    drop(etcd);
     drop(batchkv);
 }
 
@@ -593,4 +637,164 @@ fn section(rows: &[ServerRow], plan: &Plan, binary: &std::path::Path, members: u
 
 fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "**not met**" }
+}
+
+/// Writers per member in the failover load, the pause between a writer's puts, and how long
+/// one put may take.
+const FAILOVER_WRITERS: usize = 2;
+const FAILOVER_PAUSE: Duration = Duration::from_millis(10);
+const FAILOVER_PUT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a round waits for a write after the kill.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(60);
+
+/// `rounds` leader failovers of the cluster at `endpoints`: `member(i, true)` SIGKILLs member
+/// `i`, `member(i, false)` restarts it (and waits until it is healthy). Each round's time from
+/// the kill to the first acknowledged write sent after it (`None`: none within the limit).
+fn failovers(
+    runtime: &tokio::runtime::Runtime,
+    rounds: usize,
+    endpoints: &[String],
+    mut member: impl FnMut(usize, bool),
+) -> Vec<Option<Duration>> {
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let leader = runtime.block_on(find_leader(endpoints));
+        let t = runtime.block_on(failover_once(endpoints, round, || member(leader, true)));
+        println!(
+            "server/failover: round {round}: leader {leader} killed; first write after {}",
+            t.map_or("none".to_owned(), |t| format!("{} ms", t.as_millis()))
+        );
+        times.push(t);
+        member(leader, false);
+    }
+    // The cluster settled (a leader again) before anything else runs on it.
+    runtime.block_on(find_leader(endpoints));
+    times
+}
+
+/// The index of the member whose Maintenance Status names itself leader (members that do not
+/// answer are skipped); polled for up to 60 s.
+async fn find_leader(endpoints: &[String]) -> usize {
+    let deadline = Instant::now() + FAILOVER_LIMIT;
+    let ask = Duration::from_millis(500);
+    loop {
+        for (i, e) in endpoints.iter().enumerate() {
+            let Ok(Ok(mut c)) =
+                tokio::time::timeout(ask, Client::connect([e.as_str()], None)).await
+            else {
+                continue;
+            };
+            let Ok(Ok(s)) = tokio::time::timeout(ask, c.status()).await else {
+                continue;
+            };
+            if s.header().is_some_and(|h| h.member_id() == s.leader()) {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader among {endpoints:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One failover: the light write load on every member, `kill` once it runs, then the time
+/// from the kill to the first put sent after it that a member acknowledged.
+async fn failover_once(
+    endpoints: &[String],
+    round: usize,
+    kill: impl FnOnce(),
+) -> Option<Duration> {
+    let killed: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let first: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (m, e) in endpoints.iter().enumerate() {
+        for w in 0..FAILOVER_WRITERS {
+            let client = Client::connect([e.as_str()], None)
+                .await
+                .unwrap_or_else(|err| panic!("connect to {e}: {err}"));
+            let (killed, first, stop) =
+                (Arc::clone(&killed), Arc::clone(&first), Arc::clone(&stop));
+            writers.push(tokio::spawn(async move {
+                let mut kv = client.kv_client();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("f/{round}/{m}/{w}/{n}");
+                    n += 1;
+                    let sent = Instant::now();
+                    let put = tokio::time::timeout(FAILOVER_PUT_TIMEOUT, kv.put(key, "v", None));
+                    let acked = matches!(put.await, Ok(Ok(_)));
+                    let at = Instant::now();
+                    let after_kill = killed.lock().expect("lock").is_some_and(|k| sent >= k);
+                    if acked && after_kill {
+                        let mut f = first.lock().expect("lock");
+                        if f.is_none_or(|f| at < f) {
+                            *f = Some(at);
+                        }
+                    }
+                    if !acked {
+                        // A refused connection answers at once: do not spin on it.
+                        tokio::time::sleep(FAILOVER_PAUSE).await;
+                    }
+                    tokio::time::sleep(FAILOVER_PAUSE).await;
+                }
+            }));
+        }
+    }
+    // The load runs a moment before the kill.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill();
+    let at = Instant::now();
+    *killed.lock().expect("lock") = Some(at);
+    let deadline = at + FAILOVER_LIMIT;
+    let outcome = loop {
+        if let Some(f) = *first.lock().expect("lock") {
+            break Some(f - at);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+    outcome
+}
+
+/// The failover section of the report.
+fn failover_section(b: &[Option<Duration>], e: &[Option<Duration>], members: usize) -> String {
+    let stats = |ts: &[Option<Duration>]| {
+        let ms: Vec<f64> = ts.iter().flatten().map(|t| t.as_secs_f64() * 1e3).collect();
+        let min = ms.iter().copied().fold(f64::NAN, f64::min);
+        let max = ms.iter().copied().fold(f64::NAN, f64::max);
+        let failed = ts.len() - ms.len();
+        format!(
+            "{min:.0} / {:.0} / {max:.0} | {} | {failed}",
+            common::median(&ms),
+            ms.iter()
+                .map(|m| format!("{m:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## Leader failover, {members}-member clusters (`server/failover`)\n\n\
+         Under a light write load ({FAILOVER_WRITERS} writers per member, a put every \
+         {} ms each, {} ms per request), the leader (found through Maintenance Status) is \
+         SIGKILLed; the time is from the kill to the acknowledgement of the first put sent after \
+         it, by any member; the member is restarted before the next round. Both with their \
+         defaults: 100 ms heartbeats, a 1,000 ms election timeout (randomized up to twice \
+         that).\n\n\
+         | server | ms min / median / max | rounds (ms) | no write within {} s |\n|---|---|---|---:|\n\
+         | batchkv | {} |\n| etcd | {} |\n",
+        FAILOVER_PAUSE.as_millis(),
+        FAILOVER_PUT_TIMEOUT.as_millis(),
+        FAILOVER_LIMIT.as_secs(),
+        stats(b),
+        stats(e),
+    );
+    md
 }

@@ -190,18 +190,25 @@ fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(mode) = compaction {
         builder = builder.auto_compaction(mode);
     }
+    let mut removal = None;
     if let Some(c) = &cluster {
-        builder = replicated(
+        let (b, slot) = replicated(
             builder,
             &args.data_dir,
             c,
             snapshot_settings(&args),
             runtime.handle(),
         )?;
+        builder = b;
+        removal = Some(slot);
     }
     let store = builder
         .open()
         .map_err(|e| format!("cannot open {}: {e}", args.data_dir.display()))?;
+    // The peers refusing this member's traffic as a removed member's stop it.
+    if let (Some(slot), Some(notice)) = (&removal, store.raft_removal_notice()) {
+        let _ = slot.set(notice);
+    }
     let _metrics: Vec<_> = metrics
         .iter()
         .map(|a| {
@@ -497,7 +504,7 @@ fn replicated(
     cluster: &ClusterFlags,
     (snapshot_entries, catch_up_entries): (u64, u64),
     runtime: &tokio::runtime::Handle,
-) -> Result<batchkv::StoreBuilder, String> {
+) -> Result<(batchkv::StoreBuilder, batchkv_server::peer::RemovalSlot), String> {
     let members = &cluster.members;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
@@ -525,7 +532,11 @@ fn replicated(
     node.forward_proposals = true;
     node.snapshot_entries = snapshot_entries;
     node.catch_up_entries = catch_up_entries;
-    Ok(builder.replicated(node, storage, std::sync::Arc::new(transport)))
+    let removal = transport.removal_slot();
+    Ok((
+        builder.replicated(node, storage, std::sync::Arc::new(transport)),
+        removal,
+    ))
 }
 
 /// Serves the peer service (raft messages in, `Peer.Member`, the lease requests forwarded to

@@ -300,6 +300,27 @@ fn etcdctl_adds_a_learner_and_promotes_it_once_caught_up() {
             .contains("Error: etcdserver: too many learner members in cluster"),
         "{second:?}"
     );
+    // A learner's URLs updated (to the same ones): still a learner.
+    let updated = cluster.member(2).ctl(
+        &[
+            "member",
+            "update",
+            &format!("{id:x}"),
+            &format!("--peer-urls={url}"),
+        ],
+        None,
+    );
+    assert!(
+        updated
+            .stdout
+            .starts_with(&format!("Member {id:>16x} updated in cluster ")),
+        "{updated:?}"
+    );
+    let list = members(cluster.member(1));
+    assert_eq!(
+        listed(&list, &url).map(|m| m["isLearner"].clone()),
+        Some(Value::Bool(true))
+    );
     // Not started: far behind the leader, promotion refused with etcd's text (asked of a
     // follower: forwarded to the leader, which alone knows how far the learner is).
     let leader = eventually("a leader", || cluster.leader());
@@ -347,4 +368,264 @@ fn etcdctl_adds_a_learner_and_promotes_it_once_caught_up() {
     cluster.member_mut(0).kill();
     put(cluster.member(n4), "with-three-of-four", "x");
     same_history(&cluster, &[1, 2, n4]);
+}
+
+/// A member added after the cluster started, then made its leader with `etcdctl move-leader`
+/// (Maintenance MoveLeader: raft's leadership transfer), is where the old members forward
+/// lease keep-alives and TimeToLive: their peer clients follow the live membership, not
+/// `--initial-cluster`. MoveLeader's refusals are etcd's.
+#[test]
+fn a_joined_member_made_leader_serves_the_forwarded_lease_requests() {
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    put(cluster.member(0), "pre", "v");
+    let url = format!("http://127.0.0.1:{}", batchkv_testkit::free_port());
+    let out = cluster.member(0).ctl(
+        &["member", "add", "n4", &format!("--peer-urls={url}")],
+        None,
+    );
+    let (id, vars) = parse_add(&out);
+    let n4 = cluster.join("n4", &url, var(&vars, "ETCD_INITIAL_CLUSTER"));
+    same_history(&cluster, &[0, 1, 2, n4]);
+
+    let all = format!("--endpoints={}", cluster.endpoints().join(","));
+    // Not a member: etcd's refusal.
+    let bad = cluster
+        .member(0)
+        .ctl(&[all.as_str(), "move-leader", "1234"], None);
+    assert!(
+        bad.stderr
+            .contains("Error: etcdserver: bad leader transferee"),
+        "{bad:?}"
+    );
+    let moved = eventually("leadership moved to n4", || {
+        let out = cluster
+            .member(0)
+            .ctl(&[all.as_str(), "move-leader", &format!("{id:x}")], None);
+        out.ok.then_some(out)
+    });
+    assert!(
+        moved.stdout.starts_with("Leadership transferred from ")
+            && moved.stdout.trim_end().ends_with(&format!(" to {id:x}")),
+        "{moved:?}"
+    );
+    eventually("n4 leads", || (cluster.leader() == Some(n4)).then_some(()));
+    // Already the leader: a transfer to itself succeeds at once (as etcd's does).
+    let again = cluster
+        .member(1)
+        .ctl(&[all.as_str(), "move-leader", &format!("{id:x}")], None);
+    assert!(again.ok, "{again:?}");
+
+    // A lease granted on an old member (forwarded as a proposal), kept alive and asked about on
+    // the old members: both forwarded to n4, the leader they were never told of at start.
+    let granted = cluster.member(1).ctl(&["lease", "grant", "60"], None);
+    assert!(granted.ok, "{granted:?}");
+    let lease = granted
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_owned();
+    for i in [0, 1, 2] {
+        let kept = cluster
+            .member(i)
+            .ctl(&["lease", "keep-alive", "--once", &lease], None);
+        assert!(kept.ok, "member {i}: {kept:?}");
+        assert!(
+            kept.stdout
+                .contains(&format!("lease {lease} keepalived with TTL(60)")),
+            "member {i}: {kept:?}"
+        );
+        let ttl = json(
+            &cluster
+                .member(i)
+                .ctl_json(&["lease", "timetolive", &lease], None),
+            "lease timetolive",
+        );
+        assert_eq!(ttl["granted-ttl"].as_i64(), Some(60), "member {i}: {ttl}");
+        assert!(
+            ttl["ttl"].as_i64().is_some_and(|t| t > 0),
+            "member {i}: {ttl}"
+        );
+    }
+    assert_eq!(cluster.leader(), Some(n4));
+}
+
+/// `etcdctl member update`: against a 3-member etcd 3.4 and a 3-member batchkv cluster, the
+/// same outputs and refusals (an unknown member, another member's URL); the new URLs listed by
+/// every member, and the cluster writing on.
+#[test]
+fn etcdctl_member_update_matches_etcd() {
+    let etcd = batchkv_testkit::Etcd::start_cluster(3);
+    let cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    put(cluster.member(0), "pre", "v");
+
+    // (id, first peer URL) of each member, as `member list` gives them.
+    let urls = |list: &[Value]| -> Vec<(u64, String)> {
+        list.iter()
+            .map(|m| {
+                (
+                    m["ID"].as_u64().expect("id"),
+                    m["peerURLs"][0].as_str().expect("a peer URL").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let etcd_members = urls(
+        json(
+            &etcd.ctl_json(&["member", "list"], None),
+            "etcd member list",
+        )["members"]
+            .as_array()
+            .expect("members"),
+    );
+    let ours = urls(&members(cluster.member(0)));
+    let run_both = |args: &[String]| {
+        let theirs = etcd.ctl(args, None);
+        let mine = cluster.member(1).ctl(args, None);
+        (theirs, mine)
+    };
+    // The id of the cluster, as `member update` prints it.
+    let strip_ids = |s: &str| -> String {
+        s.split_whitespace()
+            .filter(|w| u64::from_str_radix(w, 16).is_err())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    // An unknown member.
+    let args = |id: u64, urls: &str| {
+        vec![
+            "member".to_owned(),
+            "update".to_owned(),
+            format!("{id:x}"),
+            format!("--peer-urls={urls}"),
+        ]
+    };
+    let (theirs, mine) = run_both(&args(0x1234, "http://127.0.0.1:1"));
+    assert!(!theirs.ok && !mine.ok);
+    assert_eq!(theirs.code, mine.code);
+    assert!(
+        theirs
+            .stderr
+            .contains("Error: etcdserver: member not found"),
+        "{theirs:?}"
+    );
+    assert!(
+        mine.stderr.contains("Error: etcdserver: member not found"),
+        "{mine:?}"
+    );
+
+    // Another member's URL.
+    let theirs = etcd.ctl(&args(etcd_members[0].0, &etcd_members[1].1), None);
+    let mine = cluster.member(1).ctl(&args(ours[0].0, &ours[1].1), None);
+    assert!(!theirs.ok && !mine.ok);
+    assert_eq!(theirs.code, mine.code);
+    for out in [&theirs, &mine] {
+        assert!(
+            out.stderr
+                .contains("Error: etcdserver: Peer URLs already exists"),
+            "{out:?}"
+        );
+    }
+
+    // A second URL for member 0 (its first stays, so its traffic goes on).
+    let extra = |first: &str| format!("{first},http://127.0.0.1:{}", batchkv_testkit::free_port());
+    let etcd_new = extra(&etcd_members[0].1);
+    let our_new = extra(&ours[0].1);
+    let theirs = etcd.ctl(&args(etcd_members[0].0, &etcd_new), None);
+    let mine = cluster.member(1).ctl(&args(ours[0].0, &our_new), None);
+    assert!(theirs.ok, "{theirs:?}");
+    assert!(mine.ok, "{mine:?}");
+    assert_eq!(strip_ids(&theirs.stdout), strip_ids(&mine.stdout));
+    assert!(
+        mine.stdout
+            .starts_with(&format!("Member {:>16x} updated in cluster ", ours[0].0)),
+        "{mine:?}"
+    );
+    let want: Vec<String> = our_new.split(',').map(str::to_owned).collect();
+    for i in 0..3 {
+        eventually(&format!("member {i} lists the new URLs"), || {
+            let list = members(cluster.member(i));
+            let m = list.iter().find(|m| m["ID"].as_u64() == Some(ours[0].0))?;
+            (m["peerURLs"] == serde_json::json!(want)).then_some(())
+        });
+    }
+    let etcd_list = json(
+        &etcd.ctl_json(&["member", "list"], None),
+        "etcd member list",
+    )["members"]
+        .clone();
+    let updated = etcd_list
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|m| m["ID"].as_u64() == Some(etcd_members[0].0))
+        })
+        .cloned()
+        .expect("the updated etcd member");
+    assert_eq!(updated["peerURLs"].as_array().map(Vec::len), Some(2));
+    // The member's own URLs again: allowed (only another member's are refused).
+    let mine = cluster.member(2).ctl(&args(ours[0].0, &ours[0].1), None);
+    assert!(mine.ok, "{mine:?}");
+    for i in 0..3 {
+        put(cluster.member(i), &format!("after/{i}"), "w");
+    }
+    same_history(&cluster, &[0, 1, 2]);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `member`'s process.
+fn signal(member: &BatchkvServer, signal: &str) {
+    let pid = member.pid().expect("a running member");
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// A member frozen (SIGSTOP) while it is removed never applies its removal; resumed, it
+/// campaigns, the others refuse its traffic as a removed member's (etcd's peers answer it
+/// "removed"), and it stops with etcd's text. The others write on.
+#[test]
+fn a_member_cut_off_during_its_removal_is_told_and_stops() {
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    for i in 0..10 {
+        put(cluster.member(i % 3), &format!("pre/{i}"), "v");
+    }
+    let leader = eventually("a leader", || cluster.leader());
+    let victim = (0..3).find(|i| *i != leader).expect("a follower");
+    let victim_id = json(
+        &cluster
+            .member(victim)
+            .ctl_json(&["endpoint", "status"], None),
+        "status",
+    )[0]["Status"]["header"]["member_id"]
+        .as_u64()
+        .expect("member id");
+    signal(cluster.member(victim), "STOP");
+    let out = cluster
+        .member(leader)
+        .ctl(&["member", "remove", &format!("{victim_id:x}")], None);
+    assert!(out.ok, "{out:?}");
+    let rest: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    // Past the ticks the leader tells a removed member of its removal.
+    for i in 0..20 {
+        put(cluster.member(rest[i % 2]), &format!("during/{i:02}"), "w");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    signal(cluster.member(victim), "CONT");
+    eventually("the removed member stops", || {
+        cluster.member_mut(victim).try_exited().then_some(())
+    });
+    let log = cluster.member(victim).log_tail();
+    assert!(
+        log.contains("the member has been permanently removed from the cluster"),
+        "{log}"
+    );
+    for i in 0..10 {
+        put(cluster.member(rest[i % 2]), &format!("after/{i}"), "z");
+    }
+    same_history(&cluster, &rest);
+    assert_eq!(members(cluster.member(rest[0])).len(), 2);
 }

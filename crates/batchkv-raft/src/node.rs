@@ -113,6 +113,9 @@ pub struct Membership {
     pub records: BTreeMap<u64, Vec<u8>>,
     /// The index of the last configuration change applied (0: none since bootstrap).
     pub index: u64,
+    /// The members whose removal this node applied (kept for good: their traffic is refused,
+    /// and told so; a node caught up by a snapshot knows only the removals it applied).
+    pub removed: std::collections::BTreeSet<u64>,
 }
 
 impl NodeConfig {
@@ -134,6 +137,23 @@ impl NodeConfig {
             forward_proposals: false,
             initial_records: Vec::new(),
         }
+    }
+}
+
+/// Tells a node it was removed from the cluster ([`RaftNode::removal_notice`]).
+#[derive(Clone)]
+pub struct RemovalNotice(Arc<dyn Fn() + Send + Sync>);
+
+impl RemovalNotice {
+    /// The node stops, as after applying its own removal.
+    pub fn notify(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for RemovalNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemovalNotice")
     }
 }
 
@@ -180,6 +200,11 @@ enum Input<O> {
         reply: ConfReply,
     },
     Campaign,
+    Removed,
+    TransferLeader {
+        to: u64,
+        reply: Sender<Result<(), RaftError>>,
+    },
     Stop,
 }
 
@@ -253,6 +278,7 @@ impl<O: Send + 'static> RaftNode<O> {
             initial_voters: storage.initial_voters().to_vec(),
             records: storage.member_records().clone(),
             index: 0,
+            removed: storage.removed_members().clone(),
         }));
         transport.members_changed(&lock(&membership));
         let rn = RawNode::new(&rcfg, storage, &logger)?;
@@ -355,9 +381,35 @@ impl<O: Send + 'static> RaftNode<O> {
         }
     }
 
+    /// How the transport tells this node that the others refuse its traffic because it was
+    /// removed from the cluster (it may have been cut off when its removal committed, and never
+    /// applied it): the node then stops as it does after applying its own removal, with etcd's
+    /// text (`the member has been permanently removed from the cluster`).
+    pub fn removal_notice(&self) -> RemovalNotice {
+        let tx = self.tx.clone();
+        RemovalNotice(Arc::new(move || {
+            let _ = tx.send(Input::Removed);
+        }))
+    }
+
     /// Asks this node to start an election now.
     pub fn campaign(&self) {
         let _ = self.tx.send(Input::Campaign);
+    }
+
+    /// Asks this node, the leader, to hand its leadership to voter `to` (raft's leadership
+    /// transfer: the leader brings `to` up to date, then tells it to campaign at once; it
+    /// gives up after an election timeout). Returns once the transfer started: the caller
+    /// watches [`RaftNode::status`] for the new leader (etcd's MoveLeader does the same).
+    ///
+    /// # Errors
+    /// [`RaftError::NotLeader`] (this node is not the leader), [`RaftError::Stopped`].
+    pub fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::TransferLeader { to, reply })
+            .map_err(|_| RaftError::Stopped)?;
+        self.wait(&rx)
     }
 
     /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
@@ -614,6 +666,27 @@ impl<O: Send + 'static> Worker<O> {
             Input::Campaign => {
                 let _ = self.rn.campaign();
             }
+            Input::Removed => {
+                if self.removed_at.is_none() {
+                    tracing::warn!(
+                        node = self.config.id,
+                        "the member has been permanently removed from the cluster \
+                         (the other members refuse its messages)"
+                    );
+                    self.removed_at = Some(self.ticks);
+                }
+            }
+            Input::TransferLeader { to, reply } => {
+                let outcome = if self.rn.raft.state == StateRole::Leader {
+                    self.rn.transfer_leader(to);
+                    Ok(())
+                } else {
+                    Err(RaftError::NotLeader {
+                        leader: self.leader(),
+                    })
+                };
+                let _ = reply.send(outcome);
+            }
             Input::Stop => return false,
         }
         true
@@ -763,6 +836,7 @@ impl<O: Send + 'static> Worker<O> {
             m.voters = cs.voters;
             m.learners = cs.learners;
             m.records = self.rn.store().member_records().clone();
+            m.removed = self.rn.store().removed_members().clone();
             m.index = index;
             m.clone()
         };
@@ -910,9 +984,18 @@ impl<O: Send + 'static> Worker<O> {
             }
         }
         // A forwarded proposal never applied here within the request timeout: lost (the leader
-        // failed or dropped it) or still to come; either way its caller has given up.
+        // failed or dropped it) or still to come; either way its caller has given up. One
+        // forwarded in an older term, now that a new leader is known, is answered Ambiguous at
+        // once: it went to a leader that failed (lost, or in the new leader's log and applied
+        // later), and its caller (a group commit holding the next writes behind it) need not
+        // wait out the request timeout after a failover.
         let term = self.rn.raft.term;
+        let new_leader = self.leader().is_some();
         self.forwarded.retain(|_, f| {
+            if new_leader && f.term != term {
+                let _ = f.reply.send(Err(RaftError::Ambiguous));
+                return false;
+            }
             if ticks - f.since_tick > expire {
                 let _ = f.reply.send(Err(if f.term == term {
                     RaftError::Timeout
@@ -1045,6 +1128,7 @@ impl<O: Send + 'static> Worker<O> {
             m.voters = cs.voters;
             m.learners = cs.learners;
             m.records = self.rn.store().member_records().clone();
+            m.removed = self.rn.store().removed_members().clone();
             m.index = m.index.max(index);
             m.clone()
         };

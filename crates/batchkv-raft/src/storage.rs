@@ -42,6 +42,14 @@ fn member_key(id: u64) -> [u8; 9] {
     k
 }
 
+/// The key marking member `id` removed (kept for good: a removed member's traffic is refused).
+fn removed_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'x';
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// Marks snapshot data that carries the member records ahead of the state machine's bytes.
 const SNAP_ENVELOPE: &[u8; 8] = b"BKRSNAP1";
 
@@ -166,6 +174,8 @@ pub struct RaftStorage {
     initial_voters: Vec<u64>,
     /// Each member's record, by id.
     records: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// The members whose removal this storage applied.
+    removed: std::collections::BTreeSet<u64>,
 }
 
 impl std::fmt::Debug for RaftStorage {
@@ -258,6 +268,19 @@ impl RaftStorage {
         if let Some(v) = engine.get(cf, &member_key(u64::MAX))? {
             records.insert(u64::MAX, v);
         }
+        let mut removed = std::collections::BTreeSet::new();
+        engine.scan(
+            cf,
+            &KeyRange::between(removed_key(0), removed_key(u64::MAX)),
+            false,
+            |k, _| {
+                removed.insert(be_u64(&k[1..]).unwrap_or(0));
+                true
+            },
+        )?;
+        if engine.get(cf, &removed_key(u64::MAX))?.is_some() {
+            removed.insert(u64::MAX);
+        }
         Ok(RaftStorage {
             engine,
             cf,
@@ -268,6 +291,7 @@ impl RaftStorage {
             snapshot_meta,
             initial_voters,
             records,
+            removed,
         })
     }
 
@@ -329,6 +353,12 @@ impl RaftStorage {
     /// others' from the configuration change that added them), by id.
     pub fn member_records(&self) -> &std::collections::BTreeMap<u64, Vec<u8>> {
         &self.records
+    }
+
+    /// The members whose removal this storage applied (a member caught up by a snapshot knows
+    /// only the removals it applied itself).
+    pub fn removed_members(&self) -> &std::collections::BTreeSet<u64> {
+        &self.removed
     }
 
     /// The engine raft's state is stored in.
@@ -511,7 +541,10 @@ impl RaftStorage {
         match &record {
             RecordUpdate::Keep => {}
             RecordUpdate::Put(r) => batch.put(self.cf, &member_key(id), r)?,
-            RecordUpdate::Delete => batch.delete(self.cf, &member_key(id))?,
+            RecordUpdate::Delete => {
+                batch.delete(self.cf, &member_key(id))?;
+                batch.put(self.cf, &removed_key(id), &[])?;
+            }
         }
         batch.commit(WriteMode::SYNC)?;
         self.conf_state = cs;
@@ -522,6 +555,7 @@ impl RaftStorage {
             }
             RecordUpdate::Delete => {
                 self.records.remove(&id);
+                self.removed.insert(id);
             }
         }
         Ok(())

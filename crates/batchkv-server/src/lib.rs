@@ -449,26 +449,25 @@ impl Server {
             .cluster
             .as_ref()
             .map_or((MEMBER_ID, CLUSTER_ID), |c| (c.local_id, c.cluster_id));
-        let ctx = Arc::new(Ctx {
-            store: self.store.clone(),
-            member_id,
-            cluster_id,
-            cluster: self.config.cluster.clone(),
-            cluster_token: self.config.cluster_token.clone(),
-            members: std::sync::Mutex::default(),
-            name: self.config.name.clone(),
-            client_urls,
-            progress_notify_interval: self.config.progress_notify_interval,
-            quota: self.quota,
-            snapshot_dir: self.config.snapshot_dir.clone(),
-            fragment_bytes: self.config.max_request_bytes + GRPC_OVERHEAD_BYTES,
-            stopping,
-            peers: self
-                .config
-                .cluster
-                .as_ref()
-                .map(|c| peer::PeerClients::new(&c.peers(), service::PEER_CALL_TIMEOUT)),
-        });
+        let ctx =
+            Arc::new(Ctx {
+                store: self.store.clone(),
+                member_id,
+                cluster_id,
+                cluster: self.config.cluster.clone(),
+                cluster_token: self.config.cluster_token.clone(),
+                members: std::sync::Mutex::default(),
+                name: self.config.name.clone(),
+                client_urls,
+                progress_notify_interval: self.config.progress_notify_interval,
+                quota: self.quota,
+                snapshot_dir: self.config.snapshot_dir.clone(),
+                fragment_bytes: self.config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+                stopping,
+                peers: self.config.cluster.as_ref().map(|_| {
+                    peer::PeerClients::new(self.store.clone(), service::PEER_CALL_TIMEOUT)
+                }),
+            });
         let svc = service::Etcd::new(ctx);
         let max = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
         let mut grpc = tonic::service::Routes::builder();

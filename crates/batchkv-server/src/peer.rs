@@ -24,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use batchkv::Store;
-use batchkv_raft::{Mailbox, Membership, Transport};
+use batchkv_raft::{Mailbox, Membership, RemovalNotice, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -46,6 +46,21 @@ use crate::pb::batchkvpb::{
 /// raft's snapshots travel as one message (the state machine's bytes), so the limit is
 /// generous.
 pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
+
+/// What a member answers a removed member's raft traffic (FailedPrecondition), and what the
+/// removed member logs before it stops: etcd's text (its peer transport answers HTTP 410).
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// How often an open stream re-checks that its sender is still a member.
+const REMOVED_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether `status` is a member's refusal of a removed member's traffic ([`MEMBER_REMOVED`]).
+pub fn is_removed_refusal(status: &Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition && status.message() == MEMBER_REMOVED
+}
+
+/// Where a [`GrpcTransport`] finds its node's [`RemovalNotice`] (set once the node runs).
+pub type RemovalSlot = Arc<std::sync::OnceLock<RemovalNotice>>;
 
 /// A message above this many bytes is sent in chunks of this size (frames with `more` set but
 /// the last), so no gRPC message is large whatever the snapshot's size.
@@ -115,6 +130,17 @@ impl PeerService {
         self
     }
 
+    /// Whether member `from` was removed from the cluster (this member applied its removal,
+    /// and it is not a member again).
+    fn removed(&self, from: u64) -> bool {
+        let Some((store, _)) = &self.cluster else {
+            return false;
+        };
+        store.membership().is_some_and(|m| {
+            m.removed.contains(&from) && !m.voters.contains(&from) && !m.learners.contains(&from)
+        })
+    }
+
     /// The store, if this member is the leader; else the error the forwarding member retries on.
     fn leader_store(&self) -> Result<&Store, Status> {
         let store = self
@@ -165,6 +191,8 @@ impl Peer for PeerService {
         tokio::pin!(stopping);
         // The chunks of a large message so far (frames with `more`).
         let mut partial: Vec<u8> = Vec::new();
+        // When the sender was last found to be a member (None: not yet).
+        let mut checked: Option<Instant> = None;
         loop {
             let frame = tokio::select! {
                 frame = frames.message() => frame?,
@@ -173,6 +201,15 @@ impl Peer for PeerService {
             let Some(frame) = frame else {
                 return Ok(Response::new(SendResponse {}));
             };
+            // A removed member's traffic is refused, and it is told why (etcd's peers answer it
+            // "removed"): it may have been cut off when its removal committed.
+            if checked.is_none_or(|t| t.elapsed() >= REMOVED_CHECK) {
+                if self.removed(frame.from) {
+                    tracing::warn!(member = %format!("{:x}", frame.from), "refused the traffic of a removed member");
+                    return Err(Status::failed_precondition(MEMBER_REMOVED));
+                }
+                checked = Some(Instant::now());
+            }
             if frame.to != self.id {
                 return Err(Status::invalid_argument(format!(
                     "raft frame from member {:x} is for member {:x}, this is member {:x}",
@@ -313,41 +350,64 @@ pub async fn ask_members(url: &str, timeout: Duration) -> Result<MembersResponse
     .await
 }
 
+/// Member `id`'s peer URL in `membership`: the first of its record's (etcd's member JSON)
+/// peer URLs. `None` for a member not in it (never added, or removed) or without a record.
+/// The one lookup the transport ([`Transport::members_changed`]) and [`PeerClients`] share.
+pub fn peer_url(membership: &Membership, id: u64) -> Option<String> {
+    if !membership.voters.contains(&id) && !membership.learners.contains(&id) {
+        return None;
+    }
+    membership
+        .records
+        .get(&id)
+        .and_then(|r| MemberRecord::from_bytes(r))
+        .and_then(|r| r.peer_urls.into_iter().next())
+}
+
 /// Clients of the other members' peer services, for the requests a member forwards to the
-/// leader (lease keep-alives and TimeToLive): one lazily connected channel per member.
+/// leader (lease keep-alives and TimeToLive): a member's URL is looked up in the live
+/// membership (raft's member records, as this member applied them) at each call, so a
+/// member added later is reached, a removed one is not, and an updated URL is followed; one
+/// lazily connected channel per member and URL.
 #[derive(Debug)]
 pub struct PeerClients {
-    urls: HashMap<u64, String>,
-    channels: std::sync::Mutex<HashMap<u64, Channel>>,
+    store: Store,
+    channels: std::sync::Mutex<HashMap<u64, (String, Channel)>>,
     timeout: Duration,
 }
 
 impl PeerClients {
-    /// Clients of `peers` (member id, peer URL), each call bounded by `timeout`.
-    pub fn new(peers: &[(u64, String)], timeout: Duration) -> PeerClients {
+    /// Clients of the members of `store`'s cluster, each call bounded by `timeout`.
+    pub fn new(store: Store, timeout: Duration) -> PeerClients {
         PeerClients {
-            urls: peers.iter().cloned().collect(),
+            store,
             channels: std::sync::Mutex::default(),
             timeout,
         }
     }
 
     fn client(&self, to: u64) -> Result<PeerClient<Channel>, Status> {
+        let membership = self
+            .store
+            .membership()
+            .ok_or_else(|| Status::unavailable(crate::error::STOPPED))?;
+        let url = peer_url(&membership, to)
+            .ok_or_else(|| Status::unavailable(format!("member {to:x} is not a known peer")))?;
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = channels.get(&to) {
+        if let Some((known, c)) = channels.get(&to)
+            && *known == url
+        {
             return Ok(PeerClient::new(c.clone()));
         }
-        let url = self
-            .urls
-            .get(&to)
-            .ok_or_else(|| Status::unavailable(format!("member {to:x} is not a known peer")))?;
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|e| Status::invalid_argument(format!("{url}: {e}")))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        channels.insert(to, channel.clone());
+        // Channels of members no longer in the membership go with this one's change.
+        channels.retain(|id, _| peer_url(&membership, *id).is_some());
+        channels.insert(to, (url, channel.clone()));
         Ok(PeerClient::new(channel))
     }
 
@@ -482,6 +542,7 @@ struct LinkStats {
 
 #[derive(Debug)]
 struct Link {
+    url: String,
     queue: mpsc::Sender<Vec<u8>>,
     stats: Arc<LinkStats>,
 }
@@ -496,6 +557,7 @@ struct Link {
 #[derive(Debug)]
 pub struct GrpcTransport {
     links: RwLock<HashMap<u64, Link>>,
+    removal: RemovalSlot,
     unknown: AtomicU64,
     from: u64,
     runtime: tokio::runtime::Handle,
@@ -516,6 +578,7 @@ impl GrpcTransport {
     ) -> Result<GrpcTransport, tonic::transport::Error> {
         let transport = GrpcTransport {
             links: RwLock::new(HashMap::new()),
+            removal: RemovalSlot::default(),
             unknown: AtomicU64::new(0),
             from,
             runtime: runtime.clone(),
@@ -531,12 +594,13 @@ impl GrpcTransport {
         self.links.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts sending to member `to` at `url` (nothing if it has a link already).
+    /// Starts sending to member `to` at `url` (nothing if it has a link to that URL already;
+    /// a link to another URL is replaced: the member's URL was updated).
     ///
     /// # Errors
     /// A URL that is not a valid URI.
     pub fn add_peer(&self, to: u64, url: &str) -> Result<(), tonic::transport::Error> {
-        if to == self.from || self.links().contains_key(&to) {
+        if to == self.from || self.links().get(&to).is_some_and(|l| l.url == url) {
             return Ok(());
         }
         let config = &self.config;
@@ -555,12 +619,26 @@ impl GrpcTransport {
             rx,
             config.clone(),
             Arc::clone(&stats),
+            Arc::clone(&self.removal),
         ));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(to, Link { queue, stats });
+            .insert(
+                to,
+                Link {
+                    url: url.to_owned(),
+                    queue,
+                    stats,
+                },
+            );
         Ok(())
+    }
+
+    /// Where to put the node's [`RemovalNotice`] once it runs: a peer refusing this member's
+    /// traffic as a removed member's ([`is_removed_refusal`]) notifies it, and the node stops.
+    pub fn removal_slot(&self) -> RemovalSlot {
+        Arc::clone(&self.removal)
     }
 
     /// Messages dropped so far: queue full, queued for a stream that broke, or no such peer.
@@ -603,17 +681,13 @@ impl Transport for GrpcTransport {
         }
     }
 
-    /// A member added (its record, etcd's member JSON, names its peer URLs) gets a link.
-    /// Links are never dropped here: a member joining replays old configurations before it
-    /// reaches the current one, and raft sends nothing to a member no longer in it.
+    /// A member added (its record, etcd's member JSON, names its peer URLs) gets a link; a
+    /// member whose URL changed (MemberUpdate) gets a new one. Links are never dropped here: a
+    /// member joining replays old configurations before it reaches the current one, and raft
+    /// sends nothing to a member no longer in it.
     fn members_changed(&self, membership: &Membership) {
         for id in membership.voters.iter().chain(&membership.learners) {
-            let Some(url) = membership
-                .records
-                .get(id)
-                .and_then(|r| MemberRecord::from_bytes(r))
-                .and_then(|r| r.peer_urls.into_iter().next())
-            else {
+            let Some(url) = peer_url(membership, *id) else {
                 continue;
             };
             if let Err(e) = self.add_peer(*id, &url) {
@@ -632,6 +706,7 @@ async fn drive(
     mut queue: mpsc::Receiver<Vec<u8>>,
     config: TransportConfig,
     stats: Arc<LinkStats>,
+    removal: RemovalSlot,
 ) {
     let channel = endpoint.connect_lazy();
     let mut backoff = config.min_backoff;
@@ -674,6 +749,16 @@ async fn drive(
         };
         call.abort();
         match outcome {
+            Some(Ok(Err(status))) if is_removed_refusal(&status) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "{MEMBER_REMOVED}: the member refuses this member's messages"
+                );
+                if let Some(notice) = removal.get() {
+                    notice.notify();
+                }
+            }
             Some(Ok(Err(status))) => {
                 tracing::debug!(from, to, %status, "raft peer stream broke");
             }

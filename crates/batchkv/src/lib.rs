@@ -84,7 +84,7 @@ pub use batchkv_metrics::{
 // returns.
 pub use batchkv_raft::{
     ConfChangeKind, LocalNetwork, Mailbox, Membership, NodeConfig, NodeStatus, RaftError,
-    RaftStorage, Transport,
+    RaftStorage, RemovalNotice, Transport,
 };
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};

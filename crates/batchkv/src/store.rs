@@ -1149,6 +1149,15 @@ impl Store {
             .and_then(Result::ok)
     }
 
+    /// How the transport tells this member the others refuse its traffic because it was
+    /// removed (`RaftNode::removal_notice`; `None` for a single-node store).
+    pub fn raft_removal_notice(&self) -> Option<batchkv_raft::RemovalNotice> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.removal_notice()))
+            .and_then(Result::ok)
+    }
+
     /// This member's view of the cluster (`None` for a single-node store, or once closed):
     /// its id, the leader, the term, the commit and applied indexes.
     pub fn raft_status(&self) -> Option<batchkv_raft::NodeStatus> {
@@ -1233,6 +1242,27 @@ impl Store {
         let mut out = None;
         let ran = self.inner.core.with_raft(|n| {
             out = Some(n.propose_conf_change(kind, node, context));
+            Ok(())
+        });
+        match (ran, out) {
+            (_, Some(r)) => r,
+            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
+            (None, _) => Err(batchkv_raft::RaftError::Raft(
+                "the store is not replicated".into(),
+            )),
+        }
+    }
+
+    /// Asks this member, the leader, to hand its leadership to voter `to`
+    /// (`RaftNode::transfer_leader`); returns once the transfer started (watch
+    /// [`Store::raft_status`] for the new leader).
+    ///
+    /// # Errors
+    /// `NotLeader`, `Stopped`; `Raft` when the store is not replicated.
+    pub fn transfer_leader(&self, to: u64) -> std::result::Result<(), batchkv_raft::RaftError> {
+        let mut out = None;
+        let ran = self.inner.core.with_raft(|n| {
+            out = Some(n.transfer_leader(to));
             Ok(())
         });
         match (ran, out) {

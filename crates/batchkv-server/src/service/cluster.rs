@@ -1,4 +1,4 @@
-//! Cluster: MemberList, MemberAdd, MemberRemove, MemberPromote (MemberUpdate is not served).
+//! Cluster: MemberList, MemberAdd, MemberRemove, MemberUpdate, MemberPromote.
 //!
 //! One node: MemberList names this server; the changes are not served. Replicated: the
 //! members are raft's configuration as this member applied it (voters and learners, each
@@ -6,7 +6,11 @@
 //! client URLs are asked of it over the peer service (`Peer.Member`) and kept once known, so
 //! a member that has not started yet is listed without them, as etcd lists a member that has
 //! not published its attributes. Changes go through raft's configuration changes
-//! (`Store::propose_conf_change`), with etcd's checks and texts (`rpctypes`).
+//! (`Store::propose_conf_change`), with etcd's checks and texts (`rpctypes`). raft-rs has no
+//! `UpdateNode` change type (etcd's MemberUpdate is a `ConfChangeUpdateNode`): MemberUpdate
+//! proposes the member's current role again (`AddNode` for a voter, `AddLearnerNode` for a
+//! learner), which raft applies as no change to the configuration, with the new record as its
+//! context; every member applies it to its member records and its transport.
 
 use std::time::Duration;
 
@@ -263,9 +267,46 @@ impl Cluster for Etcd {
 
     async fn member_update(
         &self,
-        _request: Request<pb::MemberUpdateRequest>,
+        request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(unserved("Cluster/MemberUpdate"))
+        let m = self.membership("Cluster/MemberUpdate")?;
+        let req = request.into_inner();
+        let is_learner = m.learners.contains(&req.id);
+        if !is_learner && !m.voters.contains(&req.id) {
+            return Err(Status::not_found(MEMBER_NOT_FOUND));
+        }
+        if req.peer_ur_ls.is_empty() || !req.peer_ur_ls.iter().all(|u| valid_peer_url(u)) {
+            return Err(Status::invalid_argument(BAD_URLS));
+        }
+        // Another member's URLs (the member's own may stay).
+        let taken = m
+            .records
+            .iter()
+            .filter(|(id, _)| **id != req.id)
+            .filter_map(|(_, r)| MemberRecord::from_bytes(r));
+        for r in taken {
+            if r.peer_urls.iter().any(|u| req.peer_ur_ls.contains(u)) {
+                return Err(Status::failed_precondition(PEER_URL_EXISTS));
+            }
+        }
+        let mut record = m
+            .records
+            .get(&req.id)
+            .and_then(|r| MemberRecord::from_bytes(r))
+            .unwrap_or_default();
+        record.id = req.id;
+        record.peer_urls = req.peer_ur_ls;
+        record.is_learner = is_learner;
+        let kind = if is_learner {
+            ConfChangeKind::AddLearner
+        } else {
+            ConfChangeKind::AddVoter
+        };
+        let after = self.change(kind, req.id, record.to_bytes()).await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.ctx.header(0),
+            members: self.members(&after),
+        }))
     }
 
     async fn member_list(
@@ -317,11 +358,7 @@ impl Cluster for Etcd {
             Err(RaftError::NotLeader {
                 leader: Some(leader),
             }) => {
-                let url = m
-                    .records
-                    .get(&leader)
-                    .and_then(|r| MemberRecord::from_bytes(r))
-                    .and_then(|r| r.peer_urls.into_iter().next())
+                let url = crate::peer::peer_url(&m, leader)
                     .ok_or_else(|| Status::unavailable("etcdserver: not leader"))?;
                 crate::peer::ask_promote(&url, id, PROMOTE_TIMEOUT).await?;
                 self.await_voter(id).await?

@@ -1,8 +1,10 @@
-//! Maintenance: Status, Hash, HashKV, Snapshot, Defragment, Alarm. MoveLeader is not served.
+//! Maintenance: Status, Hash, HashKV, Snapshot, Defragment, Alarm, MoveLeader (raft's
+//! leadership transfer, etcd's checks and texts).
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use batchkv::Store;
 use sha2::{Digest, Sha256};
@@ -12,9 +14,17 @@ use tonic::{Request, Response, Status};
 
 use super::{Etcd, store};
 use crate::blocking;
-use crate::error::{bad_enum, status, unserved};
+use crate::error::{bad_enum, status};
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use crate::{Ctx, ETCD_VERSION};
+
+/// etcd's `rpctypes` errors of MoveLeader.
+const NOT_LEADER: &str = "etcdserver: not leader";
+const BAD_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+const TRANSFER_TIMED_OUT: &str = "etcdserver: request timed out, leader transfer took too long";
+/// How long MoveLeader waits for the new leader (etcd waits for the request's deadline;
+/// etcdctl's default command timeout is 5 s).
+const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes per Snapshot message (etcd sends 32 KiB).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -167,11 +177,52 @@ impl Maintenance for Etcd {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    /// etcd's MoveLeader: asked of the leader only (`etcdserver: not leader`,
+    /// FailedPrecondition), to a voter (`etcdserver: bad leader transferee`); raft's
+    /// leadership transfer, then a wait (a tick at a time) until this member sees the
+    /// transferee lead, or etcd's leader-transfer timeout. etcd answers without a header.
     async fn move_leader(
         &self,
-        _request: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(unserved("Maintenance/MoveLeader"))
+        let target = request.into_inner().target_id;
+        let Some(status) = self.ctx.store.raft_status() else {
+            // One member: it is the leader, and the only voter.
+            if target != self.ctx.member_id {
+                return Err(Status::failed_precondition(BAD_TRANSFEREE));
+            }
+            return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
+        };
+        if !status.is_leader {
+            return Err(Status::failed_precondition(NOT_LEADER));
+        }
+        let m = self
+            .ctx
+            .store
+            .membership()
+            .ok_or_else(|| Status::unavailable(crate::error::STOPPED))?;
+        if !m.voters.contains(&target) {
+            return Err(Status::failed_precondition(BAD_TRANSFEREE));
+        }
+        blocking::run(&self.ctx.store, move |s| s.transfer_leader(target))
+            .await?
+            .map_err(|e| match e {
+                batchkv::RaftError::NotLeader { .. } => Status::failed_precondition(NOT_LEADER),
+                other => crate::service::conf_status(other),
+            })?;
+        let deadline = tokio::time::Instant::now() + LEADER_TRANSFER_TIMEOUT;
+        loop {
+            match self.ctx.store.raft_status() {
+                Some(s) if s.leader == Some(target) => break,
+                None => return Err(Status::unavailable(crate::error::STOPPED)),
+                Some(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable(TRANSFER_TIMED_OUT));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Response::new(pb::MoveLeaderResponse { header: None }))
     }
 }
 
