@@ -91,6 +91,8 @@ mod transport;
 pub use raft;
 
 pub use crate::error::RaftError;
-pub use crate::node::{ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, StateMachine};
+pub use crate::node::{
+    ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, ReadIndexFuture, StateMachine,
+};
 pub use crate::storage::{RAFT_CF, RaftStorage};
 pub use crate::transport::{LocalNetwork, Mailbox, Transport};
