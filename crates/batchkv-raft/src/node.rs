@@ -733,9 +733,14 @@ impl<O: Send + 'static> Worker<O> {
                 reply,
                 since_tick: self.ticks,
             }),
-            // Answered by `answer_reads` after this turn's Ready.
+            // Applied already (the gate was read mid-Ready): answered now; else by
+            // `answer_reads` once applied.
             Input::WaitApplied { index, reply } => {
-                self.read_waits.push((index, reply, self.ticks));
+                if index <= self.applied {
+                    reply.send(Ok(index));
+                } else {
+                    self.read_waits.push((index, reply, self.ticks));
+                }
             }
             Input::ConfChange {
                 kind,
@@ -1141,6 +1146,8 @@ impl<O: Send + 'static> Worker<O> {
         if !self.rn.has_ready() {
             self.check_leadership();
             self.update_gate();
+            // Reads queued with an index this node applied in an earlier turn.
+            self.answer_reads();
             return Ok(());
         }
         // raft may have stepped down or advanced its commit index while taking input.
