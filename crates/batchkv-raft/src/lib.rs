@@ -92,7 +92,8 @@ pub use raft;
 
 pub use crate::error::RaftError;
 pub use crate::node::{
-    ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, RemovalNotice, StateMachine,
+    ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, ReadIndexFuture, RemovalNotice,
+    StateMachine,
 };
 pub use crate::storage::{RAFT_CF, RaftStorage};
 pub use crate::transport::{LocalNetwork, Mailbox, Transport};

@@ -180,7 +180,69 @@ pub struct NodeStatus {
     pub removed: bool,
 }
 
-type Reply = Sender<Result<u64, RaftError>>;
+/// Where a read's answer goes: a blocked caller's channel, or an awaited future's.
+enum Reply {
+    Blocking(Sender<Result<u64, RaftError>>),
+    Async(futures_channel::oneshot::Sender<Result<u64, RaftError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<u64, RaftError>) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// What the node thread publishes for reads that need no ReadIndex round: while this node is
+/// the leader, the only voter, and has committed an entry in its term, no other node can
+/// commit anything, so its commit index is a linearizable read point (raft-rs answers such a
+/// leader's ReadIndex with it at once; this skips the trip through the node thread).
+/// Published under its lock before any message carrying a new commit index leaves the node
+/// thread, and after every configuration change it applies.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReadGate {
+    /// Leader, sole voter (learners do not vote), committed in its term.
+    solo: bool,
+    commit: u64,
+    applied: u64,
+}
+
+/// A future answering [`RaftNode::read_index_async`].
+#[must_use = "a read index future does nothing unless awaited"]
+#[derive(Debug)]
+pub struct ReadIndexFuture {
+    state: ReadIndexState,
+}
+
+#[derive(Debug)]
+enum ReadIndexState {
+    Ready(Option<Result<u64, RaftError>>),
+    Waiting(futures_channel::oneshot::Receiver<Result<u64, RaftError>>),
+}
+
+impl std::future::Future for ReadIndexFuture {
+    type Output = Result<u64, RaftError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.state {
+            ReadIndexState::Ready(r) => {
+                std::task::Poll::Ready(r.take().unwrap_or(Err(RaftError::Stopped)))
+            }
+            ReadIndexState::Waiting(rx) => std::pin::Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(RaftError::Stopped))),
+        }
+    }
+}
 /// A proposal's answer: its index and, if the state machine applied it here, the output.
 type ProposeReply<O> = Sender<Result<(u64, Option<O>), RaftError>>;
 
@@ -191,6 +253,11 @@ enum Input<O> {
         reply: ProposeReply<O>,
     },
     ReadIndex {
+        reply: Reply,
+    },
+    /// A read whose read index is known (a sole voter's commit index): answered once applied.
+    WaitApplied {
+        index: u64,
         reply: Reply,
     },
     ConfChange {
@@ -222,6 +289,7 @@ pub struct RaftNode<O: Send + 'static = ()> {
     tx: Sender<Input<O>>,
     status: Arc<Mutex<NodeStatus>>,
     membership: Arc<Mutex<Membership>>,
+    gate: Arc<Mutex<ReadGate>>,
     request_timeout: Duration,
     thread: Option<JoinHandle<()>>,
 }
@@ -287,8 +355,10 @@ impl<O: Send + 'static> RaftNode<O> {
             id: config.id,
             ..NodeStatus::default()
         }));
+        let gate = Arc::new(Mutex::new(ReadGate::default()));
         let worker = Worker {
             rn,
+            gate: Arc::clone(&gate),
             sm,
             transport,
             rx,
@@ -321,6 +391,7 @@ impl<O: Send + 'static> RaftNode<O> {
             tx,
             status,
             membership,
+            gate,
             request_timeout: config.request_timeout,
             thread: Some(thread),
         })
@@ -440,16 +511,70 @@ impl<O: Send + 'static> RaftNode<O> {
 
     /// A linearizable read point: the leader's commit index confirmed by a quorum (raft's
     /// ReadIndex), returned once this node has applied up to it, so a local read afterwards sees
-    /// every write acknowledged before the call.
+    /// every write acknowledged before the call. A leader that is the only voter answers
+    /// without a round: its commit index (see [`RaftNode::local_read_index`]).
     ///
     /// # Errors
     /// [`RaftError::Timeout`] (no leader or no quorum), [`RaftError::Stopped`].
     pub fn read_index(&self) -> Result<u64, RaftError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
-        self.tx
-            .send(Input::ReadIndex { reply })
-            .map_err(|_| RaftError::Stopped)?;
+        let input = match self.solo_read() {
+            Some(Ok(index)) => return Ok(index),
+            Some(Err(index)) => Input::WaitApplied {
+                index,
+                reply: Reply::Blocking(reply),
+            },
+            None => Input::ReadIndex {
+                reply: Reply::Blocking(reply),
+            },
+        };
+        self.tx.send(input).map_err(|_| RaftError::Stopped)?;
         self.wait(&rx)
+    }
+
+    /// [`RaftNode::read_index`] without blocking: the request is queued now (or answered at
+    /// once by a sole voter that has applied its commit index) and the future answers it. Past
+    /// the request timeout the node answers [`RaftError::Timeout`]; dropping the future drops
+    /// the read.
+    pub fn read_index_async(&self) -> ReadIndexFuture {
+        let ready = |r| ReadIndexFuture {
+            state: ReadIndexState::Ready(Some(r)),
+        };
+        let (reply, rx) = futures_channel::oneshot::channel();
+        let input = match self.solo_read() {
+            Some(Ok(index)) => return ready(Ok(index)),
+            Some(Err(index)) => Input::WaitApplied {
+                index,
+                reply: Reply::Async(reply),
+            },
+            None => Input::ReadIndex {
+                reply: Reply::Async(reply),
+            },
+        };
+        if self.tx.send(input).is_err() {
+            return ready(Err(RaftError::Stopped));
+        }
+        ReadIndexFuture {
+            state: ReadIndexState::Waiting(rx),
+        }
+    }
+
+    /// A linearizable read point without the node thread, if this node is the leader and the
+    /// configuration's only voter (a 1-member cluster, learners or not), has committed an entry
+    /// in its term, and has applied everything committed: its commit index. No other node can
+    /// then commit anything, so no ReadIndex round is needed (raft-rs answers such a leader's
+    /// ReadIndex with its commit index at once too). `None` otherwise (use
+    /// [`RaftNode::read_index`]).
+    pub fn local_read_index(&self) -> Option<u64> {
+        self.solo_read().and_then(Result::ok)
+    }
+
+    /// For a sole voter: `Ok(commit)` when applied up to it, `Err(commit)` when the read must
+    /// wait for it to be applied. `None`: not a sole voter (or not known to be now).
+    fn solo_read(&self) -> Option<Result<u64, u64>> {
+        let g = *lock(&self.gate);
+        g.solo
+            .then(|| (g.applied >= g.commit).then_some(g.commit).ok_or(g.commit))
     }
 
     fn wait<T>(&self, rx: &Receiver<Result<T, RaftError>>) -> Result<T, RaftError> {
@@ -539,6 +664,8 @@ fn parse_proposal_context(ctx: &[u8]) -> Option<(u64, u64)> {
 
 struct Worker<O> {
     rn: RawNode<RaftStorage>,
+    /// The sole voter's read point, published for `RaftNode::read_index`.
+    gate: Arc<Mutex<ReadGate>>,
     sm: Box<dyn StateMachine<Output = O>>,
     transport: Arc<dyn Transport>,
     rx: Receiver<Input<O>>,
@@ -549,8 +676,8 @@ struct Worker<O> {
     read_queue: Vec<PendingRead>,
     /// The ReadIndex round in flight (at most one; etcd's read loop).
     read_round: Option<ReadRound>,
-    /// Reads with a read index, waiting for `applied` to reach it.
-    read_waits: Vec<(u64, Reply)>,
+    /// Reads with a read index, waiting for `applied` to reach it: (index, reply, since tick).
+    read_waits: Vec<(u64, Reply, u64)>,
     next_read: u64,
     /// Proposals forwarded to the leader, by proposal counter.
     forwarded: HashMap<u64, Forwarded<O>>,
@@ -632,6 +759,7 @@ impl<O: Send + 'static> Worker<O> {
             }
             self.publish();
         }
+        *lock(&self.gate) = ReadGate::default();
         self.fail_all(|| RaftError::Stopped);
         let mut s = lock(&self.status);
         s.is_leader = false;
@@ -657,6 +785,15 @@ impl<O: Send + 'static> Worker<O> {
                 reply,
                 since_tick: self.ticks,
             }),
+            // Applied already (the gate was read mid-Ready): answered now; else by
+            // `answer_reads` once applied.
+            Input::WaitApplied { index, reply } => {
+                if index <= self.applied {
+                    reply.send(Ok(index));
+                } else {
+                    self.read_waits.push((index, reply, self.ticks));
+                }
+            }
             Input::ConfChange {
                 kind,
                 node,
@@ -823,6 +960,8 @@ impl<O: Send + 'static> Worker<O> {
                 return Ok(());
             }
         };
+        // No longer (or newly) the sole voter: reads see it before anything else happens.
+        self.update_gate();
         let record = match cc.get_change_type() {
             ConfChangeType::RemoveNode => RecordUpdate::Delete,
             _ if cc.context.is_empty() => RecordUpdate::Keep,
@@ -963,16 +1102,18 @@ impl<O: Send + 'static> Worker<O> {
             as u64
             + 1;
         let ticks = self.ticks;
-        let expired = |r: &PendingRead| {
-            let old = ticks - r.since_tick > expire;
-            if old {
-                let _ = r.reply.send(Err(RaftError::Timeout));
+        let keep = |reads: Vec<PendingRead>| -> Vec<PendingRead> {
+            let (old, live): (Vec<_>, Vec<_>) = reads
+                .into_iter()
+                .partition(|r| ticks - r.since_tick > expire);
+            for r in old {
+                r.reply.send(Err(RaftError::Timeout));
             }
-            !old
+            live
         };
-        self.read_queue.retain(expired);
+        self.read_queue = keep(std::mem::take(&mut self.read_queue));
         if let Some(mut round) = self.read_round.take() {
-            round.readers.retain(expired);
+            round.readers = keep(round.readers);
             if round.readers.is_empty() {
                 // Nobody waits for it any more: the queue starts the next round.
             } else if ticks - round.issued >= again {
@@ -981,6 +1122,17 @@ impl<O: Send + 'static> Worker<O> {
                 self.ask_read_index(readers);
             } else {
                 self.read_round = Some(round);
+            }
+        }
+        // A read whose index this node has not applied within the request timeout (a member
+        // far behind): its caller has given up.
+        if !self.read_waits.is_empty() {
+            let (old, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.read_waits)
+                .into_iter()
+                .partition(|(_, _, since)| ticks - since > expire);
+            self.read_waits = live;
+            for (_, reply, _) in old {
+                reply.send(Err(RaftError::Timeout));
             }
         }
         // A forwarded proposal never applied here within the request timeout: lost (the leader
@@ -1057,6 +1209,12 @@ impl<O: Send + 'static> Worker<O> {
     }
 
     fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        // A message may carry a new commit index (to a learner, which may apply and answer a
+        // write with it): the sole voter's read point covers it first.
+        self.update_gate();
         for m in msgs {
             match encode(&m) {
                 Ok(bytes) => self.transport.send(m.to, bytes),
@@ -1070,8 +1228,13 @@ impl<O: Send + 'static> Worker<O> {
     fn on_ready(&mut self) -> Result<(), RaftError> {
         if !self.rn.has_ready() {
             self.check_leadership();
+            self.update_gate();
+            // Reads queued with an index this node applied in an earlier turn.
+            self.answer_reads();
             return Ok(());
         }
+        // raft may have stepped down or advanced its commit index while taking input.
+        self.update_gate();
         let mut ready = self.rn.ready();
 
         // A leader's messages may go before its own append is durable (raft's thesis, 10.2.1).
@@ -1110,11 +1273,14 @@ impl<O: Send + 'static> Worker<O> {
         self.send(ready.take_persisted_messages());
 
         let mut light = self.rn.advance(ready);
+        // A sole voter commits when its own append is persisted (in `advance`).
+        self.update_gate();
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.rn.advance_apply_to(self.applied);
         self.maybe_compact()?;
         self.check_leadership();
+        self.update_gate();
         self.answer_reads();
         Ok(())
     }
@@ -1122,6 +1288,7 @@ impl<O: Send + 'static> Worker<O> {
     /// After a snapshot is installed: the membership it carries (its conf state, the member
     /// records stored with it) is this node's, and the transport's.
     fn snapshot_membership(&mut self, index: u64) {
+        self.update_gate();
         let cs = self.rn.store().conf_state().clone();
         let membership = {
             let mut m = lock(&self.membership);
@@ -1143,21 +1310,41 @@ impl<O: Send + 'static> Worker<O> {
         if self.read_round.as_ref().is_some_and(|r| r.ctx == ctx)
             && let Some(round) = self.read_round.take()
         {
-            self.read_waits
-                .extend(round.readers.into_iter().map(|r| (index, r.reply)));
+            self.read_waits.extend(
+                round
+                    .readers
+                    .into_iter()
+                    .map(|r| (index, r.reply, r.since_tick)),
+            );
         }
     }
 
     fn answer_reads(&mut self) {
+        if self.read_waits.is_empty() {
+            return;
+        }
         let applied = self.applied;
-        self.read_waits.retain(|(index, reply)| {
-            if *index <= applied {
-                let _ = reply.send(Ok(*index));
-                false
-            } else {
-                true
-            }
-        });
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.read_waits)
+            .into_iter()
+            .partition(|(index, _, _)| *index <= applied);
+        self.read_waits = waiting;
+        for (index, reply, _) in done {
+            reply.send(Ok(index));
+        }
+    }
+
+    /// Publishes the sole voter's read point ([`ReadGate`]).
+    fn update_gate(&self) {
+        let r = &self.rn.raft;
+        let solo = r.state == StateRole::Leader
+            && r.prs().is_singleton()
+            && r.commit_to_current_term()
+            && self.removed_at.is_none();
+        *lock(&self.gate) = ReadGate {
+            solo,
+            commit: r.raft_log.committed,
+            applied: self.applied,
+        };
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), RaftError> {
@@ -1234,10 +1421,10 @@ impl<O: Send + 'static> Worker<O> {
             }
             let round = self.read_round.take().map(|r| r.readers);
             for r in self.read_queue.drain(..).chain(round.into_iter().flatten()) {
-                let _ = r.reply.send(Err(RaftError::Stopped));
+                r.reply.send(Err(RaftError::Stopped));
             }
-            for (_, reply) in self.read_waits.drain(..) {
-                let _ = reply.send(Err(RaftError::Stopped));
+            for (_, reply, _) in self.read_waits.drain(..) {
+                reply.send(Err(RaftError::Stopped));
             }
         }
     }

@@ -106,3 +106,46 @@ pub(crate) fn store_error(e: BatchError<StoreError>) -> StoreError {
         other => StoreError::Internal(other.to_string()),
     }
 }
+
+/// The answer of [`crate::Store::read_barrier_async`]: the read index, once this member has
+/// applied up to it (a local read afterwards is linearizable). The request was made by the call
+/// that made this future; the raft node's thread wakes the task when it answers (a sole voter
+/// answers at once, without its thread). Dropping it drops the read.
+#[must_use = "the barrier is only passed by awaiting it"]
+#[derive(Debug)]
+pub struct ReadBarrier {
+    state: BarrierState,
+}
+
+#[derive(Debug)]
+enum BarrierState {
+    /// Answered at once (single node, stopped); `None` once taken.
+    Ready(Option<Result<u64>>),
+    /// The raft node's answer.
+    Raft(batchkv_raft::ReadIndexFuture),
+}
+
+impl ReadBarrier {
+    pub(crate) fn ready(r: Result<u64>) -> Self {
+        ReadBarrier {
+            state: BarrierState::Ready(Some(r)),
+        }
+    }
+
+    pub(crate) fn raft(f: batchkv_raft::ReadIndexFuture) -> Self {
+        ReadBarrier {
+            state: BarrierState::Raft(f),
+        }
+    }
+}
+
+impl Future for ReadBarrier {
+    type Output = Result<u64>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            BarrierState::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::Closed))),
+            BarrierState::Raft(f) => Pin::new(f).poll(cx).map(|r| r.map_err(StoreError::from)),
+        }
+    }
+}

@@ -89,7 +89,7 @@ pub use batchkv_raft::{
 
 pub use crate::durability::{AutoFlushConfig, Durability, FlushStats};
 pub use crate::error::{Result, StoreError};
-pub use crate::future::SubmitFuture;
+pub use crate::future::{ReadBarrier, SubmitFuture};
 pub use crate::log::{LocalLog, Log, LogError};
 pub use crate::store::{BulkError, BulkReport, Store, StoreBuilder, StoreStats};
 pub use crate::txn::{DEFAULT_TXN_ATTEMPTS, Transaction};

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::durability::{Durability, FlushStats, WalSync};
 use crate::error::{Result, StoreError};
-use crate::future::{SubmitFuture, store_error};
+use crate::future::{ReadBarrier, SubmitFuture, store_error};
 use crate::halt::Halt;
 use crate::log::{LocalLog, Log};
 use crate::pipeline::{Backend, Core, Pipeline, Request};
@@ -1126,6 +1126,49 @@ impl Store {
         match self.inner.core.with_raft(|node| Ok(node.read_index()?)) {
             Some(r) => r,
             None => Ok(self.mvcc().applied_index()),
+        }
+    }
+
+    /// A linearizable read point that needs no ReadIndex round: `Some(index)` when this store
+    /// is the leader and only voter of its raft cluster (a 1-member cluster, with or without
+    /// learners), has committed an entry in its term and applied everything committed; no
+    /// other member can then commit anything, so a local read now is linearizable (what
+    /// [`Store::read_barrier`] does then, without the raft thread). `None` otherwise, and on a
+    /// single node.
+    pub fn local_read_index(&self) -> Option<u64> {
+        self.inner
+            .core
+            .with_raft(|node| Ok(node.local_read_index()))
+            .and_then(|r| r.ok().flatten())
+    }
+
+    /// [`Store::read_barrier`] without blocking a thread: the read is asked now, the future
+    /// answers once this member has applied up to the read index (at once on a single node, and
+    /// on a 1-member cluster's leader that has applied its commit index: no ReadIndex round).
+    /// Then a [`Store::range`] (or [`Store::try_range`]) is linearizable.
+    ///
+    /// # Errors
+    /// As [`Store::read_barrier`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = batchkv::Store::open(dir.path())?;
+    /// store.put("k", "v")?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let index = rt.block_on(store.read_barrier_async())?;
+    /// assert!(index >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_barrier_async(&self) -> ReadBarrier {
+        match self
+            .inner
+            .core
+            .with_raft(|node| Ok(node.read_index_async()))
+        {
+            Some(Ok(f)) => ReadBarrier::raft(f),
+            Some(Err(e)) => ReadBarrier::ready(Err(e)),
+            None => ReadBarrier::ready(Ok(self.mvcc().applied_index())),
         }
     }
 

@@ -396,6 +396,106 @@ fn members_are_added_and_removed_under_a_write_load() {
     c.assert_same_state(&two);
 }
 
+/// Waits until `f` holds.
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The value of `key` read linearizably at `store`, blocking and awaited.
+fn read_both_ways(store: &Store, key: &str) -> Option<String> {
+    let r = store
+        .range_linearizable(&Range::key(key.to_owned()))
+        .expect("a linearizable read");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let index = rt
+        .block_on(store.read_barrier_async())
+        .expect("an awaited read barrier");
+    assert!(
+        store.raft_status().expect("replicated").applied >= index,
+        "the barrier passed before its index was applied"
+    );
+    let after = store.get(key).expect("a read after the barrier");
+    let value = |kv: Option<&batchkv::KeyValue>| {
+        kv.map(|kv| String::from_utf8(kv.value.to_vec()).expect("UTF-8"))
+    };
+    let (blocking, awaited) = (value(r.kvs.first()), value(after.as_ref()));
+    // Nothing writes between the two reads.
+    assert_eq!(blocking, awaited, "the two read paths disagree on {key}");
+    blocking
+}
+
+#[test]
+fn a_one_member_cluster_reads_without_a_round_until_it_gains_a_voter() {
+    let mut c = Cluster::new(15, 1);
+    c.wait_leader(&[1]);
+    // The sole voter reads without a ReadIndex round once it has committed in its term, and
+    // a read right after a write sees it.
+    for i in 0..50 {
+        c.put(1, "k", &i.to_string());
+        wait_for("the sole voter never read locally", || {
+            c.store(1).local_read_index().is_some()
+        });
+        assert_eq!(read_both_ways(c.store(1), "k"), Some(i.to_string()));
+    }
+    // A learner does not vote: still the sole voter. Writes the learner forwards are answered
+    // when the learner applies them, which may be before the leader does: a read at the
+    // leader afterwards still sees each (its read point is its commit index, published before
+    // any message carries it).
+    c.change(1, ConfChangeKind::AddLearner, 2);
+    c.start(2);
+    wait_for("a learner turned the leader's local reads off", || {
+        c.store(1).local_read_index().is_some()
+    });
+    for i in 0..30 {
+        let value = format!("learner-{i}");
+        c.put(2, "k", &value);
+        assert_eq!(read_both_ways(c.store(1), "k"), Some(value));
+    }
+    // Promoted, the learner is a voter: from the change on, the leader confirms each read with
+    // a quorum again.
+    wait_for("the learner did not catch up", || {
+        c.store(2).raft_status().expect("replicated").applied
+            >= c.store(1).raft_status().expect("replicated").commit
+    });
+    let m = c.change(1, ConfChangeKind::AddVoter, 2);
+    assert_eq!(m.voters, vec![1, 2]);
+    assert_eq!(
+        c.store(1).local_read_index(),
+        None,
+        "two voters, no local read"
+    );
+    let leader = c.wait_leader(&[1, 2]);
+    c.put(2, "k", "two voters");
+    assert_eq!(
+        read_both_ways(c.store(leader), "k"),
+        Some("two voters".into())
+    );
+    assert_eq!(c.store(leader).local_read_index(), None);
+    // Cut off from the other voter, the old sole voter answers no linearizable read.
+    c.net.partition(&[&[1], &[2]]);
+    match c.store(1).read_barrier() {
+        Err(StoreError::Timeout) => {}
+        other => panic!("a partitioned member passed a read barrier: {other:?}"),
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    match rt.block_on(c.store(1).read_barrier_async()) {
+        Err(StoreError::Timeout) => {}
+        other => panic!("a partitioned member passed an awaited read barrier: {other:?}"),
+    }
+    assert_eq!(c.store(1).local_read_index(), None);
+    c.net.heal();
+    c.wait_leader(&[1, 2]);
+    assert_eq!(read_both_ways(c.store(1), "k"), Some("two voters".into()));
+}
+
 #[test]
 fn a_learner_catches_up_then_is_promoted() {
     let mut c = Cluster::new(14, 3);

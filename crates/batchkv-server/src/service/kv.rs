@@ -27,17 +27,17 @@ impl Kv for Etcd {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         // Serializable: this member's applied state. Linearizable (the default): a replicated
-        // member first waits for a read index (raft's ReadIndex); a single node's applied state
-        // already holds every acknowledged write, so there a read of one key may run in place
+        // member first awaits a read index (raft's ReadIndex; no thread waits for it, and a
+        // 1-member cluster's leader answers at once); a single node's applied state already
+        // holds every acknowledged write. Then a read of one key may run in place
         // (`blocking::range`).
         let req = request.into_inner();
         let serializable = req.serializable;
         let r = convert::range(req)?;
-        let resp = if serializable || !self.ctx.store.is_replicated() {
-            store(blocking::range(&self.ctx.store, r).await?)?
-        } else {
-            store(blocking::run(&self.ctx.store, move |s| s.range_linearizable(&r)).await?)?
-        };
+        if !serializable && self.ctx.store.is_replicated() {
+            store(self.ctx.store.read_barrier_async().await)?;
+        }
+        let resp = store(blocking::range(&self.ctx.store, r).await?)?;
         let h = self.ctx.header(resp.revision);
         Ok(Response::new(convert::range_response(h, resp)))
     }
