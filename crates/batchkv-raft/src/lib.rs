@@ -83,6 +83,7 @@
 mod error;
 mod log;
 mod node;
+mod snapgen;
 mod storage;
 mod transport;
 
@@ -91,6 +92,8 @@ mod transport;
 pub use raft;
 
 pub use crate::error::RaftError;
-pub use crate::node::{ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, StateMachine};
+pub use crate::node::{
+    ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, SnapshotBuilder, StateMachine,
+};
 pub use crate::storage::{RAFT_CF, RaftStorage};
 pub use crate::transport::{LocalNetwork, Mailbox, Transport};

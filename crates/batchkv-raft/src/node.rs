@@ -43,10 +43,42 @@ pub trait StateMachine: Send {
     /// Why no snapshot could be taken.
     fn snapshot(&mut self) -> Result<Vec<u8>, String>;
 
+    /// Makes the state as of [`StateMachine::applied_index`] durable: log compaction drops the
+    /// entries below right after. The default takes a [`StateMachine::snapshot`] (which makes
+    /// the state durable) and drops it; a state machine that can sync without copying its
+    /// state overrides it.
+    ///
+    /// # Errors
+    /// Why the state cannot be made durable now (the log is not compacted; the node asks again).
+    fn sync(&mut self) -> Result<(), String> {
+        self.snapshot().map(drop)
+    }
+
+    /// Starts a snapshot for a follower that needs one (raft's log no longer has the entries it
+    /// lacks). Called on the node thread; the returned [`SnapshotBuilder`] runs on a worker
+    /// thread while the node goes on (ticks, heartbeats, applying entries), and answers the
+    /// index its state was captured at (an index applied here) with the snapshot's bytes for
+    /// [`StateMachine::restore`]. The default takes [`StateMachine::snapshot`] here, on the node
+    /// thread, and hands it over; a state machine whose state is large captures a consistent
+    /// view here cheaply (or in the builder) and copies it in the builder.
+    ///
+    /// # Errors
+    /// Why no snapshot can be started (the node asks again when raft next needs one).
+    fn snapshot_builder(&mut self) -> Result<SnapshotBuilder, String> {
+        let index = self.applied_index();
+        let data = self.snapshot()?;
+        Ok(Box::new(move || Ok((index, data))))
+    }
+
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
     /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
     fn restore(&mut self, index: u64, data: &[u8]);
 }
+
+/// The work of building a snapshot off the node thread ([`StateMachine::snapshot_builder`]):
+/// answers the index the state machine's state was captured at (one it applied: its
+/// [`StateMachine::applied_index`] at that moment) and the snapshot's bytes, or why it failed.
+pub type SnapshotBuilder = Box<dyn FnOnce() -> Result<(u64, Vec<u8>), String> + Send>;
 
 /// A node's settings.
 #[derive(Clone, Debug)]
@@ -224,7 +256,9 @@ impl<O: Send + 'static> RaftNode<O> {
     ) -> Result<RaftNode<O>, RaftError> {
         storage.bootstrap_with(&config.peers, &config.initial_records)?;
         let snap = storage.snapshot_metadata().clone();
-        if sm.applied_index() < snap.index {
+        // A snapshot installed from the leader that the state machine lacks (a failed install,
+        // say). After a local log compaction no data is stored: the state machine holds it.
+        if sm.applied_index() < snap.index && storage.snapshot_stored() {
             let data = storage.snapshot_data()?;
             sm.restore(snap.index, &data);
         }
@@ -278,6 +312,8 @@ impl<O: Send + 'static> RaftNode<O> {
             leader_term: None,
             ticks: 0,
             snapshot_since: HashMap::new(),
+            snap_gen: crate::snapgen::SnapshotGen::default(),
+            last_conf_index: applied,
             conf_waits: HashMap::new(),
             membership: Arc::clone(&membership),
             removed_at: None,
@@ -509,6 +545,10 @@ struct Worker<O> {
     ticks: u64,
     /// Followers in raft's snapshot state, and the tick since when.
     snapshot_since: HashMap<u64, u64>,
+    /// The snapshot being built for followers, off this thread.
+    snap_gen: crate::snapgen::SnapshotGen,
+    /// The index of the last configuration change applied (since start: at most `applied`).
+    last_conf_index: u64,
     /// Configuration changes proposed here, by proposal counter.
     conf_waits: HashMap<u64, ConfWait>,
     membership: Arc<Mutex<Membership>>,
@@ -581,6 +621,7 @@ impl<O: Send + 'static> Worker<O> {
             self.publish();
         }
         self.fail_all(|| RaftError::Stopped);
+        self.snap_gen.stop();
         let mut s = lock(&self.status);
         s.is_leader = false;
         s.leader = None;
@@ -938,6 +979,13 @@ impl<O: Send + 'static> Worker<O> {
             true
         });
         self.retry_snapshots();
+        self.snap_gen.poll(
+            self.config.id,
+            &mut self.rn,
+            self.sm.as_mut(),
+            self.applied,
+            self.last_conf_index,
+        );
     }
 
     /// raft-rs keeps a follower it sent a snapshot to paused until the application reports the
@@ -1099,11 +1147,13 @@ impl<O: Send + 'static> Worker<O> {
                 EntryType::EntryConfChange => {
                     let cc: ConfChange = decode(&e.data)?;
                     self.apply_conf_change(index, &e.context, &cc)?;
+                    self.last_conf_index = index;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc: ConfChangeV2 = decode(&e.data)?;
                     let cs = self.rn.apply_conf_change(&cc)?;
                     self.rn.mut_store().set_conf_state(cs)?;
+                    self.last_conf_index = index;
                 }
             }
             self.applied = index;
@@ -1164,18 +1214,17 @@ impl<O: Send + 'static> Worker<O> {
         if every == 0 || self.applied < last_snap + every {
             return Ok(());
         }
-        // The state machine's state at its applied index is its state at `self.applied` too:
-        // only empty entries and conf changes lie between.
-        let data = match self.sm.snapshot() {
-            Ok(data) => data,
-            Err(e) => {
-                tracing::debug!(node = self.config.id, error = %e, "no snapshot: the raft log is not compacted");
-                return Ok(());
-            }
-        };
+        // The log below is dropped: the state machine makes what it applied durable first. Its
+        // state at its applied index is its state at `self.applied` too (only empty entries and
+        // conf changes lie between). A follower that needs a snapshot gets one built then
+        // (`snapgen`), not here.
+        if let Err(e) = self.sm.sync() {
+            tracing::debug!(node = self.config.id, error = %e, "state not durable: the raft log is not compacted");
+            return Ok(());
+        }
         let applied = self.applied;
         let compact_to = applied.saturating_sub(self.config.catch_up_entries);
-        self.rn.mut_store().compact(applied, compact_to, &data)?;
+        self.rn.mut_store().compact_log(applied, compact_to)?;
         tracing::debug!(
             node = self.config.id,
             applied,
