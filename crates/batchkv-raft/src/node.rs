@@ -1046,6 +1046,7 @@ impl<O: Send + 'static> Worker<O> {
         // leaves the state machine ahead of raft's log (its entries are skipped when they come
         // again), never behind a log that no longer holds them.
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        let mut installed = true;
         if let Some(snap) = &snapshot {
             let index = snap.get_metadata().index;
             // A state machine already past the snapshot holds everything in it.
@@ -1053,6 +1054,10 @@ impl<O: Send + 'static> Worker<O> {
                 let (_, data) = crate::storage::unwrap_snapshot(&snap.data)?;
                 self.sm.restore(index, data);
             }
+            // Installed (durably, as `restore` promises): raft's storage keeps no second copy
+            // of the data. Not installed (the state machine failed and stopped applying): kept,
+            // and restored from at the next start.
+            installed = self.sm.applied_index() >= index;
             self.applied = self.applied.max(index);
         }
 
@@ -1061,9 +1066,13 @@ impl<O: Send + 'static> Worker<O> {
         // responses).
         let hs = ready.hs().cloned();
         let sync = ready.must_sync();
-        self.rn
-            .mut_store()
-            .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
+        self.rn.mut_store().persist_ready(
+            snapshot.as_ref(),
+            !installed,
+            ready.entries(),
+            hs.as_ref(),
+            sync,
+        )?;
         if let Some(snap) = &snapshot {
             self.snapshot_membership(snap.get_metadata().index);
         }

@@ -463,6 +463,20 @@ impl RaftStorage {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<(), RaftError> {
+        self.persist_ready(snapshot, true, entries, hard_state, sync)
+    }
+
+    /// [`RaftStorage::persist_with`], storing a snapshot's data only if `keep_data`: a state
+    /// machine that installed the snapshot durably holds it already (the metadata, the
+    /// configuration and the member records are stored either way).
+    pub(crate) fn persist_ready(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        keep_data: bool,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
         let sync = sync || snapshot.is_some() || !entries.is_empty();
         let mut batch = self.engine.begin_batch();
         let mut truncated = self.truncated;
@@ -492,7 +506,11 @@ impl RaftStorage {
             truncated = (meta.index, meta.term);
             keep = 0;
             batch.put(self.cf, SNAP_META, &encode(meta)?)?;
-            batch.put(self.cf, SNAP_DATA, &snap.data)?;
+            if keep_data {
+                batch.put(self.cf, SNAP_DATA, &snap.data)?;
+            } else {
+                batch.delete(self.cf, SNAP_DATA)?;
+            }
             batch.put(self.cf, CONF_STATE, &encode(meta.get_conf_state())?)?;
             cs = Some(meta.get_conf_state().clone());
             let mut h = hs.take().unwrap_or_else(|| self.hard_state.clone());
@@ -540,7 +558,7 @@ impl RaftStorage {
         // Durable: mirror it in memory.
         if let Some(snap) = snapshot {
             self.snapshot_meta = snap.get_metadata().clone();
-            self.snapshot_stored = true;
+            self.snapshot_stored = keep_data;
             self.terms.clear();
         }
         self.truncated = truncated;

@@ -215,7 +215,7 @@ fn a_restarted_node_resumes_from_its_applied_index_without_reapplying() {
 
 #[test]
 fn a_node_far_behind_catches_up_by_snapshot_after_log_compaction() {
-    let c = Cluster::with_config(3, 5, |id, peers| {
+    let mut c = Cluster::with_config(3, 5, |id, peers| {
         let mut cfg = test_config(id, peers);
         cfg.snapshot_entries = 20;
         cfg.catch_up_entries = 5;
@@ -245,6 +245,21 @@ fn a_node_far_behind_catches_up_by_snapshot_after_log_compaction() {
         lock(&c.applied[&behind]).restores >= 1,
         "caught up without a snapshot"
     );
+    c.assert_no_reapply();
+    // The state machine installed it durably: raft's storage keeps the snapshot's metadata,
+    // not a second copy of its data, and the node restarts from the state machine.
+    c.stop(behind);
+    let s = c.open_raft_storage(behind);
+    assert!(s.snapshot_metadata().index > 1, "no snapshot recorded");
+    assert!(
+        !s.snapshot_stored(),
+        "the installed snapshot's data was stored again"
+    );
+    drop(s);
+    c.start(behind);
+    let last = c.propose(&all, b"after the restart");
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
     c.assert_no_reapply();
 }
 

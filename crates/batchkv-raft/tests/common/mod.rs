@@ -259,6 +259,12 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s raft storage, opened from its directory (the node must be stopped).
+    pub fn open_raft_storage(&self, id: u64) -> RaftStorage {
+        assert!(!self.nodes.contains_key(&id), "node {id} is running");
+        RaftStorage::open_dir(self.dirs[&id].path().join("raft")).expect("open raft storage")
+    }
+
     /// The engine under node `id`'s raft storage, while the node runs.
     pub fn raft_engine(&self, id: u64) -> Option<Arc<Engine>> {
         self.raft_engines.get(&id).and_then(Weak::upgrade)
