@@ -70,6 +70,18 @@ pub trait StateMachine: Send {
         Ok(Box::new(move || Ok((index, data))))
     }
 
+    /// Checks a snapshot's bytes (a checksum, say) when it arrives, before raft takes it: a
+    /// snapshot refused here is dropped like a lost message (the leader sends it again), where
+    /// one that [`StateMachine::restore`] cannot install stops the member. The default accepts
+    /// everything.
+    ///
+    /// # Errors
+    /// Why the bytes are not an intact snapshot.
+    fn verify_snapshot(&self, data: &[u8]) -> Result<(), String> {
+        let _ = data;
+        Ok(())
+    }
+
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
     /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
     fn restore(&mut self, index: u64, data: &[u8]);
@@ -631,6 +643,7 @@ impl<O: Send + 'static> Worker<O> {
     fn handle(&mut self, input: Input<O>) -> bool {
         match input {
             Input::Raft(bytes) => match decode::<Message>(&bytes) {
+                Ok(m) if !self.snapshot_intact(&m) => {}
                 Ok(m) => {
                     if let Err(e) = self.rn.step(m) {
                         tracing::debug!(node = self.config.id, error = %e, "raft message refused");
@@ -1017,6 +1030,30 @@ impl<O: Send + 'static> Worker<O> {
                 );
                 self.rn.report_snapshot(id, SnapshotStatus::Failure);
                 self.snapshot_since.remove(&id);
+            }
+        }
+    }
+
+    /// False for a snapshot message whose data is damaged (the envelope or the state
+    /// machine's check): it is dropped, and the leader sends the snapshot again.
+    fn snapshot_intact(&self, m: &Message) -> bool {
+        if m.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return true;
+        }
+        let checked = crate::storage::unwrap_snapshot(&m.get_snapshot().data)
+            .map_err(|e| e.to_string())
+            .and_then(|(_, data)| self.sm.verify_snapshot(data));
+        match checked {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    node = self.config.id,
+                    from = m.from,
+                    index = m.get_snapshot().get_metadata().index,
+                    error = %e,
+                    "damaged snapshot refused: the leader sends it again"
+                );
+                false
             }
         }
     }
