@@ -9,9 +9,14 @@
 //! | `h`               | the [`HardState`]                                           |
 //! | `c`               | the [`ConfState`]                                           |
 //! | `r`               | where the log was truncated: index and term (16 bytes BE)   |
-//! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data       |
+//! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data; `d`  |
+//! |                   | only while the state machine lacks it (a failed install)    |
+//! |                   | or when taken with [`RaftStorage::compact`]                 |
 //! | `i`               | the voters the cluster was bootstrapped with ([`ConfState`]) |
 //! | `m` + id (BE)     | member `id`'s record (opaque: the owner's bytes)            |
+//!
+//! A snapshot built for followers ([`RaftStorage::take_snapshot_wanted`]) is held in memory
+//! only, never stored.
 //!
 //! Everything one `Ready` asks to persist (a snapshot, entries, the hard state) goes in one
 //! WriteBatch, fsynced: [`RaftStorage::persist`].
