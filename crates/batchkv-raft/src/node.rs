@@ -202,6 +202,9 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// This node applied its own removal from the cluster: it stops (or has stopped).
     pub removed: bool,
+    /// Bytes of the snapshot this node built for followers and holds in memory (0: none; it is
+    /// let go once no follower waits for a snapshot).
+    pub snapshot_bytes: u64,
 }
 
 type Reply = Sender<Result<u64, RaftError>>;
@@ -1292,6 +1295,7 @@ impl<O: Send + 'static> Worker<O> {
             first_index: r.raft_log.first_index(),
             last_index: r.raft_log.last_index(),
             removed: self.removed_at.is_some(),
+            snapshot_bytes: self.rn.store().generated_snapshot_bytes(),
         };
         *lock(&self.status) = st;
     }

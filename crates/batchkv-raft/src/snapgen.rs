@@ -19,8 +19,8 @@
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use raft::RawNode;
 use raft::eraftpb::ConfState;
+use raft::{RawNode, StateRole};
 
 use crate::node::{SnapshotBuilder, StateMachine};
 use crate::storage::RaftStorage;
@@ -56,6 +56,18 @@ impl SnapshotGen {
         applied: u64,
         last_conf_index: u64,
     ) {
+        // The built snapshot, once every member has what it holds (or this node no longer
+        // leads): its memory goes. A member still behind it keeps it (until a log compaction
+        // past its index drops it).
+        if rn.store().generated_snapshot_bytes() > 0 {
+            let index = rn.store().generated_snapshot_index().unwrap_or(0);
+            let needed = rn.raft.state == StateRole::Leader
+                && rn.raft.prs().iter().any(|(_, pr)| pr.matched < index);
+            if !needed {
+                rn.mut_store().release_generated_snapshot();
+                tracing::debug!(node, index, "snapshot for followers let go");
+            }
+        }
         if let Some(job) = &mut self.job {
             let outcome = match job.rx.try_recv() {
                 Ok(outcome) => outcome,

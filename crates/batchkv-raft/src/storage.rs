@@ -423,6 +423,16 @@ impl RaftStorage {
         Ok(())
     }
 
+    /// Lets the built snapshot go (it is built again when raft next asks for one).
+    pub(crate) fn release_generated_snapshot(&mut self) {
+        self.generated = None;
+    }
+
+    /// The size of the snapshot built for followers held in memory (0: none).
+    pub(crate) fn generated_snapshot_bytes(&self) -> u64 {
+        self.generated.as_ref().map_or(0, |s| s.data.len() as u64)
+    }
+
     /// The index of the snapshot built for followers that raft would be answered now, if any.
     pub(crate) fn generated_snapshot_index(&self) -> Option<u64> {
         self.generated

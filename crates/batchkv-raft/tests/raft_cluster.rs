@@ -321,6 +321,16 @@ fn a_snapshot_is_built_off_the_node_thread_while_the_cluster_goes_on() {
         "caught up without a snapshot"
     );
     c.assert_no_reapply();
+    // Sent and installed: the leader lets go of the snapshot's memory.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while c.statuses().iter().any(|s| s.snapshot_bytes > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a snapshot is still held: {:#?}",
+            c.statuses()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
