@@ -33,11 +33,11 @@ pub trait StateMachine: Send {
     fn applied_index(&self) -> u64;
 
     /// The state as of [`StateMachine::applied_index`] as opaque bytes for
-    /// [`StateMachine::restore`] on another node (and for log compaction: the node stores them
-    /// with the snapshot's metadata, fsynced, and drops the log below). A state machine that
-    /// skips its own fsync makes its state durable here first, since raft's log below is
-    /// dropped right after. An error (the state cannot be read or made durable now) leaves the
-    /// log uncompacted; the node asks again later.
+    /// [`StateMachine::restore`] on another node, made durable first (a state machine that
+    /// skips its own fsync syncs here). The node calls it only through the defaults of
+    /// [`StateMachine::sync`] (log compaction) and [`StateMachine::snapshot_builder`] (a
+    /// snapshot for a follower); a state machine that overrides both is never asked. An error
+    /// leaves the log uncompacted, or the follower waiting; the node asks again later.
     ///
     /// # Errors
     /// Why no snapshot could be taken.

@@ -640,7 +640,7 @@ impl RaftStorage {
 
     /// [`RaftStorage::compact`] without the state machine's data: the state machine's state at
     /// `applied` is durable in the state machine itself, and a follower that needs a snapshot
-    /// gets one built when raft asks ([`RaftStorage::set_generated_snapshot`]). Only the
+    /// gets one built when raft asks (see [`RaftStorage::take_snapshot_wanted`]). Only the
     /// metadata is stored (the data of an older snapshot is dropped).
     ///
     /// # Errors

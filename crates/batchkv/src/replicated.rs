@@ -15,8 +15,10 @@
 //! and `RaftNode::start` replays raft's log above it. The one promise this needs: raft's log
 //! keeps every entry above the MVCC's *durable* applied index. Log compaction must therefore
 //! make the state machine durable first: [`MvccMachine::sync`], which
-//! [`StateMachine::snapshot`] calls before it returns (the node compacts only after taking a
-//! snapshot).
+//! [`StateMachine::sync`] calls (the node compacts only after it succeeded).
+//!
+//! **Snapshots for followers** are built when one needs them, off the node thread
+//! ([`StateMachine::snapshot_builder`]): the MVCC's image copied from one RocksDB snapshot.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -124,8 +126,9 @@ impl StateMachine for MvccMachine {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, String> {
-        // Called by the node thread between two entries: the image is the state at the
-        // applied index. The apply lock keeps local maintenance (pruning) out meanwhile.
+        // The whole image on the calling thread (the node uses `sync` and `snapshot_builder`
+        // instead). Between two entries: the image is the state at the applied index. The
+        // apply lock keeps local maintenance (pruning) out meanwhile.
         self.halt.check().map_err(|e| e.to_string())?;
         // Raft's log below this index is dropped right after: every applied entry must be
         // durable in the MVCC first (its WriteBatches skip their fsync; raft's log was their
