@@ -26,6 +26,8 @@ use batchkv_codec::record;
 mod check;
 mod image;
 
+pub use image::store_image;
+
 pub use self::check::{CheckReport, KvHash};
 
 /// The column family of revision-keyed records.

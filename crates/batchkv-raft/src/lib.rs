@@ -83,6 +83,7 @@
 mod error;
 mod log;
 mod node;
+mod snapgen;
 mod storage;
 mod transport;
 
@@ -93,7 +94,7 @@ pub use raft;
 pub use crate::error::RaftError;
 pub use crate::node::{
     ConfChangeKind, Membership, NodeConfig, NodeStatus, RaftNode, ReadIndexFuture, RemovalNotice,
-    StateMachine,
+    SnapshotBuilder, StateMachine,
 };
 pub use crate::storage::{RAFT_CF, RaftStorage};
 pub use crate::transport::{LocalNetwork, Mailbox, Transport};

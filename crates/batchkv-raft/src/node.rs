@@ -33,20 +33,64 @@ pub trait StateMachine: Send {
     fn applied_index(&self) -> u64;
 
     /// The state as of [`StateMachine::applied_index`] as opaque bytes for
-    /// [`StateMachine::restore`] on another node (and for log compaction: the node stores them
-    /// with the snapshot's metadata, fsynced, and drops the log below). A state machine that
-    /// skips its own fsync makes its state durable here first, since raft's log below is
-    /// dropped right after. An error (the state cannot be read or made durable now) leaves the
-    /// log uncompacted; the node asks again later.
+    /// [`StateMachine::restore`] on another node, made durable first (a state machine that
+    /// skips its own fsync syncs here). The node calls it only through the defaults of
+    /// [`StateMachine::sync`] (log compaction) and [`StateMachine::snapshot_builder`] (a
+    /// snapshot for a follower); a state machine that overrides both is never asked. An error
+    /// leaves the log uncompacted, or the follower waiting; the node asks again later.
     ///
     /// # Errors
     /// Why no snapshot could be taken.
     fn snapshot(&mut self) -> Result<Vec<u8>, String>;
 
+    /// Makes the state as of [`StateMachine::applied_index`] durable: log compaction drops the
+    /// entries below right after. The default takes a [`StateMachine::snapshot`] (which makes
+    /// the state durable) and drops it; a state machine that can sync without copying its
+    /// state overrides it.
+    ///
+    /// # Errors
+    /// Why the state cannot be made durable now (the log is not compacted; the node asks again).
+    fn sync(&mut self) -> Result<(), String> {
+        self.snapshot().map(drop)
+    }
+
+    /// Starts a snapshot for a follower that needs one (raft's log no longer has the entries it
+    /// lacks). Called on the node thread; the returned [`SnapshotBuilder`] runs on a worker
+    /// thread while the node goes on (ticks, heartbeats, applying entries), and answers the
+    /// index its state was captured at (an index applied here) with the snapshot's bytes for
+    /// [`StateMachine::restore`]. The default takes [`StateMachine::snapshot`] here, on the node
+    /// thread, and hands it over; a state machine whose state is large captures a consistent
+    /// view here cheaply (or in the builder) and copies it in the builder.
+    ///
+    /// # Errors
+    /// Why no snapshot can be started (the node asks again when raft next needs one).
+    fn snapshot_builder(&mut self) -> Result<SnapshotBuilder, String> {
+        let index = self.applied_index();
+        let data = self.snapshot()?;
+        Ok(Box::new(move || Ok((index, data))))
+    }
+
+    /// Checks a snapshot's bytes (a checksum, say) when it arrives, before raft takes it: a
+    /// snapshot refused here is dropped like a lost message (the leader sends it again), where
+    /// one that [`StateMachine::restore`] cannot install stops the member. The default accepts
+    /// everything.
+    ///
+    /// # Errors
+    /// Why the bytes are not an intact snapshot.
+    fn verify_snapshot(&self, data: &[u8]) -> Result<(), String> {
+        let _ = data;
+        Ok(())
+    }
+
     /// Replaces the whole state with a snapshot taken at `index` by [`StateMachine::snapshot`]
     /// (on the leader), durably; afterwards [`StateMachine::applied_index`] is `index`.
     fn restore(&mut self, index: u64, data: &[u8]);
 }
+
+/// The work of building a snapshot off the node thread ([`StateMachine::snapshot_builder`]):
+/// answers the index the state machine's state was captured at (one it applied: its
+/// [`StateMachine::applied_index`] at that moment) and the snapshot's bytes, or why it failed.
+pub type SnapshotBuilder = Box<dyn FnOnce() -> Result<(u64, Vec<u8>), String> + Send>;
 
 /// A node's settings.
 #[derive(Clone, Debug)]
@@ -178,6 +222,9 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// This node applied its own removal from the cluster: it stops (or has stopped).
     pub removed: bool,
+    /// Bytes of the snapshot this node built for followers and holds in memory (0: none; it is
+    /// let go once no follower waits for a snapshot).
+    pub snapshot_bytes: u64,
 }
 
 /// Where a read's answer goes: a blocked caller's channel, or an awaited future's.
@@ -317,7 +364,9 @@ impl<O: Send + 'static> RaftNode<O> {
     ) -> Result<RaftNode<O>, RaftError> {
         storage.bootstrap_with(&config.peers, &config.initial_records)?;
         let snap = storage.snapshot_metadata().clone();
-        if sm.applied_index() < snap.index {
+        // A snapshot installed from the leader that the state machine lacks (a failed install,
+        // say). After a local log compaction no data is stored: the state machine holds it.
+        if sm.applied_index() < snap.index && storage.snapshot_stored() {
             let data = storage.snapshot_data()?;
             sm.restore(snap.index, &data);
         }
@@ -374,6 +423,8 @@ impl<O: Send + 'static> RaftNode<O> {
             leader_term: None,
             ticks: 0,
             snapshot_since: HashMap::new(),
+            snap_gen: crate::snapgen::SnapshotGen::default(),
+            last_conf_index: applied,
             conf_waits: HashMap::new(),
             membership: Arc::clone(&membership),
             removed_at: None,
@@ -688,6 +739,10 @@ struct Worker<O> {
     ticks: u64,
     /// Followers in raft's snapshot state, and the tick since when.
     snapshot_since: HashMap<u64, u64>,
+    /// The snapshot being built for followers, off this thread.
+    snap_gen: crate::snapgen::SnapshotGen,
+    /// The index of the last configuration change applied (since start: at most `applied`).
+    last_conf_index: u64,
     /// Configuration changes proposed here, by proposal counter.
     conf_waits: HashMap<u64, ConfWait>,
     membership: Arc<Mutex<Membership>>,
@@ -761,6 +816,7 @@ impl<O: Send + 'static> Worker<O> {
         }
         *lock(&self.gate) = ReadGate::default();
         self.fail_all(|| RaftError::Stopped);
+        self.snap_gen.stop();
         let mut s = lock(&self.status);
         s.is_leader = false;
         s.leader = None;
@@ -770,6 +826,7 @@ impl<O: Send + 'static> Worker<O> {
     fn handle(&mut self, input: Input<O>) -> bool {
         match input {
             Input::Raft(bytes) => match decode::<Message>(&bytes) {
+                Ok(m) if !self.snapshot_intact(&m) => {}
                 Ok(m) => {
                     if let Err(e) = self.rn.step(m) {
                         tracing::debug!(node = self.config.id, error = %e, "raft message refused");
@@ -1173,6 +1230,13 @@ impl<O: Send + 'static> Worker<O> {
             true
         });
         self.retry_snapshots();
+        self.snap_gen.poll(
+            self.config.id,
+            &mut self.rn,
+            self.sm.as_mut(),
+            self.applied,
+            self.last_conf_index,
+        );
     }
 
     /// raft-rs keeps a follower it sent a snapshot to paused until the application reports the
@@ -1204,6 +1268,30 @@ impl<O: Send + 'static> Worker<O> {
                 );
                 self.rn.report_snapshot(id, SnapshotStatus::Failure);
                 self.snapshot_since.remove(&id);
+            }
+        }
+    }
+
+    /// False for a snapshot message whose data is damaged (the envelope or the state
+    /// machine's check): it is dropped, and the leader sends the snapshot again.
+    fn snapshot_intact(&self, m: &Message) -> bool {
+        if m.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return true;
+        }
+        let checked = crate::storage::unwrap_snapshot(&m.get_snapshot().data)
+            .map_err(|e| e.to_string())
+            .and_then(|(_, data)| self.sm.verify_snapshot(data));
+        match checked {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    node = self.config.id,
+                    from = m.from,
+                    index = m.get_snapshot().get_metadata().index,
+                    error = %e,
+                    "damaged snapshot refused: the leader sends it again"
+                );
+                false
             }
         }
     }
@@ -1244,6 +1332,7 @@ impl<O: Send + 'static> Worker<O> {
         // leaves the state machine ahead of raft's log (its entries are skipped when they come
         // again), never behind a log that no longer holds them.
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        let mut installed = true;
         if let Some(snap) = &snapshot {
             let index = snap.get_metadata().index;
             // A state machine already past the snapshot holds everything in it.
@@ -1251,6 +1340,10 @@ impl<O: Send + 'static> Worker<O> {
                 let (_, data) = crate::storage::unwrap_snapshot(&snap.data)?;
                 self.sm.restore(index, data);
             }
+            // Installed (durably, as `restore` promises): raft's storage keeps no second copy
+            // of the data. Not installed (the state machine failed and stopped applying): kept,
+            // and restored from at the next start.
+            installed = self.sm.applied_index() >= index;
             self.applied = self.applied.max(index);
         }
 
@@ -1259,9 +1352,13 @@ impl<O: Send + 'static> Worker<O> {
         // responses).
         let hs = ready.hs().cloned();
         let sync = ready.must_sync();
-        self.rn
-            .mut_store()
-            .persist_with(snapshot.as_ref(), ready.entries(), hs.as_ref(), sync)?;
+        self.rn.mut_store().persist_ready(
+            snapshot.as_ref(),
+            !installed,
+            ready.entries(),
+            hs.as_ref(),
+            sync,
+        )?;
         if let Some(snap) = &snapshot {
             self.snapshot_membership(snap.get_metadata().index);
         }
@@ -1370,11 +1467,13 @@ impl<O: Send + 'static> Worker<O> {
                 EntryType::EntryConfChange => {
                     let cc: ConfChange = decode(&e.data)?;
                     self.apply_conf_change(index, &e.context, &cc)?;
+                    self.last_conf_index = index;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc: ConfChangeV2 = decode(&e.data)?;
                     let cs = self.rn.apply_conf_change(&cc)?;
                     self.rn.mut_store().set_conf_state(cs)?;
+                    self.last_conf_index = index;
                 }
             }
             self.applied = index;
@@ -1435,18 +1534,17 @@ impl<O: Send + 'static> Worker<O> {
         if every == 0 || self.applied < last_snap + every {
             return Ok(());
         }
-        // The state machine's state at its applied index is its state at `self.applied` too:
-        // only empty entries and conf changes lie between.
-        let data = match self.sm.snapshot() {
-            Ok(data) => data,
-            Err(e) => {
-                tracing::debug!(node = self.config.id, error = %e, "no snapshot: the raft log is not compacted");
-                return Ok(());
-            }
-        };
+        // The log below is dropped: the state machine makes what it applied durable first. Its
+        // state at its applied index is its state at `self.applied` too (only empty entries and
+        // conf changes lie between). A follower that needs a snapshot gets one built then
+        // (`snapgen`), not here.
+        if let Err(e) = self.sm.sync() {
+            tracing::debug!(node = self.config.id, error = %e, "state not durable: the raft log is not compacted");
+            return Ok(());
+        }
         let applied = self.applied;
         let compact_to = applied.saturating_sub(self.config.catch_up_entries);
-        self.rn.mut_store().compact(applied, compact_to, &data)?;
+        self.rn.mut_store().compact_log(applied, compact_to)?;
         tracing::debug!(
             node = self.config.id,
             applied,
@@ -1468,6 +1566,7 @@ impl<O: Send + 'static> Worker<O> {
             first_index: r.raft_log.first_index(),
             last_index: r.raft_log.last_index(),
             removed: self.removed_at.is_some(),
+            snapshot_bytes: self.rn.store().generated_snapshot_bytes(),
         };
         *lock(&self.status) = st;
     }

@@ -9,9 +9,14 @@
 //! | `h`               | the [`HardState`]                                           |
 //! | `c`               | the [`ConfState`]                                           |
 //! | `r`               | where the log was truncated: index and term (16 bytes BE)   |
-//! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data       |
+//! | `s`, `d`          | the last snapshot's [`SnapshotMetadata`] and its data; `d`  |
+//! |                   | only while the state machine lacks it (a failed install)    |
+//! |                   | or when taken with [`RaftStorage::compact`]                 |
 //! | `i`               | the voters the cluster was bootstrapped with ([`ConfState`]) |
 //! | `m` + id (BE)     | member `id`'s record (opaque: the owner's bytes)            |
+//!
+//! A snapshot built for followers ([`RaftStorage::take_snapshot_wanted`]) is held in memory
+//! only, never stored.
 //!
 //! Everything one `Ready` asks to persist (a snapshot, entries, the hard state) goes in one
 //! WriteBatch, fsynced: [`RaftStorage::persist`].
@@ -176,6 +181,13 @@ pub struct RaftStorage {
     records: std::collections::BTreeMap<u64, Vec<u8>>,
     /// The members whose removal this storage applied.
     removed: std::collections::BTreeSet<u64>,
+    /// Whether the last snapshot's data is stored ([`RaftStorage::snapshot_stored`]).
+    snapshot_stored: bool,
+    /// The snapshot built for followers ([`RaftStorage::set_generated_snapshot`]), in memory
+    /// only: raft's `Storage::snapshot` answers it while raft's log still follows it.
+    generated: Option<Snapshot>,
+    /// Raft asked for a snapshot none could answer ([`RaftStorage::take_snapshot_wanted`]).
+    wanted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RaftStorage {
@@ -281,6 +293,7 @@ impl RaftStorage {
         if engine.get(cf, &removed_key(u64::MAX))?.is_some() {
             removed.insert(u64::MAX);
         }
+        let snapshot_stored = engine.get(cf, SNAP_DATA)?.is_some();
         Ok(RaftStorage {
             engine,
             cf,
@@ -292,6 +305,9 @@ impl RaftStorage {
             initial_voters,
             records,
             removed,
+            snapshot_stored,
+            generated: None,
+            wanted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -390,6 +406,71 @@ impl RaftStorage {
         Ok(unwrap_snapshot(&data)?.1.to_vec())
     }
 
+    /// Whether the last snapshot's data is stored: true after one was installed from the
+    /// leader ([`RaftStorage::persist`]) or taken with its data ([`RaftStorage::compact`]);
+    /// false after [`RaftStorage::compact_log`], whose state machine holds the state itself.
+    pub fn snapshot_stored(&self) -> bool {
+        self.snapshot_stored
+    }
+
+    /// Whether raft asked for a snapshot to send that none answered since the last call
+    /// (raft's `Storage::snapshot` answered `SnapshotTemporarilyUnavailable`); clears it.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records a snapshot built for followers (not stored: in memory, until a newer one or a log
+    /// compaction past it replaces it): the state machine's bytes `data` at `index`, with the
+    /// member records and configuration `conf_state`, which must be those as of `index`.
+    /// raft's `Storage::snapshot` answers it from now on.
+    ///
+    /// # Errors
+    /// [`RaftError::Corrupt`] if `index` is not in the log any more (or not yet): the term
+    /// of the snapshot is unknown; build another.
+    pub(crate) fn set_generated_snapshot(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        conf_state: ConfState,
+        records: &Records,
+    ) -> Result<(), RaftError> {
+        let term = self.term_of(index).ok_or_else(|| {
+            RaftError::Corrupt(format!(
+                "snapshot at {index} outside the log {}..={}",
+                self.truncated.0,
+                self.last()
+            ))
+        })?;
+        let mut snap = Snapshot::default();
+        snap.set_metadata(SnapshotMetadata {
+            index,
+            term,
+            conf_state: Some(conf_state),
+        });
+        snap.data = wrap_snapshot(records, data);
+        self.generated = Some(snap);
+        Ok(())
+    }
+
+    /// Lets the built snapshot go (it is built again when raft next asks for one).
+    pub(crate) fn release_generated_snapshot(&mut self) {
+        self.generated = None;
+    }
+
+    /// The size of the snapshot built for followers held in memory (0: none).
+    pub(crate) fn generated_snapshot_bytes(&self) -> u64 {
+        self.generated.as_ref().map_or(0, |s| s.data.len() as u64)
+    }
+
+    /// The index of the snapshot built for followers that raft would be answered now, if any.
+    pub(crate) fn generated_snapshot_index(&self) -> Option<u64> {
+        self.generated
+            .as_ref()
+            .map(|s| s.get_metadata().index)
+            .filter(|&i| i >= self.truncated.0)
+    }
+
     fn first(&self) -> u64 {
         self.truncated.0 + 1
     }
@@ -427,6 +508,20 @@ impl RaftStorage {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<(), RaftError> {
+        self.persist_ready(snapshot, true, entries, hard_state, sync)
+    }
+
+    /// [`RaftStorage::persist_with`], storing a snapshot's data only if `keep_data`: a state
+    /// machine that installed the snapshot durably holds it already (the metadata, the
+    /// configuration and the member records are stored either way).
+    pub(crate) fn persist_ready(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        keep_data: bool,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
         let sync = sync || snapshot.is_some() || !entries.is_empty();
         let mut batch = self.engine.begin_batch();
         let mut truncated = self.truncated;
@@ -456,7 +551,11 @@ impl RaftStorage {
             truncated = (meta.index, meta.term);
             keep = 0;
             batch.put(self.cf, SNAP_META, &encode(meta)?)?;
-            batch.put(self.cf, SNAP_DATA, &snap.data)?;
+            if keep_data {
+                batch.put(self.cf, SNAP_DATA, &snap.data)?;
+            } else {
+                batch.delete(self.cf, SNAP_DATA)?;
+            }
             batch.put(self.cf, CONF_STATE, &encode(meta.get_conf_state())?)?;
             cs = Some(meta.get_conf_state().clone());
             let mut h = hs.take().unwrap_or_else(|| self.hard_state.clone());
@@ -504,6 +603,7 @@ impl RaftStorage {
         // Durable: mirror it in memory.
         if let Some(snap) = snapshot {
             self.snapshot_meta = snap.get_metadata().clone();
+            self.snapshot_stored = keep_data;
             self.terms.clear();
         }
         self.truncated = truncated;
@@ -569,6 +669,26 @@ impl RaftStorage {
     /// # Errors
     /// [`RaftError::Corrupt`] if `applied` is not in the log or `compact_to > applied`; RocksDB's.
     pub fn compact(&mut self, applied: u64, compact_to: u64, data: &[u8]) -> Result<(), RaftError> {
+        self.compact_with(applied, compact_to, Some(data))
+    }
+
+    /// [`RaftStorage::compact`] without the state machine's data: the state machine's state at
+    /// `applied` is durable in the state machine itself, and a follower that needs a snapshot
+    /// gets one built when raft asks (see [`RaftStorage::take_snapshot_wanted`]). Only the
+    /// metadata is stored (the data of an older snapshot is dropped).
+    ///
+    /// # Errors
+    /// As [`RaftStorage::compact`].
+    pub fn compact_log(&mut self, applied: u64, compact_to: u64) -> Result<(), RaftError> {
+        self.compact_with(applied, compact_to, None)
+    }
+
+    fn compact_with(
+        &mut self,
+        applied: u64,
+        compact_to: u64,
+        data: Option<&[u8]>,
+    ) -> Result<(), RaftError> {
         if compact_to > applied {
             return Err(RaftError::Corrupt(format!(
                 "compact to {compact_to} above the snapshot at {applied}"
@@ -593,7 +713,10 @@ impl RaftStorage {
 
         let mut batch = self.engine.begin_batch();
         batch.put(self.cf, SNAP_META, &encode(&meta)?)?;
-        batch.put(self.cf, SNAP_DATA, &wrap_snapshot(&self.records, data))?;
+        match data {
+            Some(data) => batch.put(self.cf, SNAP_DATA, &wrap_snapshot(&self.records, data))?,
+            None => batch.delete(self.cf, SNAP_DATA)?,
+        }
         batch.put(self.cf, HARD_STATE, &encode(&hs)?)?;
         batch.delete_range(self.cf, &entry_key(0), &entry_key(compact_to + 1))?;
         batch.delete_range(self.cf, &term_key(0), &term_key(compact_to + 1))?;
@@ -608,7 +731,11 @@ impl RaftStorage {
         self.terms.drain(..drop.min(self.terms.len()));
         self.truncated = (compact_to, compact_term);
         self.snapshot_meta = meta;
+        self.snapshot_stored = data.is_some();
         self.hard_state = hs;
+        if self.generated_snapshot_index().is_none() {
+            self.generated = None;
+        }
         Ok(())
     }
 
@@ -713,7 +840,22 @@ impl raft::Storage for RaftStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_meta.index == 0 || self.snapshot_meta.index < request_index {
+        // A snapshot built for followers, while the log still follows it (the follower goes on
+        // from its index + 1).
+        if let Some(snap) = &self.generated {
+            let index = snap.get_metadata().index;
+            if index >= request_index && index >= self.truncated.0 {
+                return Ok(snap.clone());
+            }
+        }
+        // The stored one, if its data is (installed from a leader, or taken with its data).
+        if !self.snapshot_stored
+            || self.snapshot_meta.index == 0
+            || self.snapshot_meta.index < request_index
+        {
+            // Built on demand: the node sees the request and has the state machine build one.
+            self.wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

@@ -53,6 +53,9 @@ struct NetState {
     delay: Duration,
     /// Messages larger than this are lost (a link that cannot carry a snapshot).
     max_bytes: Option<usize>,
+    /// Damage the data of every snapshot message (a link that corrupts them).
+    corrupt_snapshots: bool,
+    corrupted: u64,
     rng: u64,
     sent: u64,
     dropped: u64,
@@ -190,7 +193,19 @@ impl LocalNetwork {
         lock(&self.state).max_bytes = bytes;
     }
 
-    /// Removes every fault: no partition, no cut link, no loss, no delay, no size limit.
+    /// Flips one byte in the middle of the data of every snapshot message from now on (`false`:
+    /// no more), as a link that damages them. [`LocalNetwork::heal`] leaves this as it is.
+    pub fn set_corrupt_snapshots(&self, on: bool) {
+        lock(&self.state).corrupt_snapshots = on;
+    }
+
+    /// Snapshot messages damaged so far ([`LocalNetwork::set_corrupt_snapshots`]).
+    pub fn corrupted_snapshots(&self) -> u64 {
+        lock(&self.state).corrupted
+    }
+
+    /// Removes every fault: no partition, no cut link, no loss, no delay, no size limit (damage
+    /// to snapshots stays, see [`LocalNetwork::set_corrupt_snapshots`]).
     pub fn heal(&self) {
         let mut s = lock(&self.state);
         s.groups = None;
@@ -211,9 +226,23 @@ impl LocalNetwork {
         (s.sent, s.dropped)
     }
 
-    fn send(&self, from: u64, to: u64, msg: Vec<u8>) {
+    fn send(&self, from: u64, to: u64, mut msg: Vec<u8>) {
         let mut s = lock(&self.state);
         s.sent += 1;
+        if s.corrupt_snapshots
+            && let Ok(mut m) = crate::storage::decode::<raft::eraftpb::Message>(&msg)
+            && m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
+            && !m.get_snapshot().data.is_empty()
+            && s.passes(from, to)
+        {
+            let data = &mut m.mut_snapshot().data;
+            let at = data.len() / 2;
+            data[at] ^= 0xff;
+            if let Ok(bytes) = crate::storage::encode(&m) {
+                msg = bytes;
+                s.corrupted += 1;
+            }
+        }
         let lost = s.loss_percent > 0 && s.draw() % 100 < s.loss_percent;
         if s.max_bytes.is_some_and(|max| msg.len() > max) {
             s.oversize += 1;

@@ -215,7 +215,7 @@ fn a_restarted_node_resumes_from_its_applied_index_without_reapplying() {
 
 #[test]
 fn a_node_far_behind_catches_up_by_snapshot_after_log_compaction() {
-    let c = Cluster::with_config(3, 5, |id, peers| {
+    let mut c = Cluster::with_config(3, 5, |id, peers| {
         let mut cfg = test_config(id, peers);
         cfg.snapshot_entries = 20;
         cfg.catch_up_entries = 5;
@@ -246,6 +246,91 @@ fn a_node_far_behind_catches_up_by_snapshot_after_log_compaction() {
         "caught up without a snapshot"
     );
     c.assert_no_reapply();
+    // The state machine installed it durably: raft's storage keeps the snapshot's metadata,
+    // not a second copy of its data, and the node restarts from the state machine.
+    c.stop(behind);
+    let s = c.open_raft_storage(behind);
+    assert!(s.snapshot_metadata().index > 1, "no snapshot recorded");
+    assert!(
+        !s.snapshot_stored(),
+        "the installed snapshot's data was stored again"
+    );
+    drop(s);
+    c.start(behind);
+    let last = c.propose(&all, b"after the restart");
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    c.assert_no_reapply();
+}
+
+#[test]
+fn a_snapshot_is_built_off_the_node_thread_while_the_cluster_goes_on() {
+    let c = Cluster::with_config(3, 12, |id, peers| {
+        let mut cfg = test_config(id, peers);
+        cfg.snapshot_entries = 20;
+        cfg.catch_up_entries = 5;
+        cfg
+    });
+    let all = c.ids.clone();
+    c.propose(&all, b"first");
+    let leader = c.wait_leader(&all);
+    let behind = *all.iter().find(|&&id| id != leader).expect("a follower");
+    let live: Vec<u64> = all.iter().copied().filter(|&id| id != behind).collect();
+    // Every snapshot builder waits until the test lets it go.
+    for a in c.applied.values() {
+        lock(a).hold_builds();
+    }
+    c.net.partition(&[&live, &[behind]]);
+    let mut last = 0;
+    for i in 0..80 {
+        last = c.propose(&live, &entry("x", i));
+    }
+    c.wait_applied(&live, last);
+    c.net.heal();
+    // The lagging member needs a snapshot: the leader starts building one.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while live
+        .iter()
+        .all(|id| lock(&c.applied[id]).builds_started == 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot builder started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // While it is held, the cluster commits and applies entries: the node thread does not wait
+    // for the builder (ticks, heartbeats and the log go on).
+    for i in 0..30 {
+        last = c.propose(&live, &entry("y", i));
+    }
+    c.wait_applied(&live, last);
+    assert_eq!(
+        lock(&c.applied[&behind]).restores,
+        0,
+        "no snapshot was ready"
+    );
+    assert!(c.node(behind).status().applied < last);
+    for a in c.applied.values() {
+        lock(a).release_builds();
+    }
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    assert!(
+        lock(&c.applied[&behind]).restores >= 1,
+        "caught up without a snapshot"
+    );
+    c.assert_no_reapply();
+    // Sent and installed: the leader lets go of the snapshot's memory.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while c.statuses().iter().any(|s| s.snapshot_bytes > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a snapshot is still held: {:#?}",
+            c.statuses()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

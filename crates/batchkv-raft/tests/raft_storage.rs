@@ -209,3 +209,40 @@ fn a_snapshot_from_the_leader_replaces_the_log() {
     drop(s);
     check(&RaftStorage::open_dir(dir.path()).expect("reopen"));
 }
+
+#[test]
+fn compacting_the_log_alone_stores_no_data_and_snapshots_are_built_on_demand() {
+    let dir = batchkv_testkit::temp_dir();
+    let mut s = RaftStorage::open_dir(dir.path()).expect("open");
+    s.bootstrap(&[1, 2, 3]).expect("bootstrap");
+    s.persist(None, &entries(1, 21, 2), Some(&hard_state(2, 1, 20)))
+        .expect("persist");
+    // An older snapshot with its data, then a compaction without: the old data goes.
+    s.compact(8, 5, b"the state at 8").expect("compact");
+    assert!(s.snapshot_stored());
+    assert!(s.snapshot(0, 2).is_ok(), "the stored snapshot is served");
+    s.compact_log(15, 10).expect("compact the log");
+    let check = |s: &RaftStorage| {
+        assert_eq!(s.first_index().ok(), Some(11));
+        assert_eq!(s.term(10).ok(), Some(2), "the term at the cut is kept");
+        assert_eq!(s.snapshot_metadata().index, 15);
+        assert_eq!(s.hard_state().commit, 20);
+        assert!(
+            !s.snapshot_stored(),
+            "no data after compacting the log alone"
+        );
+        assert_eq!(s.snapshot_data().expect("data"), Vec::<u8>::new());
+        // No snapshot to send: raft hears "not yet" and the request is noted for the node,
+        // which has the state machine build one.
+        assert!(!s.take_snapshot_wanted());
+        assert!(is_store_err(
+            &s.snapshot(0, 2).expect_err("built on demand"),
+            &StorageError::SnapshotTemporarilyUnavailable
+        ));
+        assert!(s.take_snapshot_wanted(), "the request is noted");
+        assert!(!s.take_snapshot_wanted(), "and taken once");
+    };
+    check(&s);
+    drop(s);
+    check(&RaftStorage::open_dir(dir.path()).expect("reopen"));
+}

@@ -132,6 +132,10 @@ fn start_server(rt: &Runtime, id: u64, port: u16, node: &RaftNode<()>) -> Server
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_config(config)
+    }
+
+    fn with_config(config: fn(u64, &[u64]) -> NodeConfig) -> Cluster {
         let rt = runtime();
         let ports = batchkv_testkit::free_ports::<3>();
         let ids = [1u64, 2, 3];
@@ -459,4 +463,43 @@ fn a_message_larger_than_a_chunk_goes_in_chunks_and_arrives_whole() {
             "member {id} lacks the big entry"
         );
     }
+}
+
+#[test]
+fn a_snapshot_of_tens_of_megabytes_catches_up_a_member_over_grpc() {
+    let mut c = Cluster::with_config(|id, peers| {
+        let mut cfg = config(id, peers);
+        cfg.snapshot_entries = 8;
+        cfg.catch_up_entries = 2;
+        cfg
+    });
+    let all = c.ids();
+    c.wait_leader(&all);
+    let leader = c.wait_leader(&all);
+    let down = *all.iter().find(|id| **id != leader).expect("a follower");
+    let up: Vec<u64> = all.iter().copied().filter(|id| *id != down).collect();
+    c.stop_server(down);
+    // 24 entries of 1.5 chunks each: the state, hence the snapshot, is about 36 chunks
+    // (36 MiB), sent in 1 MiB frames and built off the leader's node thread.
+    let mut last = 0;
+    for i in 0..24u8 {
+        let big: Vec<u8> = (0..batchkv_server::peer::CHUNK_BYTES * 3 / 2)
+            .map(|j| (j % 251) as u8 ^ i)
+            .collect();
+        last = c.propose(&up, &big);
+    }
+    c.wait_applied(&up, last);
+    let leader = c.wait_leader(&up);
+    assert!(
+        c.member(leader).node.status().first_index > c.member(down).node.status().applied + 1,
+        "the leader's log was compacted past the member that is down"
+    );
+    c.restart_server(down);
+    c.wait_applied(&all, last);
+    c.assert_same_history(&all);
+    let bytes: usize = c.history(down).iter().map(|(_, e)| e.len()).sum();
+    assert!(
+        bytes > 24 * batchkv_server::peer::CHUNK_BYTES,
+        "the member holds {bytes} bytes"
+    );
 }

@@ -15,8 +15,10 @@
 //! and `RaftNode::start` replays raft's log above it. The one promise this needs: raft's log
 //! keeps every entry above the MVCC's *durable* applied index. Log compaction must therefore
 //! make the state machine durable first: [`MvccMachine::sync`], which
-//! [`StateMachine::snapshot`] calls before it returns (the node compacts only after taking a
-//! snapshot).
+//! [`StateMachine::sync`] calls (the node compacts only after it succeeded).
+//!
+//! **Snapshots for followers** are built when one needs them, off the node thread
+//! ([`StateMachine::snapshot_builder`]): the MVCC's image copied from one RocksDB snapshot.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -25,7 +27,7 @@ use batchkv_codec::decode_entry;
 use batchkv_engine::{Engine, WriteMode};
 use batchkv_metrics::Metrics;
 use batchkv_mvcc::{Applied, Mvcc, Prepared};
-use batchkv_raft::StateMachine;
+use batchkv_raft::{SnapshotBuilder, StateMachine};
 
 use crate::durability::WalSync;
 use crate::error::StoreError;
@@ -124,8 +126,9 @@ impl StateMachine for MvccMachine {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, String> {
-        // Called by the node thread between two entries: the image is the state at the
-        // applied index. The apply lock keeps local maintenance (pruning) out meanwhile.
+        // The whole image on the calling thread (the node uses `sync` and `snapshot_builder`
+        // instead). Between two entries: the image is the state at the applied index. The
+        // apply lock keeps local maintenance (pruning) out meanwhile.
         self.halt.check().map_err(|e| e.to_string())?;
         // Raft's log below this index is dropped right after: every applied entry must be
         // durable in the MVCC first (its WriteBatches skip their fsync; raft's log was their
@@ -146,6 +149,52 @@ impl StateMachine for MvccMachine {
             "raft snapshot of the mvcc taken"
         );
         Ok(image)
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        // Raft's log below the applied index is dropped right after: every applied entry must
+        // be durable in the MVCC first (its WriteBatches skip their fsync). A failed sync halts
+        // the member (`MvccMachine::sync`) and compacts nothing.
+        self.halt.check().map_err(|e| e.to_string())?;
+        MvccMachine::sync(self).map_err(|e| e.to_string())
+    }
+
+    fn snapshot_builder(&mut self) -> Result<SnapshotBuilder, String> {
+        // On the node thread: nothing but handles. The builder, on a thread of its own, takes
+        // a RocksDB snapshot of the MVCC's engine (under the apply lock for that instant, so no
+        // entry or pruning is half-way; the applied index inside it says which state it is)
+        // and copies every column family from it while the node goes on applying.
+        self.halt.check().map_err(|e| e.to_string())?;
+        let engine = Arc::clone(&self.engine);
+        let apply_lock = Arc::clone(&self.apply_lock);
+        Ok(Box::new(move || {
+            let started = Instant::now();
+            let guard = apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let snap = engine.snapshot();
+            drop(guard);
+            let (applied, image) = batchkv_mvcc::store_image(&engine, &snap).map_err(|e| {
+                tracing::error!(error = %e, "no raft snapshot of the mvcc for a follower");
+                e.to_string()
+            })?;
+            tracing::info!(
+                applied_index = applied,
+                bytes = image.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "raft snapshot of the mvcc built for a follower"
+            );
+            Ok((applied, image))
+        }))
+    }
+
+    fn verify_snapshot(&self, data: &[u8]) -> Result<(), String> {
+        // The image's CRC-32C and layout, before raft takes the snapshot: a damaged one is
+        // dropped (and sent again), not installed (which would halt the member).
+        self.mvcc
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .image_applied_index(data)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) {

@@ -928,3 +928,40 @@ fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_
     c.assert_same_state(&c.ids);
     assert_eq!(c.store(lagging).current_revision(), rev);
 }
+
+#[test]
+fn a_damaged_snapshot_is_refused_and_the_member_is_caught_up_by_the_next() {
+    let (every, keep) = (20, 5);
+    let c = Cluster::with_snapshots(16, every, keep);
+    let leader = c.wait_leader(&c.ids);
+    let lagging = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
+    for i in 0..10 {
+        c.write(leader, |s| s.put(format!("k/{i}"), "v"));
+    }
+    c.wait_caught_up(&c.ids);
+    let (_, rev) = leave_behind(&c, lagging, 100);
+    let old_hash = c.store(lagging).hash_kv(0).expect("hash");
+    let old_rev = c.store(lagging).current_revision();
+    // The link damages every snapshot: the member refuses each one (its checksum), keeps its
+    // state and goes on running.
+    c.net.set_corrupt_snapshots(true);
+    c.net.heal();
+    let deadline = Instant::now() + PATIENCE;
+    while c.net.corrupted_snapshots() < 2 && c.store(lagging).halted().is_none() {
+        assert!(Instant::now() < deadline, "no snapshot was sent again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        c.store(lagging).halted(),
+        None,
+        "a damaged snapshot halted the member"
+    );
+    assert_eq!(c.store(lagging).current_revision(), old_rev);
+    assert_eq!(c.store(lagging).hash_kv(0).expect("hash"), old_hash);
+    // An intact one is sent again and installed.
+    c.net.set_corrupt_snapshots(false);
+    c.wait_caught_up(&c.ids);
+    c.assert_same_state(&c.ids);
+    assert_eq!(c.store(lagging).current_revision(), rev);
+    assert_eq!(c.store(lagging).halted(), None);
+}

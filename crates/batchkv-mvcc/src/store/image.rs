@@ -10,7 +10,7 @@
 //! (u64), then the pairs (u32 key length, key, u32 value length, value); last, the CRC-32C of
 //! everything before it (u32).
 
-use batchkv_engine::{KeyRange, WriteMode};
+use batchkv_engine::{Engine, EngineSnapshot, KeyRange, WriteMode};
 
 use super::{CompactionStatus, Mvcc};
 use crate::error::MvccError;
@@ -115,6 +115,59 @@ fn decode(data: &[u8]) -> Result<Image<'_>, String> {
     Ok(Image { applied, cfs })
 }
 
+/// The image of the store whose engine is `engine` as `snap` sees it (one RocksDB snapshot of
+/// it, every column family), with the applied index read from the same snapshot: what
+/// [`Mvcc::snapshot_image`] returns, for a caller that holds no [`Mvcc`]. It runs on any thread
+/// while entries are applied (a raft member builds its snapshots on a worker thread, off the
+/// node thread): the snapshot fixes the state, and the applied index inside it says which.
+///
+/// # Errors
+/// A RocksDB read error; [`MvccError::Corrupt`] if the stored applied index is malformed.
+pub fn store_image(
+    engine: &Engine,
+    snap: &EngineSnapshot<'_>,
+) -> Result<(u64, Vec<u8>), MvccError> {
+    let names = engine.column_families().to_vec();
+    let meta_cf = engine.cf(super::META_CF)?;
+    let applied = match snap.get(meta_cf, super::META_APPLIED)? {
+        Some(v) => <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| MvccError::Corrupt {
+                path: engine.path().to_path_buf(),
+                what: "meta applied_index is not 8 bytes".into(),
+            })?,
+        None => 0,
+    };
+    let mut out = Vec::with_capacity(1 << 16);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&applied.to_be_bytes());
+    out.extend_from_slice(&(names.len() as u32).to_be_bytes());
+    for name in &names {
+        let cf = engine.cf(name)?;
+        put_bytes(&mut out, name.as_bytes())?;
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_be_bytes());
+        let mut n = 0u64;
+        let mut failed = None;
+        snap.scan(cf, &KeyRange::all(), false, |k, v| {
+            let step = put_bytes(&mut out, k).and_then(|()| put_bytes(&mut out, v));
+            if let Err(e) = step {
+                failed = Some(e);
+                return false;
+            }
+            n += 1;
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out[count_at..count_at + 8].copy_from_slice(&n.to_be_bytes());
+    }
+    let crc = CRC32C.checksum(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Ok((applied, out))
+}
+
 impl Mvcc {
     /// The whole stored state at [`Mvcc::applied_index`] as one image (every column family,
     /// read from one RocksDB snapshot), for [`Mvcc::restore_image`] on a replica. The image is
@@ -127,41 +180,7 @@ impl Mvcc {
     /// A RocksDB read error.
     pub fn snapshot_image(&self) -> Result<Vec<u8>, MvccError> {
         let snap = self.engine.snapshot();
-        let names = self.engine.column_families().to_vec();
-        let applied = match snap.get(self.meta_cf, super::META_APPLIED)? {
-            Some(v) => <[u8; 8]>::try_from(v.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("meta applied_index is not 8 bytes"))?,
-            None => 0,
-        };
-        let mut out = Vec::with_capacity(1 << 16);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&applied.to_be_bytes());
-        out.extend_from_slice(&(names.len() as u32).to_be_bytes());
-        for name in &names {
-            let cf = self.engine.cf(name)?;
-            put_bytes(&mut out, name.as_bytes())?;
-            let count_at = out.len();
-            out.extend_from_slice(&0u64.to_be_bytes());
-            let mut n = 0u64;
-            let mut failed = None;
-            snap.scan(cf, &KeyRange::all(), false, |k, v| {
-                let step = put_bytes(&mut out, k).and_then(|()| put_bytes(&mut out, v));
-                if let Err(e) = step {
-                    failed = Some(e);
-                    return false;
-                }
-                n += 1;
-                true
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            out[count_at..count_at + 8].copy_from_slice(&n.to_be_bytes());
-        }
-        let crc = CRC32C.checksum(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        Ok(out)
+        store_image(&self.engine, &snap).map(|(_, image)| image)
     }
 
     /// The applied index an image ([`Mvcc::snapshot_image`]) was taken at, after checking its

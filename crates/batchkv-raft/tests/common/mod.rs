@@ -4,12 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use batchkv_engine::{Cf, Engine, EngineConfig, KeyRange, WriteMode};
 use batchkv_raft::{
-    LocalNetwork, NodeConfig, NodeStatus, RaftError, RaftNode, RaftStorage, StateMachine,
+    LocalNetwork, NodeConfig, NodeStatus, RaftError, RaftNode, RaftStorage, SnapshotBuilder,
+    StateMachine,
 };
 
 /// How long a test waits for the cluster to get somewhere before it fails (a hang guard, not a
@@ -37,6 +38,24 @@ pub struct Applied {
     pub restores: u64,
     /// Broken promises: an entry applied at or below the applied index.
     pub violations: Vec<String>,
+    /// Snapshot builders started for followers in this incarnation.
+    pub builds_started: u64,
+    /// While true, snapshot builders wait (on their worker thread) until it is false again
+    /// ([`Applied::hold_builds`], [`Applied::release_builds`]).
+    pub hold: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Applied {
+    /// Snapshot builders started from now on wait until [`Applied::release_builds`].
+    pub fn hold_builds(&self) {
+        *lock(&self.hold.0) = true;
+    }
+
+    /// Lets held snapshot builders finish.
+    pub fn release_builds(&self) {
+        *lock(&self.hold.0) = false;
+        self.hold.1.notify_all();
+    }
 }
 
 /// Appends each entry to a list, persisted with its applied index in RocksDB (one WriteBatch
@@ -119,6 +138,26 @@ impl StateMachine for ListMachine {
             out.extend_from_slice(e);
         }
         Ok(out)
+    }
+
+    /// The history is copied here, on the node thread; the builder, on its worker thread, waits
+    /// while the test holds builders.
+    fn snapshot_builder(&mut self) -> Result<SnapshotBuilder, String> {
+        let index = self.applied;
+        let data = self.snapshot()?;
+        let hold = {
+            let mut s = lock(&self.shared);
+            s.builds_started += 1;
+            Arc::clone(&s.hold)
+        };
+        Ok(Box::new(move || {
+            let (held, cv) = &*hold;
+            let mut held = lock(held);
+            while *held {
+                held = cv.wait(held).unwrap_or_else(|e| e.into_inner());
+            }
+            Ok((index, data))
+        }))
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) {
@@ -218,6 +257,12 @@ impl Cluster {
         if let Some(n) = self.nodes.remove(&id) {
             n.stop();
         }
+    }
+
+    /// Node `id`'s raft storage, opened from its directory (the node must be stopped).
+    pub fn open_raft_storage(&self, id: u64) -> RaftStorage {
+        assert!(!self.nodes.contains_key(&id), "node {id} is running");
+        RaftStorage::open_dir(self.dirs[&id].path().join("raft")).expect("open raft storage")
     }
 
     /// The engine under node `id`'s raft storage, while the node runs.
