@@ -17,6 +17,18 @@ fn cached_cost(len: usize) -> usize {
     len + CACHED_OVERHEAD
 }
 
+/// `value` in `old`'s allocation when nobody else holds it and it fits, else in a new one.
+fn refill(old: Bytes, value: &[u8]) -> Bytes {
+    match old.try_into_mut() {
+        Ok(mut buf) if buf.capacity() >= value.len() => {
+            buf.clear();
+            buf.extend_from_slice(value);
+            buf.freeze()
+        }
+        _ => Bytes::copy_from_slice(value),
+    }
+}
+
 /// The keys a range read covers, in etcd's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeySpan<'a> {
@@ -110,19 +122,29 @@ impl TreeIndex {
 
     /// Sets `ki`'s cached value to `latest` (the value and lease of its last revision), or
     /// drops it: the old value's bytes are given back first, and the new one is kept only if
-    /// the budget has room.
+    /// the budget has room. An update reuses the old value's allocation when no reader holds
+    /// it and it is large enough (an update of a same-sized value allocates nothing).
     fn recache(limit: usize, used: &mut usize, ki: &mut KeyIndex, latest: Option<(&[u8], i64)>) {
-        if let Some(old) = ki.cached.take() {
-            *used -= cached_cost(old.value.len());
-        }
-        if let Some((value, lease)) = latest {
-            let cost = cached_cost(value.len());
-            if *used + cost <= limit {
-                *used += cost;
-                ki.cached = Some(Box::new(Cached {
-                    value: Bytes::copy_from_slice(value),
-                    lease,
-                }));
+        let old = ki.cached.as_ref().map_or(0, |c| cached_cost(c.value.len()));
+        match latest {
+            Some((value, lease)) if *used - old + cached_cost(value.len()) <= limit => {
+                *used = *used - old + cached_cost(value.len());
+                match &mut ki.cached {
+                    Some(c) => {
+                        c.value = refill(std::mem::take(&mut c.value), value);
+                        c.lease = lease;
+                    }
+                    None => {
+                        ki.cached = Some(Box::new(Cached {
+                            value: Bytes::copy_from_slice(value),
+                            lease,
+                        }));
+                    }
+                }
+            }
+            _ => {
+                *used -= old;
+                ki.cached = None;
             }
         }
     }
