@@ -25,7 +25,8 @@
 //! A custom harness (repetitions, median, RSD and CSV). `cargo xtask bench mvcc` runs it;
 //! `BATCHKV_BENCH_QUICK=1` makes it small. A filter selects cases by substring (`mvcc/apply/1000`,
 //! `mvcc/get`, `mvcc/range`, `mvcc/reopen`, `mvcc/watchers`, `mvcc/revoke`; several separated by
-//! commas: `mvcc/get,mvcc/range`). Results go to stdout
+//! commas: `mvcc/get,mvcc/range`). `BATCHKV_BENCH_VALUE_CACHE_BYTES` sets the store's value
+//! cache budget (0: off, to measure reads from storage). Results go to stdout
 //! and, with `BATCHKV_REPORT_DIR`, to `mvcc.csv` and the section `mvcc.md`.
 
 use std::collections::HashMap;
@@ -139,9 +140,17 @@ fn tuning() -> Tuning {
     }
 }
 
+/// The store's config: WAL writes, the bench's tuning, and the value cache's budget from
+/// `BATCHKV_BENCH_VALUE_CACHE_BYTES` (default: the store's default; 0: no cache).
 fn mvcc_config(path: &Path) -> MvccConfig {
     let mut c = MvccConfig::new(path).write_mode(WriteMode::WAL);
     c.engine = c.engine.tuning(tuning());
+    if let Some(bytes) = std::env::var("BATCHKV_BENCH_VALUE_CACHE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c = c.value_cache_bytes(bytes);
+    }
     c
 }
 

@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Keys and values as `bytes::Bytes`: batchkv's own type, so no copy either way.
         .bytes(".")
+        // prost's codec with each response's buffer reserved to its size (src/codec.rs).
+        .codec_path("crate::codec::ReservingCodec")
         .compile_fds(fds)?;
     // As etcd 3.4's gateway (grpc-gateway v1's JSONPb{OrigName: true}): the proto field names
     // (`cluster_id`, `grantedTTL`), defaults left out, int64 as strings, enums by name, bytes in

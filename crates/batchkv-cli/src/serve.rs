@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// log rather than by snapshot (0: the default, 5000)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)]
     experimental_snapshot_catchup_entries: u64,
+    /// Memory for batchkv's value cache: each live key's latest value kept beside its index,
+    /// so reads of the latest state skip storage (not an etcd flag; 0: no cache)
+    #[arg(long, value_name = "BYTES", default_value_t = batchkv::DEFAULT_VALUE_CACHE_BYTES)]
+    experimental_value_cache_bytes: usize,
 }
 
 /// `--snapshot-count`'s default (etcd 3.6's; etcd 3.4's is 100,000).
@@ -184,9 +188,13 @@ fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(c) = &mut cluster {
         identify(c, &args, &runtime)?;
     }
+    let value_cache = args.experimental_value_cache_bytes;
     let mut builder = Store::builder(&args.data_dir)
         .metrics(!metrics.is_empty())
-        .mvcc(move |c| c.max_request_bytes(max_request));
+        .mvcc(move |c| {
+            c.max_request_bytes(max_request)
+                .value_cache_bytes(value_cache)
+        });
     if let Some(mode) = compaction {
         builder = builder.auto_compaction(mode);
     }

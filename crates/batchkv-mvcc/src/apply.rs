@@ -29,6 +29,8 @@ pub(crate) struct Change {
     pub(crate) key: Bytes,
     pub(crate) rev: Revision,
     pub(crate) tombstone: bool,
+    /// A put's value and lease, for the index's value cache.
+    pub(crate) latest: Option<(Bytes, i64)>,
 }
 
 /// Limits the ops are checked against.
@@ -220,6 +222,7 @@ impl<'a> Entry<'a> {
             key: key.clone(),
             rev,
             tombstone: kv.is_none(),
+            latest: kv.as_ref().map(|kv| (kv.value.clone(), kv.lease)),
         });
         let event = match &kv {
             _ if !self.collect_events => None,

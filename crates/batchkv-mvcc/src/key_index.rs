@@ -7,7 +7,17 @@
 
 use std::collections::BTreeSet;
 
+use bytes::Bytes;
+
 use crate::revision::Revision;
+
+/// The value and lease of a live key's latest revision, held in memory so reads of the latest
+/// state skip storage (see `TreeIndex`'s value cache). A copy of what storage holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub(crate) value: Bytes,
+    pub(crate) lease: i64,
+}
 
 /// One life of a key: created, changed, and (unless it is the last) ended by a delete.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,12 +68,23 @@ pub(crate) struct KeyIndex {
     /// Reads below this revision are refused: [`KeyIndex::prune`] removed the history they
     /// need (0: nothing pruned).
     floor: i64,
+    /// The value at `modified` while the key is live, when the tree's value cache holds it
+    /// (managed by `TreeIndex`, which accounts its memory).
+    pub(crate) cached: Option<Box<Cached>>,
 }
 
 impl KeyIndex {
     /// An index with no history.
     pub(crate) fn new() -> Self {
         KeyIndex::default()
+    }
+
+    /// The cached latest value, when a read at `found` reads it.
+    pub(crate) fn cached_for(&self, found: &Found) -> Option<&Cached> {
+        match &self.cached {
+            Some(c) if found.modified == self.modified => Some(c),
+            _ => None,
+        }
     }
 
     /// Whether the key exists now.

@@ -67,7 +67,8 @@ pub use crate::retention::{AutoCompaction, AutoCompactor};
 pub use crate::revision::Revision;
 pub use crate::store::{
     Applied, CheckReport, CommittedEntry, CompactionStatus, DEFAULT_COMPACTION_BATCH,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, EventListener, FORMAT_VERSION, KV_CF, KvHash,
-    LEASE_CF, META_CF, Mvcc, MvccConfig, Prepared, PreparedEntry, PruneReport, store_image,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, DEFAULT_VALUE_CACHE_BYTES, EventListener,
+    FORMAT_VERSION, KV_CF, KvHash, LEASE_CF, META_CF, Mvcc, MvccConfig, Prepared, PreparedEntry,
+    PruneReport, store_image,
 };
 pub use crate::watch::{DEFAULT_WATCH_BUFFER, WatchEvent, WatchRequest, WatchResponse, Watcher};

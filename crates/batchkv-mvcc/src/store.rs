@@ -45,6 +45,9 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// Records a compaction step visits at most (etcd's `CompactionBatchLimit`).
 pub const DEFAULT_COMPACTION_BATCH: usize = 1000;
 
+/// The default budget of the value cache ([`MvccConfig::value_cache_bytes`]): 256 MiB.
+pub const DEFAULT_VALUE_CACHE_BYTES: usize = 256 << 20;
+
 const META_FORMAT: &[u8] = b"format_version";
 const META_CURRENT: &[u8] = b"current_revision";
 const META_APPLIED: &[u8] = b"applied_index";
@@ -74,6 +77,11 @@ pub struct MvccConfig {
     /// The shortest lease TTL, in seconds: shorter grants get it (etcd: 2 with its default
     /// heartbeat and election timeout).
     pub min_lease_ttl: i64,
+    /// Bytes of memory the value cache may take: each live key's latest value and lease, kept
+    /// in the in-memory index so reads of the latest state skip storage (0: no cache). Values
+    /// are cached as they are written, while the budget has room; the rest are read from
+    /// storage. Default [`DEFAULT_VALUE_CACHE_BYTES`].
+    pub value_cache_bytes: usize,
 }
 
 impl MvccConfig {
@@ -86,7 +94,14 @@ impl MvccConfig {
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             compaction_batch: DEFAULT_COMPACTION_BATCH,
             min_lease_ttl: DEFAULT_MIN_LEASE_TTL,
+            value_cache_bytes: DEFAULT_VALUE_CACHE_BYTES,
         }
+    }
+
+    /// Sets the value cache's budget in bytes (0: no cache).
+    pub fn value_cache_bytes(mut self, bytes: usize) -> Self {
+        self.value_cache_bytes = bytes;
+        self
     }
 
     /// Sets the minimum lease TTL (seconds).
@@ -352,8 +367,8 @@ impl Mvcc {
             lease_cf,
             leases: LeaseTable::default(),
             hub: Arc::new(Hub::new(1, -1)),
+            index: TreeIndex::with_value_cache(config.value_cache_bytes),
             config,
-            index: TreeIndex::new(),
             current: 1,
             compacted: -1,
             pruned: 0,
@@ -462,7 +477,7 @@ impl Mvcc {
         // The lease each live key's latest put attached (0: none).
         let mut key_lease: HashMap<Bytes, i64> = HashMap::new();
 
-        let mut index = TreeIndex::new();
+        let mut index = TreeIndex::with_value_cache(self.config.value_cache_bytes);
         let mut failure: Option<MvccError> = None;
         let mut last = Revision::default();
         self.engine
@@ -497,6 +512,7 @@ impl Mvcc {
                             rec.tombstone,
                             Revision::new(rec.created.0, rec.created.1),
                             rec.version,
+                            Some((rec.value, rec.lease)),
                         )
                         .map_err(history)
                 })();
@@ -843,7 +859,8 @@ impl Mvcc {
             let r = if c.tombstone {
                 self.index.tombstone(&c.key, c.rev)
             } else {
-                self.index.put(&c.key, c.rev)
+                self.index
+                    .put_value(&c.key, c.rev, c.latest.as_ref().map(|(v, l)| (&v[..], *l)))
             };
             debug_assert!(r.is_ok(), "index refused a committed change: {r:?}");
         }
@@ -972,7 +989,13 @@ impl Mvcc {
         Ok(self.view().range(r, self.current, self.compacted)??)
     }
 
-    /// The latest value of `key`, if it exists: one index lookup and one point read.
+    /// The value cache: the bytes it holds and its budget ([`MvccConfig::value_cache_bytes`]).
+    pub fn value_cache(&self) -> (usize, usize) {
+        self.index.value_cache_bytes()
+    }
+
+    /// The latest value of `key`, if it exists: one index lookup, and one point read unless
+    /// the value cache holds the value.
     ///
     /// # Errors
     /// A storage error.
@@ -995,7 +1018,15 @@ impl Mvcc {
             }
             .into()),
             Ok(None) => Ok(None),
-            Ok(Some(found)) => Ok(Some(
+            Ok(Some((found, Some(cached)))) => Ok(Some(KeyValue {
+                key: Bytes::copy_from_slice(key),
+                create_revision: found.created.main,
+                mod_revision: found.modified.main,
+                version: found.version,
+                value: cached.value,
+                lease: cached.lease,
+            })),
+            Ok(Some((found, None))) => Ok(Some(
                 self.view()
                     .fetch_stored(Bytes::copy_from_slice(key), &found)?,
             )),

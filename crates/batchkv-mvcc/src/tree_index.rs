@@ -4,8 +4,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use crate::key_index::{Found, KeyIndex, KeyIndexError};
+use bytes::Bytes;
+
+use crate::key_index::{Cached, Found, KeyIndex, KeyIndexError};
 use crate::revision::Revision;
+
+/// What one cached value costs beside its bytes: the boxed [`Cached`] and its allocation.
+const CACHED_OVERHEAD: usize = std::mem::size_of::<Cached>() + 16;
+
+/// The memory a cached value of `len` bytes is accounted.
+fn cached_cost(len: usize) -> usize {
+    len + CACHED_OVERHEAD
+}
+
+/// `value` in `old`'s allocation when nobody else holds it and it fits, else in a new one.
+fn refill(old: Bytes, value: &[u8]) -> Bytes {
+    match old.try_into_mut() {
+        Ok(mut buf) if buf.capacity() >= value.len() => {
+            buf.clear();
+            buf.extend_from_slice(value);
+            buf.freeze()
+        }
+        _ => Bytes::copy_from_slice(value),
+    }
+}
 
 /// The keys a range read covers, in etcd's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +66,9 @@ impl<'a> KeySpan<'a> {
 /// What a range read found: up to `limit` keys in key order, and how many matched in all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RangeResult {
-    /// The keys (at most `limit`, when a limit is given), with what each looked like.
-    pub(crate) keys: Vec<(Vec<u8>, Found)>,
+    /// The keys (at most `limit`, when a limit is given), with what each looked like and, when
+    /// the read is of a key's latest value and the value cache holds it, that value.
+    pub(crate) keys: Vec<(Vec<u8>, Found, Option<Cached>)>,
     /// Every key that matched, whatever the limit (etcd's `count`).
     pub(crate) count: usize,
     /// The highest pruning floor above `at` among the keys of the span (0: none): the read
@@ -61,16 +84,69 @@ impl RangeResult {
     }
 }
 
-/// The index of every key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The index of every key, and the value cache: each live key's latest value and lease, kept
+/// beside its history while their total stays within a byte budget, so a read of the latest
+/// state (most reads) is answered from memory without a storage read. The cache is a copy:
+/// storage holds every value, and a key whose value did not fit is read from storage. A value
+/// is cached when it is written (and when the index is rebuilt from storage) if the budget has
+/// room, and leaves when the key changes again or is deleted: no eviction, no read-time
+/// filling, so readers never write.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// Bytes the cached values may take (0: no cache).
+    cache_limit: usize,
+    /// Bytes they take.
+    cache_used: usize,
 }
 
 impl TreeIndex {
-    /// An empty index.
+    /// An empty index without a value cache.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         TreeIndex::default()
+    }
+
+    /// An empty index whose value cache may hold `limit` bytes (0: none).
+    pub(crate) fn with_value_cache(limit: usize) -> Self {
+        TreeIndex {
+            cache_limit: limit,
+            ..TreeIndex::default()
+        }
+    }
+
+    /// Bytes the value cache holds, and its budget.
+    pub(crate) fn value_cache_bytes(&self) -> (usize, usize) {
+        (self.cache_used, self.cache_limit)
+    }
+
+    /// Sets `ki`'s cached value to `latest` (the value and lease of its last revision), or
+    /// drops it: the old value's bytes are given back first, and the new one is kept only if
+    /// the budget has room. An update reuses the old value's allocation when no reader holds
+    /// it and it is large enough (an update of a same-sized value allocates nothing).
+    fn recache(limit: usize, used: &mut usize, ki: &mut KeyIndex, latest: Option<(&[u8], i64)>) {
+        let old = ki.cached.as_ref().map_or(0, |c| cached_cost(c.value.len()));
+        match latest {
+            Some((value, lease)) if *used - old + cached_cost(value.len()) <= limit => {
+                *used = *used - old + cached_cost(value.len());
+                match &mut ki.cached {
+                    Some(c) => {
+                        c.value = refill(std::mem::take(&mut c.value), value);
+                        c.lease = lease;
+                    }
+                    None => {
+                        ki.cached = Some(Box::new(Cached {
+                            value: Bytes::copy_from_slice(value),
+                            lease,
+                        }));
+                    }
+                }
+            }
+            _ => {
+                *used -= old;
+                ki.cached = None;
+            }
+        }
     }
 
     /// Keys with any history left.
@@ -82,12 +158,33 @@ impl TreeIndex {
     ///
     /// # Errors
     /// As [`KeyIndex::put`].
+    #[cfg(test)]
     pub(crate) fn put(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
+        self.put_value(key, rev, None)
+    }
+
+    /// Records a put of `key` at `rev` whose value and lease are `latest` (cached if the
+    /// budget has room; `None`: not cached).
+    ///
+    /// # Errors
+    /// As [`KeyIndex::put`].
+    pub(crate) fn put_value(
+        &mut self,
+        key: &[u8],
+        rev: Revision,
+        latest: Option<(&[u8], i64)>,
+    ) -> Result<(), KeyIndexError> {
+        let latest = latest.filter(|_| self.cache_limit > 0);
         match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                ki.put(rev)?;
+                Self::recache(self.cache_limit, &mut self.cache_used, ki, latest);
+                Ok(())
+            }
             None => {
                 let mut ki = KeyIndex::new();
                 ki.put(rev)?;
+                Self::recache(self.cache_limit, &mut self.cache_used, &mut ki, latest);
                 self.keys.insert(key.to_vec(), ki);
                 Ok(())
             }
@@ -99,10 +196,10 @@ impl TreeIndex {
     /// # Errors
     /// [`KeyIndexError::NotLive`] if the key does not exist; as [`KeyIndex::tombstone`].
     pub(crate) fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
-        self.keys
-            .get_mut(key)
-            .ok_or(KeyIndexError::NotLive)?
-            .tombstone(rev)
+        let ki = self.keys.get_mut(key).ok_or(KeyIndexError::NotLive)?;
+        ki.tombstone(rev)?;
+        Self::recache(self.cache_limit, &mut self.cache_used, ki, None);
+        Ok(())
     }
 
     /// Rebuilding from storage, one record at a time in revision order, with one search of the
@@ -111,6 +208,7 @@ impl TreeIndex {
     ///
     /// # Errors
     /// As [`KeyIndex::put`] and [`KeyIndex::restore`].
+    /// `latest` is a put's value and lease, for the value cache.
     pub(crate) fn replay(
         &mut self,
         key: &[u8],
@@ -118,18 +216,25 @@ impl TreeIndex {
         tombstone: bool,
         created: Revision,
         version: i64,
+        latest: Option<(&[u8], i64)>,
     ) -> Result<(), KeyIndexError> {
+        let latest = latest.filter(|_| self.cache_limit > 0 && !tombstone);
         match self.keys.get_mut(key) {
-            Some(ki) => match (tombstone, ki.is_live()) {
-                (true, true) => ki.tombstone(rev),
-                (true, false) => Ok(()),
-                (false, true) => ki.put(rev),
-                (false, false) => ki.restore(created, rev, version),
-            },
+            Some(ki) => {
+                match (tombstone, ki.is_live()) {
+                    (true, true) => ki.tombstone(rev)?,
+                    (true, false) => return Ok(()),
+                    (false, true) => ki.put(rev)?,
+                    (false, false) => ki.restore(created, rev, version)?,
+                }
+                Self::recache(self.cache_limit, &mut self.cache_used, ki, latest);
+                Ok(())
+            }
             None if tombstone => Ok(()),
             None => {
                 let mut ki = KeyIndex::new();
                 ki.restore(created, rev, version)?;
+                Self::recache(self.cache_limit, &mut self.cache_used, &mut ki, latest);
                 self.keys.insert(key.to_vec(), ki);
                 Ok(())
             }
@@ -168,17 +273,23 @@ impl TreeIndex {
 
     /// `key` as of revision `at`, after checking its pruning floor with the same search:
     /// `Err(floor)` when pruning removed the history a read at `at` needs.
-    pub(crate) fn get_checked(&self, key: &[u8], at: i64) -> Result<Option<Found>, i64> {
+    /// With what was found, the cached value when the read is of the key's latest value.
+    pub(crate) fn get_checked(
+        &self,
+        key: &[u8],
+        at: i64,
+    ) -> Result<Option<(Found, Option<Cached>)>, i64> {
         match self.keys.get(key) {
             None => Ok(None),
             Some(ki) if ki.floor() > at => Err(ki.floor()),
-            Some(ki) => Ok(ki.get(at)),
+            Some(ki) => Ok(ki.get(at).map(|f| (f, ki.cached_for(&f).cloned()))),
         }
     }
 
-    /// `key` as of revision `at`.
-    pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<Found> {
-        self.keys.get(key)?.get(at)
+    /// `key` as of revision `at`, with the cached value when the read is of its latest value.
+    pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<(Found, Option<Cached>)> {
+        let ki = self.keys.get(key)?;
+        ki.get(at).map(|f| (f, ki.cached_for(&f).cloned()))
     }
 
     /// The keys of `span` that existed at revision `at`, in key order; at most `limit` of them
@@ -195,7 +306,8 @@ impl TreeIndex {
             if let Some(found) = ki.get(at) {
                 out.count += 1;
                 if limit == 0 || out.keys.len() < limit {
-                    out.keys.push((key.clone(), found));
+                    out.keys
+                        .push((key.clone(), found, ki.cached_for(&found).cloned()));
                 }
             }
         }
@@ -207,9 +319,14 @@ impl TreeIndex {
     /// may be deleted.
     pub(crate) fn compact(&mut self, at: i64) -> BTreeSet<Revision> {
         let mut keep = BTreeSet::new();
+        let used = &mut self.cache_used;
         self.keys.retain(|_, ki| {
             ki.compact(at, &mut keep);
-            !ki.is_empty()
+            let gone = ki.is_empty();
+            if gone && let Some(c) = ki.cached.take() {
+                *used -= cached_cost(c.value.len());
+            }
+            !gone
         });
         keep
     }
@@ -314,8 +431,10 @@ mod tests {
                     } else {
                         limit.min(want.len())
                     };
+                    let got_keys: Vec<(Vec<u8>, Found)> =
+                        got.keys.iter().map(|(k, f, _)| (k.clone(), *f)).collect();
                     prop_assert_eq!(
-                        &got.keys[..],
+                        &got_keys[..],
                         &want[..shown],
                         "{:?} at {} limit {}",
                         span,
@@ -366,6 +485,61 @@ mod tests {
                 .filter(|(k, last)| end.contains_key(**k) || **last > compact_at)
                 .count();
             prop_assert_eq!(index.len(), remaining);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The value cache never answers with a stale value: a read gets a cached value only
+        /// when it reads the key's latest revision, and then it is that revision's value; the
+        /// budget is never exceeded and is given back as values leave.
+        #[test]
+        fn cached_values_are_the_latest_and_within_budget(
+            history in history(),
+            budget in prop_oneof![Just(0usize), 60usize..400, Just(usize::MAX)],
+            compact_at in 0i64..70,
+        ) {
+            let value_of = |rev: i64| format!("value-{rev}").into_bytes();
+            let mut index = TreeIndex::with_value_cache(budget);
+            for (i, (k, put)) in history.iter().enumerate() {
+                let rev = Revision::new(i as i64 + 2, 0);
+                if *put {
+                    index.put_value(k, rev, Some((&value_of(rev.main), rev.main))).expect("put");
+                } else {
+                    index.tombstone(k, rev).expect("delete");
+                }
+                let (used, limit) = index.value_cache_bytes();
+                prop_assert!(used <= limit);
+            }
+            let last = history.len() as i64 + 1;
+            let latest = model(&history, last);
+            let check = |index: &TreeIndex, from: i64| -> Result<(), TestCaseError> {
+                for at in from..=last {
+                    for (k, f, c) in index.range(KeySpan::From(b"a"), at, 0).keys {
+                        if let Some(c) = c {
+                            prop_assert_eq!(Some(f.modified), latest.get(&k).map(|l| l.modified));
+                            prop_assert_eq!(&c.value[..], &value_of(f.modified.main)[..]);
+                            prop_assert_eq!(c.lease, f.modified.main);
+                        }
+                    }
+                }
+                Ok(())
+            };
+            check(&index, 0)?;
+            if budget == usize::MAX {
+                // Unbounded: every live key's latest value is cached.
+                let cached = index.range(KeySpan::From(b"a"), last, 0).keys.iter()
+                    .filter(|(_, _, c)| c.is_some()).count();
+                prop_assert_eq!(cached, latest.len());
+            }
+            index.compact(compact_at);
+            check(&index, compact_at)?;
+            // Deleting every live key gives every byte back.
+            for (i, k) in latest.keys().enumerate() {
+                index.tombstone(k, Revision::new(last + 1 + i as i64, 0)).expect("delete");
+            }
+            prop_assert_eq!(index.value_cache_bytes().0, 0);
         }
     }
 

@@ -10,7 +10,7 @@ use batchkv_engine::{Cf, Engine};
 use bytes::Bytes;
 
 use crate::error::{MvccError, OpError};
-use crate::key_index::Found;
+use crate::key_index::{Cached, Found};
 use crate::kv::KeyValue;
 use crate::lease::LeaseTable;
 use crate::response::RangeResponse;
@@ -23,34 +23,39 @@ use batchkv_codec::record;
 #[derive(Clone, Debug)]
 pub(crate) enum Lookup {
     Stored(Found),
-    Pending { rev: Revision, kv: KeyValue },
+    /// A stored latest value the index's value cache holds: no storage read.
+    Cached(Found, Cached),
+    Pending {
+        rev: Revision,
+        kv: KeyValue,
+    },
 }
 
 impl Lookup {
     pub(crate) fn modified(&self) -> Revision {
         match self {
-            Lookup::Stored(f) => f.modified,
+            Lookup::Stored(f) | Lookup::Cached(f, _) => f.modified,
             Lookup::Pending { rev, .. } => *rev,
         }
     }
 
     pub(crate) fn create_revision(&self) -> i64 {
         match self {
-            Lookup::Stored(f) => f.created.main,
+            Lookup::Stored(f) | Lookup::Cached(f, _) => f.created.main,
             Lookup::Pending { kv, .. } => kv.create_revision,
         }
     }
 
     pub(crate) fn created(&self) -> Revision {
         match self {
-            Lookup::Stored(f) => f.created,
+            Lookup::Stored(f) | Lookup::Cached(f, _) => f.created,
             Lookup::Pending { kv, .. } => Revision::new(kv.create_revision, 0),
         }
     }
 
     pub(crate) fn version(&self) -> i64 {
         match self {
-            Lookup::Stored(f) => f.version,
+            Lookup::Stored(f) | Lookup::Cached(f, _) => f.version,
             Lookup::Pending { kv, .. } => kv.version,
         }
     }
@@ -94,7 +99,7 @@ impl View<'_> {
     /// The exact created revision of what `lookup` describes.
     pub(crate) fn created_of(&self, key: &[u8], lookup: &Lookup) -> Revision {
         match lookup {
-            Lookup::Stored(f) => f.created,
+            Lookup::Stored(f) | Lookup::Cached(f, _) => f.created,
             Lookup::Pending { rev, .. } => self
                 .overlay
                 .get(key)
@@ -107,7 +112,7 @@ impl View<'_> {
     pub(crate) fn lookup(&self, key: &[u8], at: i64) -> Option<Lookup> {
         match self.pending_at(key, at) {
             Some(decided) => decided,
-            None => self.index.get(key, at).map(Lookup::Stored),
+            None => self.index.get(key, at).map(stored),
         }
     }
 
@@ -145,7 +150,7 @@ impl View<'_> {
             let items = r
                 .keys
                 .into_iter()
-                .map(|(k, f)| (Bytes::from(k), Lookup::Stored(f)))
+                .map(|(k, f, c)| (Bytes::from(k), stored((f, c))))
                 .collect();
             return (items, r.count, r.pruned);
         }
@@ -154,7 +159,7 @@ impl View<'_> {
         let mut merged: BTreeMap<Bytes, Lookup> = base
             .keys
             .into_iter()
-            .map(|(k, f)| (Bytes::from(k), Lookup::Stored(f)))
+            .map(|(k, f, c)| (Bytes::from(k), stored((f, c))))
             .collect();
         for key in touched {
             match self.pending_at(key, at) {
@@ -211,6 +216,7 @@ impl View<'_> {
     pub(crate) fn fetch(&self, key: &Bytes, lookup: &Lookup) -> Result<KeyValue, MvccError> {
         match lookup {
             Lookup::Pending { kv, .. } => Ok(kv.clone()),
+            Lookup::Cached(f, c) => Ok(cached_kv(key.clone(), f, c)),
             Lookup::Stored(f) => self.fetch_stored(key.clone(), f),
         }
     }
@@ -234,9 +240,20 @@ impl View<'_> {
             .enumerate()
             .filter_map(|(i, (_, l))| match l {
                 Lookup::Stored(f) => Some((f.modified, i)),
-                Lookup::Pending { .. } => None,
+                Lookup::Cached(..) | Lookup::Pending { .. } => None,
             })
             .collect();
+        if stored.is_empty() {
+            // Every value came from the cache or the entry being prepared.
+            return Ok(items
+                .into_iter()
+                .map(|(key, l)| match l {
+                    Lookup::Pending { kv, .. } => kv,
+                    Lookup::Cached(f, c) => cached_kv(key, &f, &c),
+                    Lookup::Stored(_) => unreachable!("no stored item"),
+                })
+                .collect());
+        }
         stored.sort_unstable();
         let keys: Vec<[u8; Revision::ENCODED_LEN]> =
             stored.iter().map(|(rev, _)| rev.to_bytes()).collect();
@@ -264,6 +281,7 @@ impl View<'_> {
             .map(|(kv, slot)| match (kv, slot) {
                 (Some(kv), _) => kv,
                 (None, Some((_, Lookup::Pending { kv, .. }))) => kv,
+                (None, Some((key, Lookup::Cached(f, c)))) => cached_kv(key, &f, &c),
                 (None, _) => unreachable!("every stored item was read or the read failed"),
             })
             .collect())
@@ -357,6 +375,26 @@ impl View<'_> {
         }
         resp.kvs = kvs;
         Ok(Ok(resp))
+    }
+}
+
+/// The lookup of a stored key: from the value cache when it holds the value read.
+fn stored((found, cached): (Found, Option<Cached>)) -> Lookup {
+    match cached {
+        Some(c) => Lookup::Cached(found, c),
+        None => Lookup::Stored(found),
+    }
+}
+
+/// The key-value a cached lookup describes.
+fn cached_kv(key: Bytes, f: &Found, c: &Cached) -> KeyValue {
+    KeyValue {
+        key,
+        create_revision: f.created.main,
+        mod_revision: f.modified.main,
+        version: f.version,
+        value: c.value.clone(),
+        lease: c.lease,
     }
 }
 

@@ -449,12 +449,15 @@ fn resolve(op: &Op, current: i64) -> Op {
     }
 }
 
-fn open(dir: &Path) -> Mvcc {
+/// A store with the value cache's budget `cache` (0: off; a few hundred bytes: some values
+/// cached, the rest read from storage).
+fn open(dir: &Path, cache: usize) -> Mvcc {
     Mvcc::open(
         MvccConfig::new(dir)
             .write_mode(WriteMode::WAL)
             // Small steps: compaction stays pending across entries and reopens.
-            .compaction_batch(3),
+            .compaction_batch(3)
+            .value_cache_bytes(cache),
     )
     .expect("open store")
 }
@@ -509,9 +512,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_agrees_with_the_model(steps in prop::collection::vec(step(), 1..40)) {
+    fn store_agrees_with_the_model(
+        steps in prop::collection::vec(step(), 1..40),
+        cache in prop_oneof![Just(0usize), 100usize..600, Just(batchkv_mvcc::DEFAULT_VALUE_CACHE_BYTES)],
+    ) {
         let dir = batchkv_testkit::temp_dir();
-        let mut store = open(dir.path());
+        let mut store = open(dir.path(), cache);
         let mut model = Model::new();
         let mut log: Vec<String> = Vec::new();
         let mut index = 0u64;
@@ -546,7 +552,7 @@ proptest! {
                     log.push("reopen".into());
                     let hash = store.hash_kv(0).expect("hash_kv");
                     drop(store);
-                    store = open(dir.path());
+                    store = open(dir.path(), cache);
                     prop_assert_eq!(store.applied_index(), index);
                     check_history(&store, &model, &log)?;
                     // Every stored invariant holds, and the digest is the same whatever
@@ -565,6 +571,9 @@ proptest! {
             }
         }
         check_history(&store, &model, &log)?;
+        // The value cache holds exactly what storage holds (check compares them).
+        store.check().map_err(|e| TestCaseError::fail(format!("check: {e}\nlog:\n{}", log.join("\n"))))?;
+        prop_assert!(store.value_cache().0 <= cache);
         // Replaying every entry again (a restart re-reading the log) changes nothing.
         let before = store.current_revision();
         let replay = store.apply(index.max(1), &[Op::Put(Put::new("a", "replayed"))]).expect("replay");

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+mod codec;
 mod convert;
 pub mod error;
 mod gateway;

@@ -60,10 +60,10 @@ pub use batchkv_codec::{
 // Answers, errors, watch, leases, retention, the state machine's settings (batchkv-mvcc).
 pub use batchkv_mvcc::{
     AutoCompaction, CheckReport, CompactResponse, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
-    DEFAULT_MIN_LEASE_TTL, DEFAULT_WATCH_BUFFER, DeleteRangeResponse, EventKind, KeyValue, KvHash,
-    LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive, MAX_LEASE_TTL, MvccConfig, MvccError,
-    OpError, OpResponse, PruneReport, PutResponse, RangeResponse, Revision, TxnResponse,
-    WatchEvent, WatchRequest, WatchResponse, Watcher,
+    DEFAULT_MIN_LEASE_TTL, DEFAULT_VALUE_CACHE_BYTES, DEFAULT_WATCH_BUFFER, DeleteRangeResponse,
+    EventKind, KeyValue, KvHash, LeaseGrantResponse, LeaseRevokeResponse, LeaseTimeToLive,
+    MAX_LEASE_TTL, MvccConfig, MvccError, OpError, OpResponse, PruneReport, PutResponse,
+    RangeResponse, Revision, TxnResponse, WatchEvent, WatchRequest, WatchResponse, Watcher,
 };
 // Group commit (batchkv-batcher).
 pub use batchkv_batcher::{

@@ -146,7 +146,7 @@ impl Mvcc {
                 || if keep_is_empty {
                     !rec.tombstone && self.index.holds(rec.key, r)
                 } else {
-                    self.index.get(rec.key, rev).map(|f| f.modified) == Some(r)
+                    self.index.get(rec.key, rev).map(|(f, _)| f.modified) == Some(r)
                 };
             if counts {
                 hasher.update(k);
@@ -308,10 +308,17 @@ impl Mvcc {
 
         // 4. index against records.
         let live = self.index.range(KeySpan::From(&[]), self.current, 0);
+        let mut cached = HashMap::new();
         let live_keys: BTreeMap<Bytes, crate::key_index::Found> = live
             .keys
             .into_iter()
-            .map(|(k, f)| (Bytes::from(k), f))
+            .map(|(k, f, c)| {
+                let k = Bytes::from(k);
+                if let Some(c) = c {
+                    cached.insert(k.clone(), c);
+                }
+                (k, f)
+            })
             .collect();
         for (key, (r, tombstone, _)) in &newest {
             match (live_keys.get(key), tombstone) {
@@ -360,6 +367,21 @@ impl Mvcc {
                     String::from_utf8_lossy(key),
                     f.created,
                     f.version
+                )));
+            }
+            // The value cache holds a copy of the record's value and lease.
+            if let Some(c) = cached.get(key)
+                && (c.value != rec.value || c.lease != rec.lease)
+            {
+                return Err(self.corrupt(format!(
+                    "the value cache holds a value of key {:?} ({} bytes, lease {:x}) other than \
+                     its record at revision {} ({} bytes, lease {:x})",
+                    String::from_utf8_lossy(key),
+                    c.value.len(),
+                    c.lease,
+                    f.modified,
+                    rec.value.len(),
+                    rec.lease
                 )));
             }
         }

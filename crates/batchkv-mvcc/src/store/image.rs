@@ -270,7 +270,7 @@ impl Mvcc {
     fn reload(&mut self) -> Result<(), MvccError> {
         let hub = std::sync::Arc::clone(&self.hub);
         let removed = self.status.removed;
-        self.index = TreeIndex::new();
+        self.index = TreeIndex::with_value_cache(self.config.value_cache_bytes);
         self.leases = LeaseTable::default();
         self.pending = None;
         self.status = CompactionStatus {
