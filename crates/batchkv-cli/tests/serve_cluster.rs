@@ -12,6 +12,7 @@
 //!   keep-alives and TimeToLive to it (as etcd does): a lease granted on one follower and kept
 //!   alive only through another outlives its TTL many times over, one not kept alive expires
 //!   and its key goes from every member.
+//! - a leader stopped with SIGTERM hands its leadership to a follower first, as etcd's does;
 //! - a member killed while the others write past several raft snapshots (`--snapshot-count`)
 //!   is caught up by a snapshot when it restarts, and takes writes again.
 
@@ -233,6 +234,43 @@ fn the_cluster_outlives_its_leader() {
     }
     let hashes: Vec<u64> = (0..3).map(|i| hash_kv(cluster.member(i), rev)).collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+}
+
+/// A leader stopped with SIGTERM hands its leadership to a follower before it exits (etcd's
+/// transfer on stop), so the others need not wait out an election timeout: the member it names
+/// leads after it, in a later term, and holds every write.
+#[test]
+fn a_stopped_leader_hands_over_its_leadership() {
+    let mut cluster = BatchkvCluster::start(BATCHKV, 3, &[]);
+    for i in 0..6 {
+        put(cluster.member(i % 3), &format!("k{i}"), "v");
+    }
+    let old = eventually("a leader", || cluster.leader());
+    let (old_id, _, term, _) = status(cluster.member(old));
+    let exit = cluster.member_mut(old).stop();
+    assert!(exit.success(), "{exit}: {}", cluster.member(old).log_tail());
+    let log = cluster.member(old).log_tail();
+    let line = log
+        .lines()
+        .find(|l| l.contains("leadership transferred"))
+        .unwrap_or_else(|| panic!("no transfer in the stopped leader's log:\n{log}"));
+    let named = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("to="))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| panic!("no transferee in {line:?}"));
+    assert_ne!(named, old_id, "{line}");
+    for i in (0..3).filter(|i| *i != old) {
+        let (_, leader, now, _) = status(cluster.member(i));
+        assert_eq!(
+            leader, named,
+            "member {i} follows the member the old leader named"
+        );
+        assert!(now > term, "member {i}: term {now}, before the stop {term}");
+    }
+    let survivor = (0..3).find(|i| *i != old).expect("another member");
+    put(cluster.member(survivor), "after", "x");
+    assert_eq!(contents(cluster.member(survivor), "l").len(), 7);
 }
 
 /// Starts `etcdctl lease keep-alive ID` against `member` (runs until killed).

@@ -316,8 +316,9 @@ enum Input<O> {
     Campaign,
     Removed,
     TransferLeader {
+        /// The transferee; 0: the voter most up to date.
         to: u64,
-        reply: Sender<Result<(), RaftError>>,
+        reply: Sender<Result<u64, RaftError>>,
     },
     Stop,
 }
@@ -531,7 +532,25 @@ impl<O: Send + 'static> RaftNode<O> {
         self.tx
             .send(Input::TransferLeader { to, reply })
             .map_err(|_| RaftError::Stopped)?;
+        self.wait(&rx).map(|_| ())
+    }
+
+    /// Asks this node, the leader, to hand its leadership to the other voter whose log matches
+    /// its own furthest (etcd's leadership transfer on shutdown); returns that voter's id once
+    /// the transfer started, `None` when there is no other voter.
+    ///
+    /// # Errors
+    /// [`RaftError::NotLeader`], [`RaftError::Stopped`].
+    pub fn hand_off_leadership(&self) -> Result<Option<u64>, RaftError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Input::TransferLeader {
+                to: raft::INVALID_ID,
+                reply,
+            })
+            .map_err(|_| RaftError::Stopped)?;
         self.wait(&rx)
+            .map(|to| Some(to).filter(|&t| t != raft::INVALID_ID))
     }
 
     /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
@@ -872,8 +891,15 @@ impl<O: Send + 'static> Worker<O> {
             }
             Input::TransferLeader { to, reply } => {
                 let outcome = if self.rn.raft.state == StateRole::Leader {
-                    self.rn.transfer_leader(to);
-                    Ok(())
+                    let to = if to == raft::INVALID_ID {
+                        self.best_transferee()
+                    } else {
+                        to
+                    };
+                    if to != raft::INVALID_ID {
+                        self.rn.transfer_leader(to);
+                    }
+                    Ok(to)
                 } else {
                     Err(RaftError::NotLeader {
                         leader: self.leader(),
@@ -884,6 +910,20 @@ impl<O: Send + 'static> Worker<O> {
             Input::Stop => return false,
         }
         true
+    }
+
+    /// The other voter whose log matches the leader's furthest (0: none).
+    fn best_transferee(&self) -> u64 {
+        let me = self.rn.raft.id;
+        let prs = self.rn.raft.prs();
+        prs.conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&id| id != me)
+            .filter_map(|id| prs.get(id).map(|p| (p.matched, id)))
+            .max()
+            .map_or(raft::INVALID_ID, |(_, id)| id)
     }
 
     fn leader(&self) -> Option<u64> {

@@ -1317,6 +1317,27 @@ impl Store {
         }
     }
 
+    /// Asks this member, the leader, to hand its leadership to the voter most up to date
+    /// (`RaftNode::hand_off_leadership`): what `batchkv serve` does before it stops, as etcd.
+    /// Returns the transferee once the transfer started (`None`: no other voter).
+    ///
+    /// # Errors
+    /// `NotLeader`, `Stopped`; `Raft` when the store is not replicated.
+    pub fn hand_off_leadership(&self) -> std::result::Result<Option<u64>, batchkv_raft::RaftError> {
+        let mut out = None;
+        let ran = self.inner.core.with_raft(|n| {
+            out = Some(n.hand_off_leadership());
+            Ok(())
+        });
+        match (ran, out) {
+            (_, Some(r)) => r,
+            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
+            (None, _) => Err(batchkv_raft::RaftError::Raft(
+                "the store is not replicated".into(),
+            )),
+        }
+    }
+
     /// Replicated: the error for a request only the leader serves, if this member is not it.
     fn leader_only(&self) -> Result<()> {
         match self.raft_status() {
