@@ -1282,18 +1282,7 @@ impl Store {
         node: u64,
         context: Vec<u8>,
     ) -> std::result::Result<batchkv_raft::Membership, batchkv_raft::RaftError> {
-        let mut out = None;
-        let ran = self.inner.core.with_raft(|n| {
-            out = Some(n.propose_conf_change(kind, node, context));
-            Ok(())
-        });
-        match (ran, out) {
-            (_, Some(r)) => r,
-            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
-            (None, _) => Err(batchkv_raft::RaftError::Raft(
-                "the store is not replicated".into(),
-            )),
-        }
+        self.on_raft_node(|n| n.propose_conf_change(kind, node, context))
     }
 
     /// Asks this member, the leader, to hand its leadership to voter `to`
@@ -1303,18 +1292,7 @@ impl Store {
     /// # Errors
     /// `NotLeader`, `Stopped`; `Raft` when the store is not replicated.
     pub fn transfer_leader(&self, to: u64) -> std::result::Result<(), batchkv_raft::RaftError> {
-        let mut out = None;
-        let ran = self.inner.core.with_raft(|n| {
-            out = Some(n.transfer_leader(to));
-            Ok(())
-        });
-        match (ran, out) {
-            (_, Some(r)) => r,
-            (Some(_), None) => Err(batchkv_raft::RaftError::Stopped),
-            (None, _) => Err(batchkv_raft::RaftError::Raft(
-                "the store is not replicated".into(),
-            )),
-        }
+        self.on_raft_node(|n| n.transfer_leader(to))
     }
 
     /// Asks this member, the leader, to hand its leadership to the voter most up to date
@@ -1324,9 +1302,20 @@ impl Store {
     /// # Errors
     /// `NotLeader`, `Stopped`; `Raft` when the store is not replicated.
     pub fn hand_off_leadership(&self) -> std::result::Result<Option<u64>, batchkv_raft::RaftError> {
+        self.on_raft_node(|n| n.hand_off_leadership())
+    }
+
+    /// Runs `f` on the raft node: `Stopped` once it stopped, `Raft` when the store is not
+    /// replicated.
+    fn on_raft_node<T>(
+        &self,
+        f: impl FnOnce(
+            &batchkv_raft::RaftNode<crate::replicated::RaftOutput>,
+        ) -> std::result::Result<T, batchkv_raft::RaftError>,
+    ) -> std::result::Result<T, batchkv_raft::RaftError> {
         let mut out = None;
         let ran = self.inner.core.with_raft(|n| {
-            out = Some(n.hand_off_leadership());
+            out = Some(f(n));
             Ok(())
         });
         match (ran, out) {
