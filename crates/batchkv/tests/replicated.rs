@@ -889,10 +889,21 @@ fn a_stopped_member_restarted_after_compactions_is_caught_up_by_a_snapshot() {
     c.assert_same_state(&c.ids);
 }
 
-#[test]
-fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_it() {
+/// A cluster (snapshots every 20 entries, 5 kept) with one follower partitioned away while
+/// the others wrote 100 entries past it: healing the partition sends it a snapshot.
+struct Behind {
+    c: Cluster,
+    lagging: u64,
+    /// The others' revision.
+    rev: i64,
+    /// The follower's HashKV and revision, before any snapshot.
+    old_hash: u64,
+    old_rev: i64,
+}
+
+fn behind_a_snapshot(seed: u64) -> Behind {
     let (every, keep) = (20, 5);
-    let mut c = Cluster::with_snapshots(14, every, keep);
+    let c = Cluster::with_snapshots(seed, every, keep);
     let leader = c.wait_leader(&c.ids);
     let lagging = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
     for i in 0..10 {
@@ -902,6 +913,24 @@ fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_
     let (_, rev) = leave_behind(&c, lagging, 100);
     let old_hash = c.store(lagging).hash_kv(0).expect("hash");
     let old_rev = c.store(lagging).current_revision();
+    Behind {
+        c,
+        lagging,
+        rev,
+        old_hash,
+        old_rev,
+    }
+}
+
+#[test]
+fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_it() {
+    let Behind {
+        mut c,
+        lagging,
+        rev,
+        old_hash,
+        old_rev,
+    } = behind_a_snapshot(14);
     // The install's one WriteBatch fails (a full disk, say): nothing of it is written.
     c.store(lagging).inject_write_failures_after(0);
     c.net.heal();
@@ -931,17 +960,13 @@ fn a_snapshot_that_fails_to_install_leaves_the_old_state_and_reopening_installs_
 
 #[test]
 fn a_damaged_snapshot_is_refused_and_the_member_is_caught_up_by_the_next() {
-    let (every, keep) = (20, 5);
-    let c = Cluster::with_snapshots(16, every, keep);
-    let leader = c.wait_leader(&c.ids);
-    let lagging = *c.ids.iter().find(|&&id| id != leader).expect("a follower");
-    for i in 0..10 {
-        c.write(leader, |s| s.put(format!("k/{i}"), "v"));
-    }
-    c.wait_caught_up(&c.ids);
-    let (_, rev) = leave_behind(&c, lagging, 100);
-    let old_hash = c.store(lagging).hash_kv(0).expect("hash");
-    let old_rev = c.store(lagging).current_revision();
+    let Behind {
+        c,
+        lagging,
+        rev,
+        old_hash,
+        old_rev,
+    } = behind_a_snapshot(16);
     // The link damages every snapshot: the member refuses each one (its checksum), keeps its
     // state and goes on running.
     c.net.set_corrupt_snapshots(true);
