@@ -897,7 +897,7 @@ struct Behind {
     /// The others' revision.
     rev: i64,
     /// The follower's HashKV and revision, before any snapshot.
-    old_hash: u64,
+    old_hash: batchkv::KvHash,
     old_rev: i64,
 }
 
