@@ -100,7 +100,7 @@ fn status(member: &BatchkvServer) -> (u64, u64, u64, i64) {
     (
         st["header"]["member_id"].as_u64().unwrap_or_default(),
         st["leader"].as_u64().unwrap_or_default(),
-        st["raft_term"].as_u64().unwrap_or_default(),
+        st["raftTerm"].as_u64().unwrap_or_default(),
         st["header"]["revision"].as_i64().unwrap_or_default(),
     )
 }
