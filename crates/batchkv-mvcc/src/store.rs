@@ -512,7 +512,7 @@ impl Mvcc {
                             rec.tombstone,
                             Revision::new(rec.created.0, rec.created.1),
                             rec.version,
-                            Some((rec.value, rec.lease)),
+                            (!rec.tombstone).then_some((rec.value, rec.lease)),
                         )
                         .map_err(history)
                 })();
@@ -1018,14 +1018,11 @@ impl Mvcc {
             }
             .into()),
             Ok(None) => Ok(None),
-            Ok(Some((found, Some(cached)))) => Ok(Some(KeyValue {
-                key: Bytes::copy_from_slice(key),
-                create_revision: found.created.main,
-                mod_revision: found.modified.main,
-                version: found.version,
-                value: cached.value,
-                lease: cached.lease,
-            })),
+            Ok(Some((found, Some(cached)))) => Ok(Some(crate::view::cached_kv(
+                Bytes::copy_from_slice(key),
+                &found,
+                &cached,
+            ))),
             Ok(Some((found, None))) => Ok(Some(
                 self.view()
                     .fetch_stored(Bytes::copy_from_slice(key), &found)?,

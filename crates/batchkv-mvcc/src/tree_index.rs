@@ -174,7 +174,6 @@ impl TreeIndex {
         rev: Revision,
         latest: Option<(&[u8], i64)>,
     ) -> Result<(), KeyIndexError> {
-        let latest = latest.filter(|_| self.cache_limit > 0);
         match self.keys.get_mut(key) {
             Some(ki) => {
                 ki.put(rev)?;
@@ -208,7 +207,7 @@ impl TreeIndex {
     ///
     /// # Errors
     /// As [`KeyIndex::put`] and [`KeyIndex::restore`].
-    /// `latest` is a put's value and lease, for the value cache.
+    /// `latest` is a put's value and lease, for the value cache (`None` for a delete).
     pub(crate) fn replay(
         &mut self,
         key: &[u8],
@@ -218,7 +217,6 @@ impl TreeIndex {
         version: i64,
         latest: Option<(&[u8], i64)>,
     ) -> Result<(), KeyIndexError> {
-        let latest = latest.filter(|_| self.cache_limit > 0 && !tombstone);
         match self.keys.get_mut(key) {
             Some(ki) => {
                 match (tombstone, ki.is_live()) {

@@ -243,17 +243,6 @@ impl View<'_> {
                 Lookup::Cached(..) | Lookup::Pending { .. } => None,
             })
             .collect();
-        if stored.is_empty() {
-            // Every value came from the cache or the entry being prepared.
-            return Ok(items
-                .into_iter()
-                .map(|(key, l)| match l {
-                    Lookup::Pending { kv, .. } => kv,
-                    Lookup::Cached(f, c) => cached_kv(key, &f, &c),
-                    Lookup::Stored(_) => unreachable!("no stored item"),
-                })
-                .collect());
-        }
         stored.sort_unstable();
         let keys: Vec<[u8; Revision::ENCODED_LEN]> =
             stored.iter().map(|(rev, _)| rev.to_bytes()).collect();
@@ -387,7 +376,7 @@ fn stored((found, cached): (Found, Option<Cached>)) -> Lookup {
 }
 
 /// The key-value a cached lookup describes.
-fn cached_kv(key: Bytes, f: &Found, c: &Cached) -> KeyValue {
+pub(crate) fn cached_kv(key: Bytes, f: &Found, c: &Cached) -> KeyValue {
     KeyValue {
         key,
         create_revision: f.created.main,

@@ -528,11 +528,7 @@ impl<O: Send + 'static> RaftNode<O> {
     /// # Errors
     /// [`RaftError::NotLeader`] (this node is not the leader), [`RaftError::Stopped`].
     pub fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        self.tx
-            .send(Input::TransferLeader { to, reply })
-            .map_err(|_| RaftError::Stopped)?;
-        self.wait(&rx).map(|_| ())
+        self.transfer(to).map(|_| ())
     }
 
     /// Asks this node, the leader, to hand its leadership to the other voter whose log matches
@@ -542,15 +538,18 @@ impl<O: Send + 'static> RaftNode<O> {
     /// # Errors
     /// [`RaftError::NotLeader`], [`RaftError::Stopped`].
     pub fn hand_off_leadership(&self) -> Result<Option<u64>, RaftError> {
+        self.transfer(raft::INVALID_ID)
+            .map(|to| Some(to).filter(|&t| t != raft::INVALID_ID))
+    }
+
+    /// Starts a leadership transfer to `to` (0: the voter most up to date); returns the
+    /// transferee (0: none).
+    fn transfer(&self, to: u64) -> Result<u64, RaftError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.tx
-            .send(Input::TransferLeader {
-                to: raft::INVALID_ID,
-                reply,
-            })
+            .send(Input::TransferLeader { to, reply })
             .map_err(|_| RaftError::Stopped)?;
         self.wait(&rx)
-            .map(|to| Some(to).filter(|&t| t != raft::INVALID_ID))
     }
 
     /// Proposes `entry` and waits until it is applied (by this node's state machine), returning
